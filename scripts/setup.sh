@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time, idempotent setup for a fresh Debian 12 machine with Rust installed:
+#   1. system packages, only those missing (a C/C++ toolchain, cmake, BLAS/LAPACK for FAISS,
+#      Python's venv module for the reference tools);
+#   2. ONNX Runtime's shared library and the models, pinned and sha256-verified (models/setup.py).
+# A second run finds everything in place and does nothing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev python3 python3-venv ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# python3/python3-venv may be satisfied by a non-Debian CPython (pyenv): accept a working one.
+if python3 -c 'import venv, ensurepip, tomllib' 2>/dev/null; then
+  keep=()
+  for p in "${missing[@]}"; do [[ $p == python3 || $p == python3-venv ]] || keep+=("$p"); done
+  missing=("${keep[@]+"${keep[@]}"}")
+fi
+if ((${#missing[@]})); then
+  echo "setup: installing system packages: ${missing[*]}" >&2
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 "$root/models/setup.py" "$@"
