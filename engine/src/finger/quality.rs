@@ -123,7 +123,7 @@ fn block_stats(img: &GrayImage, x0: usize, y0: usize) -> BlockStats {
 mod tests {
     use super::*;
 
-    fn image(w: u32, h: u32, f: impl Fn(f32, f32) -> f32) -> GrayImage {
+    fn image(w: u32, h: u32, mut f: impl FnMut(f32, f32) -> f32) -> GrayImage {
         let mut p = Vec::with_capacity((w * h) as usize);
         for y in 0..h {
             for x in 0..w {

@@ -35,7 +35,7 @@ impl ImageFormat {
             Some(ImageFormat::Tiff)
         } else if starts(b"GIF87a") || starts(b"GIF89a") {
             Some(ImageFormat::Gif)
-        } else if bytes.len() >= 2 && bytes[0] == b'P' && (b'1'..=b'6').contains(&bytes[1]) {
+        } else if bytes.len() >= 2 && bytes[0] == b'P' && (b'1'..=b'7').contains(&bytes[1]) {
             Some(ImageFormat::Pnm)
         } else {
             None
@@ -90,9 +90,31 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, ImageError>
             ppi: w.ppi.and_then(plausible_ppi),
         });
     }
+    let palette = match format {
+        ImageFormat::Tiff => super::tiff_palette::prepare(bytes),
+        _ => None,
+    };
+    let image = match palette {
+        Some(palette) => {
+            let mut indices = decode_with_image_crate(&palette.as_gray, format, limits)?;
+            for p in indices.pixels.iter_mut() {
+                *p = palette.luma[*p as usize];
+            }
+            indices
+        }
+        None => decode_with_image_crate(bytes, format, limits)?,
+    };
+    let ppi = super::resolution::stated_ppi(format, bytes).and_then(plausible_ppi);
+    Ok(DecodedImage { image, format, ppi })
+}
+
+fn decode_with_image_crate(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<GrayImage, ImageError> {
     let image_format = format.as_image_crate().ok_or(ImageError::UnknownFormat)?;
     let corrupt = |e: image::ImageError| classify(format, e);
-
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
     let mut crate_limits = image::Limits::default();
     crate_limits.max_image_width = Some(limits.max_side);
@@ -103,12 +125,11 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, ImageError>
     let decoder = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
     limits.check_dimensions(w as u64, h as u64)?;
-    let dynamic = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    let luma = dynamic.into_luma8();
+    let luma = image::DynamicImage::from_decoder(decoder)
+        .map_err(corrupt)?
+        .into_luma8();
     let (width, height) = luma.dimensions();
-    let image = GrayImage::new(width, height, luma.into_raw())?;
-    let ppi = super::resolution::stated_ppi(format, bytes).and_then(plausible_ppi);
-    Ok(DecodedImage { image, format, ppi })
+    GrayImage::new(width, height, luma.into_raw())
 }
 
 /// Files often carry placeholder densities (72, 96, "1 per inch"); those are not capture

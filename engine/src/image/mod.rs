@@ -6,6 +6,8 @@ mod error;
 mod limits;
 mod resample;
 mod resolution;
+mod tiff_ifd;
+mod tiff_palette;
 pub mod wsq;
 
 pub use decode::{decode, DecodedImage, ImageFormat};

@@ -1,6 +1,7 @@
 //! Reads the resolution a file states about itself, from the header fields of each format.
 //! Every read is bounds-checked: these bytes are untrusted.
 
+use super::tiff_ifd::Ifd;
 use super::ImageFormat;
 
 const CM_PER_INCH: f32 = 2.54;
@@ -83,48 +84,13 @@ fn bmp_pels_per_meter(b: &[u8]) -> Option<f32> {
     (ppm > 0).then(|| ppm as f32 * CM_PER_INCH / 100.0)
 }
 
-/// TIFF first IFD: XResolution (282, RATIONAL) with ResolutionUnit (296: 2 inch, 3 cm).
+/// TIFF first IFD: XResolution (282) with ResolutionUnit (296: 2 inch, 3 cm; default inch).
 fn tiff_resolution(b: &[u8]) -> Option<f32> {
-    let little = b.starts_with(b"II");
-    let u16_at = |at: usize| -> Option<u16> {
-        let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-        Some(if little {
-            u16::from_le_bytes(s)
-        } else {
-            u16::from_be_bytes(s)
-        })
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(if little {
-            u32::from_le_bytes(s)
-        } else {
-            u32::from_be_bytes(s)
-        })
-    };
-    let ifd = u32_at(4)? as usize;
-    let count = u16_at(ifd)? as usize;
-    let mut x_res = None;
-    let mut unit = 2u16; // TIFF default: inch
-    for i in 0..count.min(512) {
-        let entry = ifd.checked_add(2)?.checked_add(i * 12)?;
-        let tag = u16_at(entry)?;
-        let kind = u16_at(entry + 2)?;
-        match (tag, kind) {
-            (282, 5) => {
-                let off = u32_at(entry + 8)? as usize;
-                let (num, den) = (u32_at(off)?, u32_at(off.checked_add(4)?)?);
-                if den > 0 {
-                    x_res = Some(num as f32 / den as f32);
-                }
-            }
-            (296, 3) => unit = u16_at(entry + 8)?,
-            _ => {}
-        }
-    }
-    match unit {
-        2 => x_res,
-        3 => x_res.map(|r| r * CM_PER_INCH),
+    let ifd = Ifd::first(b)?;
+    let x_res = ifd.rational(282)?;
+    match ifd.scalar(296).unwrap_or(2) {
+        2 => Some(x_res),
+        3 => Some(x_res * CM_PER_INCH),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@
 //! `direction` = `atan2` in y-down coordinates):
 //!
 //! - `y_xyt = height − y` and back `y = height − y_xyt`;
-//! - `theta = round(360 − degrees(direction)) mod 360` and back `direction = radians(360 − theta)`.
+//! - `theta = round(360 − degrees(direction)) mod 360`, back `direction = radians(360 − theta)`.
 //!
 //! The text carries no header, so the image geometry comes from an [`XytGeometry`]:
 //! - `height > 0`: the y axis is flipped about it, and a `y_xyt` above it is refused (it would

@@ -1,0 +1,179 @@
+//! End-to-end: the real `abis serve` process, spoken to with real tonic clients.
+
+mod support;
+
+use abis_proto::v1::abis_client::AbisClient;
+use abis_proto::v1::{sample, ExtractRequest, Modality, Sample, TemplateFormat};
+use support::Server;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+fn finger(image: Vec<u8>, position: u32) -> Sample {
+    Sample {
+        modality: Modality::Finger as i32,
+        finger_position: position,
+        ppi: 0.0,
+        data: Some(sample::Data::Image(image)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
+    if !support::models_ready() {
+        return;
+    }
+    let server = Server::start();
+    let channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "abis.v1.Abis"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+
+    let services = list_services(channel.clone()).await;
+    assert!(
+        services.contains(&"abis.v1.Abis".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"grpc.health.v1.Health".to_string()),
+        "{services:?}"
+    );
+
+    let mut client = AbisClient::new(channel);
+    let image = std::fs::read(support::afis_sample("p1_1.png")).expect("afis sample");
+    let resp = client
+        .extract(ExtractRequest {
+            samples: vec![finger(image.clone(), 2)],
+            format: TemplateFormat::Iso1979422005 as i32,
+        })
+        .await
+        .expect("extract")
+        .into_inner();
+    let r = &resp.results[0];
+    assert_eq!(r.finger_position, 2);
+    assert!(r.minutiae >= 20, "{} minutiae", r.minutiae);
+    let t = abis_engine::template::decode_iso(&r.template).expect("ISO template decodes");
+    assert_eq!(t.minutiae.len() as u32, r.minutiae);
+    assert_eq!(t.position.code(), 2);
+    assert!(r.finger_quality.as_ref().expect("quality").score > 30);
+
+    // Bad requests: each is INVALID_ARGUMENT naming the field, and the server keeps serving.
+    let cases: Vec<(ExtractRequest, &str)> = vec![
+        (
+            ExtractRequest {
+                samples: vec![],
+                format: 0,
+            },
+            "samples",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![finger(b"not an image".to_vec(), 1)],
+                format: 0,
+            },
+            "samples[0].image",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![finger(image[..200].to_vec(), 1)],
+                format: 0,
+            },
+            "samples[0].image",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![finger(image.clone(), 11)],
+                format: 0,
+            },
+            "samples[0].finger_position",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![finger(image.clone(), 1)],
+                format: 99,
+            },
+            "format",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![Sample {
+                    modality: 0,
+                    finger_position: 1,
+                    ppi: 0.0,
+                    data: Some(sample::Data::Image(image.clone())),
+                }],
+                format: 0,
+            },
+            "samples[0].modality",
+        ),
+        (
+            ExtractRequest {
+                samples: vec![Sample {
+                    ppi: -3.0,
+                    ..finger(image.clone(), 1)
+                }],
+                format: 0,
+            },
+            "samples[0].ppi",
+        ),
+    ];
+    for (req, field) in cases {
+        let err = client.extract(req).await.expect_err("must be refused");
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
+    }
+
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "server exit status after SIGTERM: {status:?}"
+    );
+}
+
+async fn list_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .expect("reflection reply")
+        .expect("one reply");
+    match resp.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection reply {other:?}"),
+    }
+}

@@ -1,0 +1,83 @@
+//! Shared helpers of the end-to-end tests: paths, and a real `abis serve` process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn abis() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_abis"));
+    c.current_dir(repo_root()).env("ABIS_LOG", "warn");
+    c
+}
+
+/// True when `make setup` has put the runtime and models in place; otherwise says so.
+pub fn models_ready() -> bool {
+    let cache = repo_root().join("models/cache");
+    let ok = cache.join("lib/libonnxruntime.so.1.32.0").is_file()
+        && cache.join("leader/LEADER.onnx").is_file();
+    if !ok {
+        eprintln!(
+            "SKIPPED: models are not set up in {}; run `make setup`",
+            cache.display()
+        );
+    }
+    ok
+}
+
+pub fn afis_sample(name: &str) -> PathBuf {
+    repo_root().join("models/cache/afis").join(name)
+}
+
+/// A running `abis serve` on an ephemeral loopback port, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = abis()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start abis serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from abis serve: {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            addr: format!("http://{addr}"),
+            _data: data,
+        }
+    }
+
+    /// Sends SIGTERM and waits: the server must shut down by itself.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait for server")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
