@@ -184,7 +184,7 @@ pub(super) fn decode_block(
         )
     };
     let push_zeros = |out: &mut Vec<i32>, run: usize, at: usize| {
-        if run > capacity - out.len() {
+        if run > capacity.saturating_sub(out.len()) {
             return Err(overflow(at));
         }
         out.resize(out.len() + run, 0);
@@ -289,12 +289,12 @@ mod tests {
     #[test]
     fn stuffed_ff_bytes_are_data() {
         let t = small_table();
-        // Data bytes FF (stuffed) 00 0F: 1110 | 1111 00000000 0000 | 1111 (padding)
-        // = symbol 106 with a run of 0xF000 zeros.
-        let bytes = [0xFF, 0x00, 0x00, 0x0F, 0xFF, 0xA1];
+        // Data bytes E0, FF (stuffed), 0F: 1110 | 0000 11111111 0000 | 1111 (padding)
+        // = symbol 106 with a run of 0x0FF0 zeros.
+        let bytes = [0xE0, 0xFF, 0x00, 0x0F, 0xFF, 0xA1];
         let mut out = Vec::new();
         let end = decode_block(&bytes, 0, &t, &mut out, 70_000).unwrap();
         assert_eq!(end, 4);
-        assert_eq!(out.len(), 0xF000);
+        assert_eq!(out.len(), 0x0FF0);
     }
 }

@@ -6,16 +6,16 @@
 //! be safe on hostile input (images arrive from the network) and faithful to the reference
 //! decoder (minutiae extraction is sensitive to grey-level changes), which shapes the code:
 //!
-//! 1. [`segments`]: the marker segments (tables, frame header, comments) are parsed with a
+//! 1. `segments`: the marker segments (tables, frame header, comments) are parsed with a
 //!    cursor that cannot read past the segment it was given; every count read from the file
 //!    is capped, and the frame size passes [`Limits::check_dimensions`] before any buffer of
 //!    image size is allocated.
-//! 2. [`huffman`]: each data block's Huffman-coded run lengths, small values and escapes are
+//! 2. `huffman`: each data block's Huffman-coded run lengths, small values and escapes are
 //!    decoded into quantized coefficients, never more than the image can hold.
-//! 3. [`quant`]: the coefficients are dequantized (bin widths `Q`, zero bins `Z`, bin centre
+//! 3. `quant`: the coefficients are dequantized (bin widths `Q`, zero bins `Z`, bin centre
 //!    `C`) into the 60 transmitted subbands, laid out by the fixed WSQ decomposition
-//!    tree of [`tree`].
-//! 4. [`wavelet`]: the 20 two-dimensional synthesis steps with the file's filter pair and
+//!    tree of `tree`.
+//! 4. `wavelet`: the 20 two-dimensional synthesis steps with the file's filter pair and
 //!    symmetric extension rebuild the image plane.
 //! 5. Each value is mapped to a pixel as `value * R + M`, rounded and clamped to 0..=255.
 //!

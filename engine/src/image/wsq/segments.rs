@@ -329,7 +329,9 @@ pub(super) fn parse_huffman_tables(
         let id = usize::from(seg.u8("DHT table id")?);
         let counts_bytes = seg.bytes(16, "DHT code-length counts")?;
         let mut counts = [0u8; 16];
-        counts.copy_from_slice(counts_bytes);
+        for (c, &b) in counts.iter_mut().zip(counts_bytes) {
+            *c = b;
+        }
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         let values = seg.bytes(total, "DHT values")?;
         let table = HuffmanTable::new(&counts, values)
