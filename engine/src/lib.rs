@@ -3,7 +3,12 @@
 //! Data path: bytes → [`image`] (decode, limits, resolution) → [`finger`] (minutiae extraction
 //! through the [`model`] runtime, quality) → [`template`] (native and interchange formats).
 
+pub mod eval;
+pub mod face;
 pub mod finger;
+pub mod gallery;
 pub mod image;
+pub mod matcher;
 pub mod model;
+pub mod store;
 pub mod template;

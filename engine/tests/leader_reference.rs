@@ -92,7 +92,9 @@ fn minutiae_agree_with_the_afis_reference() {
                 r.x,
                 r.y
             );
-            let dd = angle_diff_deg(m.direction, r.direction);
+            // The reference reports LEADER's counter-clockwise angle; templates store the
+            // engine's clockwise (y-down atan2) one.
+            let dd = angle_diff_deg(m.direction, -r.direction);
             assert!(
                 dd <= 5.0,
                 "{name}: direction differs by {dd:.1} degrees at ({}, {})",

@@ -1,8 +1,23 @@
 //! `abis`: the gRPC server and the command-line tools of the matching engine.
 
+// Issue 7 modules: until serve.rs wires them in, parts are only used by tests.
+#[allow(dead_code)]
+mod audit;
+#[allow(dead_code)]
+mod auth;
 mod cli;
+#[allow(dead_code)]
+mod config;
+#[allow(dead_code)]
+mod limits;
+#[allow(dead_code)]
+mod logging;
+#[allow(dead_code)]
+mod metrics;
 mod serve;
 mod service;
+#[allow(dead_code)]
+mod tls;
 
 use std::process::ExitCode;
 
@@ -29,6 +44,17 @@ enum Command {
     /// Fingerprint tools.
     #[command(subcommand)]
     Finger(cli::finger::FingerCommand),
+    /// Face tools: detect, embed, verify, evaluate.
+    #[command(subcommand)]
+    Face(cli::face::FaceCommand),
+    /// API keys: create (`keys add NAME --roles R1,R2 --file KEYS_FILE`) and list.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
+    /// Talk to a running server: insert, identify, verify, delete, count, get.
+    Client(cli::client::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +63,10 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Serve(a) => serve::run(a, &models),
         Command::Finger(c) => cli::finger::run(c, &models),
+        Command::Keys(c) => cli::keys::run(c),
+        Command::Audit(c) => cli::audit::run(c),
+        Command::Face(c) => cli::face::run(c, &models),
+        Command::Client(a) => cli::client::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,15 +5,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use abis_engine::face::FaceEngine;
 use abis_engine::finger::FingerExtractor;
+use abis_engine::gallery::{FaceScorer, Gallery};
 use abis_engine::image::Limits;
+use abis_engine::matcher::Matcher;
+use abis_engine::store::{Store, StoreConfig};
 use abis_proto::v1::abis_server::AbisServer;
 use anyhow::Context;
 use clap::Args;
 use tonic_health::ServingStatus;
 
 use crate::cli::ModelsDir;
-use crate::service::AbisService;
+use crate::service::{AbisService, Engines};
 
 /// Largest gRPC message accepted: a request with ten 500 ppi fingerprints and a face photo fits
 /// well within it; anything larger is refused before it is read into memory.
@@ -34,14 +38,51 @@ pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
     let runtime = models.open_runtime()?;
-    let extractor = Arc::new(FingerExtractor::new(&runtime, Limits::default())?);
+    let finger = Arc::new(FingerExtractor::new(&runtime, Limits::default())?);
+    let face = match FaceEngine::open(&runtime, Limits::default()) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            tracing::warn!(error = %e, "face models unavailable: face samples will be refused");
+            None
+        }
+    };
+    let face_dim = face
+        .as_ref()
+        .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
+    let started = std::time::Instant::now();
+    let (store, report) = Store::open(args.data.join("gallery"), StoreConfig::new(face_dim))
+        .with_context(|| format!("opening the gallery in {}", args.data.display()))?;
+    tracing::info!(
+        records = store.count(),
+        replayed = report.entries_replayed,
+        torn_bytes = report.torn_bytes_dropped,
+        ms = started.elapsed().as_millis() as u64,
+        "gallery open"
+    );
+    let scorer: Option<FaceScorer> =
+        face.as_ref()
+            .and_then(|f| f.calibration().cloned())
+            .map(|c| {
+                let scorer: FaceScorer = Arc::new(move |cos| c.score(cos));
+                scorer
+            });
+    let gallery = Arc::new(Gallery::new(store, Matcher::new(), scorer));
+    let engines = Arc::new(Engines { finger, face });
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(args, extractor))
+        .block_on(serve(args, engines, gallery))
 }
 
-async fn serve(args: ServeArgs, extractor: Arc<FingerExtractor>) -> anyhow::Result<()> {
+/// Embedding size of the default face model (MobileFaceNet), used to create a gallery when the
+/// face models are not installed.
+const DEFAULT_FACE_DIM: usize = 192;
+
+async fn serve(
+    args: ServeArgs,
+    engines: Arc<Engines>,
+    gallery: Arc<Gallery>,
+) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AbisServer<AbisService>>()
@@ -50,7 +91,7 @@ async fn serve(args: ServeArgs, extractor: Arc<FingerExtractor>) -> anyhow::Resu
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let abis = AbisServer::new(AbisService::new(extractor))
+    let abis = AbisServer::new(AbisService::new(engines, Arc::clone(&gallery)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 

@@ -40,9 +40,40 @@ pub struct Server {
     _data: tempfile::TempDir,
 }
 
+/// True when the face models were converted by setup.
+pub fn face_models_ready() -> bool {
+    let ok = repo_root()
+        .join("models/cache/face/mobilefacenet.onnx")
+        .is_file();
+    if !ok {
+        eprintln!("SKIPPED (face part): face models are not set up; run `make setup`");
+    }
+    ok
+}
+
+/// `../shared/data` (or ABIS_SHARED_DATA), or `None` with a message.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("ABIS_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: shared data not found at {} (set ABIS_SHARED_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
 impl Server {
     pub fn start() -> Server {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Starts a server on an existing data directory (to test restarts).
+    pub fn start_in(data: tempfile::TempDir) -> Server {
         let mut child = abis()
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
@@ -68,10 +99,17 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits: the server must shut down by itself.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_keep_data().0
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub fn stop_keep_data(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        self.child.wait().expect("wait for server")
+        let status = self.child.wait().expect("wait for server");
+        let data = std::mem::replace(&mut self._data, tempfile::tempdir().expect("temp dir"));
+        (status, data)
     }
 }
 

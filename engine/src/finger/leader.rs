@@ -18,7 +18,8 @@ use crate::model::{LeaderDecode, ModelError, Runtime, SessionPool};
 pub struct RawMinutia {
     pub x: u32,
     pub y: u32,
-    /// Radians in (-π, π], `atan2` in y-down image coordinates.
+    /// Radians in (-π, π] as LEADER reports them: counter-clockwise on screen (y up), the
+    /// opposite of the engine's convention, which [`super::FingerExtractor`] converts to.
     pub direction: f32,
     pub ending: bool,
     /// LEADER's quality after non-maximum suppression, 0..1.

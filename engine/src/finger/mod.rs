@@ -97,7 +97,10 @@ impl FingerExtractor {
             .map(|m| Minutia {
                 x: (m.x as f32 * inv).round().clamp(0.0, max_x) as u16,
                 y: (m.y as f32 * inv).round().clamp(0.0, max_y) as u16,
-                direction: Minutia::normalized_direction(m.direction),
+                // LEADER measures directions counter-clockwise on screen (y up); the engine's
+                // convention is atan2 in y-down image coordinates (clockwise on screen). A 90°
+                // rotation test (engine/tests/matcher_convention.rs) pins this down.
+                direction: Minutia::normalized_direction(-m.direction),
                 kind: if m.ending {
                     MinutiaKind::Ending
                 } else {

@@ -1,6 +1,7 @@
 //! Image input: decoding every format a fingerprint or face capture arrives in, with limits
 //! against hostile input, and resampling to the resolution the models expect.
 
+mod color;
 mod decode;
 mod error;
 mod limits;
@@ -10,6 +11,7 @@ mod tiff_ifd;
 mod tiff_palette;
 pub mod wsq;
 
+pub use color::{decode_rgb, ColorFormat, DecodedRgb, RgbImage};
 pub use decode::{decode, DecodedImage, ImageFormat};
 pub use error::ImageError;
 pub use limits::Limits;

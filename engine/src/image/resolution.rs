@@ -119,6 +119,7 @@ mod tests {
         b.extend_from_slice(&5u16.to_le_bytes());
         b.extend_from_slice(&1u32.to_le_bytes());
         b.extend_from_slice(&26u32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
         b.extend_from_slice(&500u32.to_le_bytes());
         b.extend_from_slice(&1u32.to_le_bytes());
         assert_eq!(stated_ppi(ImageFormat::Tiff, &b), Some(500.0));

@@ -1,6 +1,10 @@
 //! Command-line subcommands. Each prints JSON on stdout, errors on stderr, non-zero on failure.
 
+pub mod audit;
+pub mod client;
+pub mod face;
 pub mod finger;
+pub mod keys;
 
 use std::path::PathBuf;
 use std::sync::Arc;

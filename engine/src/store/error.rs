@@ -1,0 +1,94 @@
+//! The store's one error type.
+//!
+//! Messages never contain a referenceId, a template or an embedding: the caller knows which
+//! record it asked about, and logs must not carry personal identifiers.
+
+use std::io;
+
+use thiserror::Error;
+
+/// Why a store operation failed.
+///
+/// Mapping for the gRPC layer (see the module docs): `InvalidRecord` → INVALID_ARGUMENT,
+/// `NotFound` → NOT_FOUND, `AlreadyExists` → ALREADY_EXISTS, `Full` → RESOURCE_EXHAUSTED,
+/// `Corrupt` → DATA_LOSS, `Failed`/`Io`/`Locked`/`Incompatible` → UNAVAILABLE or INTERNAL.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The operating system refused a file operation.
+    #[error("store I/O error ({op} {file}): {source}")]
+    Io {
+        op: &'static str,
+        file: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A file's bytes are not what the store wrote: checksum mismatch, impossible length,
+    /// damaged entry in the middle of the log, inconsistent replay.
+    #[error("corrupt store file {file}: {detail}")]
+    Corrupt { file: String, detail: String },
+    /// Insert of a referenceId that is stored with different content (MOSIP code 10).
+    #[error("referenceId already exists with different content")]
+    AlreadyExists,
+    /// Delete or lookup of a referenceId that is not stored (MOSIP code 12).
+    #[error("referenceId not found")]
+    NotFound,
+    /// The record breaks a rule of the data model; `field` names the part.
+    #[error("invalid record: {field}: {detail}")]
+    InvalidRecord { field: &'static str, detail: String },
+    /// A write or fsync failed earlier; durability of later writes cannot be promised, so the
+    /// store refuses them until it is reopened (which replays the log from disk).
+    #[error("store refuses writes after an earlier write failure ({reason}); reopen to recover")]
+    Failed { reason: String },
+    /// A configured limit (gallery size) is reached.
+    #[error("store limit reached: {detail}")]
+    Full { detail: String },
+    /// Another process holds the directory.
+    #[error("store directory {path} is locked by another process")]
+    Locked { path: String },
+    /// The directory holds a store this build cannot serve (format version, face dimension).
+    #[error("incompatible store: {detail}")]
+    Incompatible { detail: String },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, file: impl Into<String>, source: io::Error) -> Self {
+        StoreError::Io {
+            op,
+            file: file.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(file: impl Into<String>, detail: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            file: file.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        StoreError::InvalidRecord {
+            field,
+            detail: detail.into(),
+        }
+    }
+
+    /// MOSIP ABIS failure reason code for this error (1 internal, 4 invalid request structure,
+    /// 5 missing referenceId, 10 referenceId already exists, 11 no biometric data, 12 referenceId
+    /// not found, 16 invalid biometric record format).
+    pub fn mosip_failure_code(&self) -> u8 {
+        match self {
+            StoreError::AlreadyExists => 10,
+            StoreError::NotFound => 12,
+            StoreError::InvalidRecord { field, detail } => match *field {
+                "reference_id" if detail.starts_with("empty") => 5,
+                "biometrics" => 11,
+                "fingers" | "faces" => 16,
+                _ => 4,
+            },
+            _ => 1,
+        }
+    }
+}
+
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,177 @@
+//! Synthetic records and galleries for tests, benches and the scale harness (not biometric
+//! data: random minutiae and random embeddings, deterministic in a seed).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::template::{
+    encode_native, FingerPosition, FingerTemplate, Impression, Minutia, MinutiaKind,
+};
+
+use super::dir::{Directory, FsDirectory};
+use super::error::{Result, StoreError};
+use super::meta::{Meta, SegmentMeta};
+use super::record::{FingerEntry, Record};
+use super::segment::{build_segment, RecordBuf, SegmentSource, Want};
+
+/// splitmix64 step.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A valid native template with `minutiae` random minutiae at ISO `position` (0..=10).
+pub fn synthetic_template(seed: u64, position: u8, minutiae: usize) -> Vec<u8> {
+    let mut s = seed;
+    let mut next = || {
+        s = mix(s);
+        s
+    };
+    let t = FingerTemplate {
+        width: 500,
+        height: 550,
+        ppi: 500,
+        position: FingerPosition::new(position.min(10)).unwrap_or_default(),
+        impression: Impression::LivePlain,
+        quality: (next() % 101) as u8,
+        minutiae: (0..minutiae.min(255))
+            .map(|_| Minutia {
+                x: (next() % 500) as u16,
+                y: (next() % 550) as u16,
+                direction: (next() % 65536) as f32 * (std::f32::consts::TAU / 65536.0),
+                kind: if next() % 2 == 0 {
+                    MinutiaKind::Ending
+                } else {
+                    MinutiaKind::Bifurcation
+                },
+                quality: (next() % 101) as u8,
+            })
+            .collect(),
+    };
+    encode_native(&t).unwrap_or_default()
+}
+
+/// Random embedding values in [-1, 1).
+pub fn synthetic_face(seed: u64, dim: usize, out: &mut Vec<f32>) {
+    let mut s = seed;
+    for _ in 0..dim {
+        s = mix(s);
+        out.push(((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0);
+    }
+}
+
+/// A valid record: `fingers` templates (positions cycling 1..=10), `faces` embeddings of `dim`.
+pub fn synthetic_record(id: &str, seed: u64, fingers: usize, faces: usize, dim: usize) -> Record {
+    let mut r = Record {
+        reference_id: id.to_owned(),
+        ..Record::default()
+    };
+    for j in 0..fingers {
+        let pos = (j % 10) as u8 + 1;
+        let s = mix(seed ^ (j as u64 + 1));
+        r.fingers.push(FingerEntry {
+            position: FingerPosition::new(pos).unwrap_or_default(),
+            template: synthetic_template(s, pos, 10 + (s % 40) as usize),
+        });
+    }
+    for k in 0..faces {
+        let mut f = Vec::with_capacity(dim);
+        synthetic_face(mix(seed ^ (0xFACE + k as u64)), dim, &mut f);
+        r.faces.push(f);
+    }
+    r.metadata
+        .insert("source".to_owned(), format!("synthetic-{}", seed % 7));
+    r
+}
+
+struct Synth {
+    n: usize,
+    dim: usize,
+    fingers: usize,
+    seed: u64,
+    templates: Vec<Vec<u8>>,
+}
+
+const SYNTH_TEMPLATES: usize = 64;
+
+impl SegmentSource for Synth {
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn fill(&self, i: usize, want: Want, b: &mut RecordBuf) -> Result<()> {
+        b.id.clear();
+        b.finger_pos.clear();
+        b.finger_len.clear();
+        b.finger_bytes.clear();
+        b.faces.clear();
+        b.meta.clear();
+        use std::io::Write;
+        let _ = write!(&mut b.id, "SYN{i:012}");
+        for j in 0..self.fingers {
+            let t = &self.templates[(i * 7 + j) % SYNTH_TEMPLATES];
+            b.finger_pos.push((j % 10) as u8 + 1);
+            b.finger_len.push(t.len() as u32);
+            if want == Want::FingerBytes {
+                b.finger_bytes.extend_from_slice(t);
+            }
+        }
+        b.n_faces = usize::from(self.dim > 0);
+        match want {
+            Want::Faces if self.dim > 0 => {
+                synthetic_face(mix(self.seed ^ i as u64), self.dim, &mut b.faces)
+            }
+            Want::Meta => b.meta.push(0),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Writes a fresh store at `path` holding one segment of `n` synthetic records (ids
+/// `SYN000000000000`…, one face of `dim` each, `fingers` templates each drawn from a pool of 64),
+/// without going through the log: the fast way to make a large gallery for open-time and scan
+/// benchmarks. `path` must not hold a store.
+pub fn build_synthetic_gallery(
+    path: &Path,
+    n: usize,
+    dim: usize,
+    fingers: usize,
+    seed: u64,
+) -> Result<u64> {
+    let dir = FsDirectory::open(path)
+        .map_err(|e| StoreError::io("open", path.display().to_string(), e))?;
+    let names = dir
+        .list()
+        .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
+    if names.iter().any(|n| n != super::dir::LOCK_FILE) {
+        return Err(StoreError::Incompatible {
+            detail: "synthetic gallery target is not empty".into(),
+        });
+    }
+    let templates = (0..SYNTH_TEMPLATES)
+        .map(|k| synthetic_template(mix(seed ^ k as u64), (k % 10) as u8 + 1, 30 + k % 20))
+        .collect();
+    let src = Synth {
+        n,
+        dim,
+        fingers,
+        seed,
+        templates,
+    };
+    let built = build_segment(&dir, 1, dim, &src)?;
+    let mut meta = Meta::new(dim as u32);
+    meta.segments.push(SegmentMeta {
+        id: 1,
+        records: n as u64,
+        file_len: built.file_len as u64,
+        deletions_gen: None,
+        deleted: 0,
+    });
+    meta.next_segment_id = 2;
+    let dir: Arc<dyn Directory> = Arc::new(dir);
+    super::create_wal(&*dir, 1)?;
+    super::write_meta(&*dir, &meta)?;
+    Ok(built.file_len as u64)
+}

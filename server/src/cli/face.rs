@@ -1,0 +1,360 @@
+//! `abis face ...`: detection, embedding, 1:1 verification and evaluation from a shell.
+//!
+//! Every command prints JSON on stdout. `verify` takes images or stored face templates (the
+//! `ABFT` files `embed -o` writes) on either side. `eval` scores every unordered pair of a
+//! folder (identities from `labels.csv` `file,identity,...`, else from sub-folders), counts a
+//! failure to enroll as a failed comparison with the lowest score (never a skipped pair), and
+//! writes the raw scores.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use abis_engine::eval::{draw_det_png, Metrics};
+use abis_engine::face::{FaceChoice, FaceEngine, FaceOptions, FaceTemplate};
+use abis_engine::image::Limits;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::ModelsDir;
+
+#[derive(Subcommand)]
+pub enum FaceCommand {
+    /// Detect faces: boxes, landmarks, quality.
+    Detect {
+        /// PNG, JPEG, JPEG 2000, WebP, BMP, TIFF, PGM/PPM or GIF image.
+        image: PathBuf,
+    },
+    /// Extract one face's embedding (JSON) and optionally write its template.
+    Embed {
+        image: PathBuf,
+        #[command(flatten)]
+        face: FaceArgs,
+        /// Write the binary face template (ABFT) here.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Compare two faces (images or templates) at a false-match rate.
+    Verify {
+        a: PathBuf,
+        b: PathBuf,
+        /// Target false-match rate of the decision.
+        #[arg(long, default_value_t = 1e-3)]
+        fmr: f64,
+        #[command(flatten)]
+        face: FaceArgs,
+    },
+    /// Score every pair of a labelled folder: EER, FNMR at FMR 1e-2/1e-3/1e-4.
+    Eval {
+        dir: PathBuf,
+        /// Raw scores, one pair a line: a,b,score,cosine.
+        #[arg(long)]
+        scores: PathBuf,
+        /// DET plot (PNG).
+        #[arg(long)]
+        det: Option<PathBuf>,
+        #[command(flatten)]
+        face: FaceArgs,
+    },
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct FaceArgs {
+    /// The images are portraits (one face filling the frame): if no face is detected, use the
+    /// whole image with default landmarks.
+    #[arg(long)]
+    portrait: bool,
+    /// Which face to use when several are found.
+    #[arg(long, value_enum, default_value_t = Choice::Only)]
+    choice: Choice,
+    /// Skip the presentation-attack score (the slowest model; it changes no score).
+    #[arg(long)]
+    no_pad: bool,
+    /// Smallest face to look for, in pixels of the detection image (longest side <= 1024);
+    /// default from the manifest (20). Larger is faster (portraits: 60-100).
+    #[arg(long, value_name = "PX")]
+    min_face: Option<f32>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Choice {
+    /// Exactly one face, else an error.
+    Only,
+    Largest,
+    MostCentral,
+}
+
+impl FaceArgs {
+    fn options(self) -> FaceOptions {
+        FaceOptions {
+            portrait: self.portrait,
+            presentation_attack: !self.no_pad,
+            min_face: self.min_face,
+            choice: match self.choice {
+                Choice::Only => FaceChoice::Only,
+                Choice::Largest => FaceChoice::Largest,
+                Choice::MostCentral => FaceChoice::MostCentral,
+            },
+        }
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn print(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = serde_json::to_vec_pretty(v)?;
+    out.push(b'\n');
+    std::io::stdout().write_all(&out)?;
+    Ok(())
+}
+
+fn open_engine(models: &ModelsDir) -> anyhow::Result<FaceEngine> {
+    let runtime = models.open_runtime()?;
+    Ok(FaceEngine::open(&runtime, Limits::default())?)
+}
+
+pub fn run(command: FaceCommand, models: &ModelsDir) -> anyhow::Result<()> {
+    match command {
+        FaceCommand::Detect { image } => {
+            let engine = open_engine(models)?;
+            let (img, faces) = engine.detect_with_quality(&read(&image)?)?;
+            let faces: Vec<_> = faces
+                .iter()
+                .map(|(f, q)| json!({"bbox": f.bbox, "score": f.score, "landmarks": f.landmarks, "quality": q}))
+                .collect();
+            print(&json!({"width": img.width, "height": img.height, "faces": faces}))
+        }
+        FaceCommand::Embed {
+            image,
+            face,
+            output,
+        } => {
+            let engine = open_engine(models)?;
+            let x = engine.extract(&read(&image)?, face.options())?;
+            if let Some(path) = output {
+                std::fs::write(&path, x.template.encode()?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let mut v = serde_json::to_value(&x)?;
+            v["dimension"] = json!(x.template.embedding.len());
+            v["embedding"] = json!(x.template.embedding);
+            print(&v)
+        }
+        FaceCommand::Verify { a, b, fmr, face } => {
+            if !(fmr > 0.0 && fmr < 1.0) {
+                bail!("--fmr must be in (0, 1), got {fmr}");
+            }
+            let engine = open_engine(models)?;
+            let (ba, bb) = (read(&a)?, read(&b)?);
+            // Each side is a stored template (ABFT magic) or an image; images are embedded in
+            // one batch.
+            let is_template = |x: &[u8]| x.starts_with(abis_engine::face::template::MAGIC);
+            let images: Vec<&[u8]> = [&ba, &bb]
+                .into_iter()
+                .filter(|x| !is_template(x))
+                .map(Vec::as_slice)
+                .collect();
+            let mut extracted = engine.extract_many(&images, face.options()).into_iter();
+            let mut side =
+                |bytes: &[u8], path: &Path| -> anyhow::Result<(FaceTemplate, serde_json::Value)> {
+                    if is_template(bytes) {
+                        let t = FaceTemplate::decode(bytes)
+                            .with_context(|| format!("template {}", path.display()))?;
+                        Ok((t, json!({"source": "template"})))
+                    } else {
+                        let x = extracted
+                            .next()
+                            .context("missing extraction")?
+                            .with_context(|| format!("face in {}", path.display()))?;
+                        let info = serde_json::to_value(&x)?;
+                        Ok((x.template, info))
+                    }
+                };
+            let (ta, ia) = side(&ba, &a)?;
+            let (tb, ib) = side(&bb, &b)?;
+            let d = engine.compare(&ta, &tb, fmr)?;
+            print(&json!({
+                "score": d.score,
+                "fmr": d.fmr,
+                "cosine": d.cosine,
+                "decision": if d.matched { "match" } else { "no-match" },
+                "target_fmr": d.target_fmr,
+                "threshold": d.threshold,
+                "calibrated": d.calibrated,
+                "calibration_fitted_on": engine.calibration().map(|c| c.fitted_on.clone()),
+                "a": ia,
+                "b": ib,
+            }))
+        }
+        FaceCommand::Eval {
+            dir,
+            scores,
+            det,
+            face,
+        } => {
+            // The presentation-attack score changes no comparison: not computed here.
+            let opts = FaceOptions {
+                presentation_attack: false,
+                ..face.options()
+            };
+            eval(models, &dir, &scores, det.as_deref(), opts)
+        }
+    }
+}
+
+/// `(file path, sample name, identity)` of every image of the folder.
+fn list(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String, String)>> {
+    let labels = dir.join("labels.csv");
+    let mut out = Vec::new();
+    if labels.is_file() {
+        let text = std::fs::read_to_string(&labels)?;
+        for (n, line) in text.lines().enumerate() {
+            let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+            if n == 0 && cols.first() == Some(&"file") {
+                continue;
+            }
+            if cols.len() < 2 || cols[0].is_empty() {
+                continue;
+            }
+            out.push((dir.join(cols[0]), cols[0].to_string(), cols[1].to_string()));
+        }
+    } else {
+        for entry in std::fs::read_dir(dir)? {
+            let sub = entry?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            let identity = sub
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            for f in std::fs::read_dir(&sub)? {
+                let p = f?.path();
+                if p.is_file() {
+                    let name = format!(
+                        "{identity}/{}",
+                        p.file_name().and_then(|s| s.to_str()).unwrap_or_default()
+                    );
+                    out.push((p, name, identity.clone()));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    if out.is_empty() {
+        bail!("no images in {} (labels.csv or sub-folders)", dir.display());
+    }
+    Ok(out)
+}
+
+/// The score of a comparison that could not be made: below every cosine.
+const FAILED_COSINE: f64 = -2.0;
+
+fn eval(
+    models: &ModelsDir,
+    dir: &Path,
+    scores: &Path,
+    det: Option<&Path>,
+    opts: FaceOptions,
+) -> anyhow::Result<()> {
+    let samples = list(dir)?;
+    let engine = open_engine(models)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(samples.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut templates: Vec<Option<FaceTemplate>> = Vec::with_capacity(samples.len());
+    let mut found_by: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total_ms = 0.0;
+    let start_all = std::time::Instant::now();
+    for chunk in samples.chunks(16) {
+        let bytes: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|(p, _, _)| std::fs::read(p).unwrap_or_default())
+            .collect();
+        let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+        for r in engine.extract_many(&refs, opts) {
+            match r {
+                Ok(x) => {
+                    total_ms += x.detect_ms + x.embed_ms;
+                    let key = serde_json::to_value(x.found_by)?
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    *found_by.entry(key).or_default() += 1;
+                    templates.push(Some(x.template));
+                }
+                Err(e) => {
+                    // The error kind only: no biometric data.
+                    *failures.entry(e.to_string()).or_default() += 1;
+                    templates.push(None);
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let wall_ms = start_all.elapsed().as_secs_f64() * 1e3;
+
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(scores).with_context(|| format!("creating {}", scores.display()))?,
+    );
+    writeln!(out, "a,b,score,cosine")?;
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for i in 0..samples.len() {
+        for j in i + 1..samples.len() {
+            let cos = match (&templates[i], &templates[j]) {
+                (Some(a), Some(b)) => a.cosine(b)? as f64,
+                _ => FAILED_COSINE,
+            };
+            let score = if cos <= FAILED_COSINE {
+                -1.0
+            } else {
+                engine
+                    .calibration()
+                    .map(|c| c.score(cos as f32))
+                    .unwrap_or(cos * 100.0)
+            };
+            writeln!(out, "{},{},{score:.4},{cos:.6}", samples[i].1, samples[j].1)?;
+            if samples[i].2 == samples[j].2 {
+                genuine.push(cos);
+            } else {
+                impostor.push(cos);
+            }
+        }
+    }
+    out.flush()?;
+    // Metrics on the cosine (monotonic with the calibrated score, never clipped).
+    let m = Metrics::compute(&genuine, &impostor)?;
+    if let Some(path) = det {
+        draw_det_png(path, &[("face", &m.curve)], 800, 600)?;
+    }
+    let identities: std::collections::BTreeSet<&str> =
+        samples.iter().map(|s| s.2.as_str()).collect();
+    let failed = templates.iter().filter(|t| t.is_none()).count();
+    print(&json!({
+        "samples": samples.len(),
+        "identities": identities.len(),
+        "genuine": m.genuine,
+        "impostor": m.impostor,
+        "failed_to_enroll": failed,
+        "failures": failures,
+        "found_by": found_by,
+        "eer": m.eer,
+        "eer_cosine": m.eer_threshold,
+        "fnmr_at_fmr_1e-2": m.fmr100,
+        "fnmr_at_fmr_1e-3": m.fmr1000,
+        "fnmr_at_fmr_1e-4": m.fmr10000,
+        "zero_fmr": m.zero_fmr,
+        "mean_extraction_ms": total_ms / (samples.len() - failed).max(1) as f64,
+        "wall_ms_per_image": wall_ms / samples.len() as f64,
+        "calibration_fitted_on": engine.calibration().map(|c| c.fitted_on.clone()),
+        "scores": scores,
+    }))
+}

@@ -1,0 +1,154 @@
+//! One table from every layer's errors to gRPC status codes, with MOSIP's ABIS failure reason
+//! carried in the error details (`google.rpc.ErrorInfo`, reason `MOSIP_<code>`, metadata
+//! `failureReason`) so an adapter can reproduce MOSIP's responses exactly.
+
+use abis_engine::face::FaceError;
+use abis_engine::finger::FingerError;
+use abis_engine::gallery::GalleryError;
+use abis_engine::store::StoreError;
+use abis_engine::template::TemplateError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// MOSIP ABIS failure reasons (see ../shared/docs/abis.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    Internal = 1,
+    Unexpected = 3,
+    InvalidRequest = 4,
+    MissingReferenceId = 5,
+    ReferenceIdExists = 10,
+    NoBiometricData = 11,
+    ReferenceIdNotFound = 12,
+    InvalidBiometricFormat = 16,
+    QualityCheckFailed = 18,
+}
+
+pub fn status(code: Code, reason: FailureReason, message: impl Into<String>) -> Status {
+    let n = reason as u32;
+    let details = ErrorDetails::with_error_info(
+        format!("MOSIP_{n}"),
+        "abis.v1",
+        [("failureReason".to_string(), n.to_string())],
+    );
+    Status::with_error_details(code, message, details)
+}
+
+pub fn invalid(field: &str, detail: impl std::fmt::Display) -> Status {
+    status(
+        Code::InvalidArgument,
+        FailureReason::InvalidRequest,
+        format!("{field}: {detail}"),
+    )
+}
+
+pub fn bad_biometric(field: &str, detail: impl std::fmt::Display) -> Status {
+    status(
+        Code::InvalidArgument,
+        FailureReason::InvalidBiometricFormat,
+        format!("{field}: {detail}"),
+    )
+}
+
+pub fn internal(what: &str) -> Status {
+    status(Code::Internal, FailureReason::Internal, what.to_string())
+}
+
+pub fn from_store(e: StoreError) -> Status {
+    match e {
+        StoreError::AlreadyExists => status(
+            Code::AlreadyExists,
+            FailureReason::ReferenceIdExists,
+            "referenceId already exists",
+        ),
+        StoreError::NotFound => status(
+            Code::NotFound,
+            FailureReason::ReferenceIdNotFound,
+            "referenceId not found",
+        ),
+        StoreError::InvalidRecord { field, detail } => invalid(field, detail),
+        StoreError::Full { detail } => {
+            status(Code::ResourceExhausted, FailureReason::Internal, detail)
+        }
+        StoreError::Corrupt { .. } => {
+            tracing::error!(error = %e, "gallery corruption");
+            status(
+                Code::DataLoss,
+                FailureReason::Internal,
+                "gallery data is corrupt",
+            )
+        }
+        StoreError::Failed { .. } => {
+            tracing::error!(error = %e, "gallery refuses writes");
+            status(
+                Code::Unavailable,
+                FailureReason::Internal,
+                "gallery refuses writes after a storage failure",
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "gallery failure");
+            internal("gallery failure")
+        }
+    }
+}
+
+pub fn from_gallery(e: GalleryError) -> Status {
+    match e {
+        GalleryError::Store(s) => from_store(s),
+        GalleryError::NotFound => status(
+            Code::NotFound,
+            FailureReason::ReferenceIdNotFound,
+            "referenceId not found",
+        ),
+        GalleryError::EmptyProbe => status(
+            Code::InvalidArgument,
+            FailureReason::NoBiometricData,
+            "the probe has no biometric data",
+        ),
+        GalleryError::Probe(d) => bad_biometric("samples", d),
+        GalleryError::FaceDimension { .. } => bad_biometric("samples", e),
+        GalleryError::StoredTemplate(t) => {
+            tracing::error!(error = %t, "unreadable stored template");
+            status(
+                Code::DataLoss,
+                FailureReason::Internal,
+                "a stored template is unreadable",
+            )
+        }
+    }
+}
+
+pub fn from_finger(field: &str, e: FingerError) -> Status {
+    match e {
+        FingerError::Image(_) | FingerError::TooLarge(_) => bad_biometric(field, e),
+        FingerError::Template(t) => from_template(field, t),
+        FingerError::Model(m) => {
+            tracing::error!(error = %m, "fingerprint model failure");
+            internal("fingerprint model failure")
+        }
+    }
+}
+
+pub fn from_template(field: &str, e: TemplateError) -> Status {
+    bad_biometric(field, e)
+}
+
+pub fn from_face(field: &str, e: FaceError) -> Status {
+    match e {
+        FaceError::NoFace | FaceError::Degenerate => status(
+            Code::InvalidArgument,
+            FailureReason::QualityCheckFailed,
+            format!("{field}: {e}"),
+        ),
+        FaceError::Image(_)
+        | FaceError::SeveralFaces { .. }
+        | FaceError::Template(_)
+        | FaceError::ModelMismatch { .. }
+        | FaceError::BadFmr(_) => bad_biometric(field, e),
+        FaceError::Model(_) | FaceError::Config(_) => {
+            tracing::error!(error = %e, "face model failure");
+            internal("face model failure")
+        }
+    }
+}
