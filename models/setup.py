@@ -179,7 +179,8 @@ def make_wsq_fixtures(py: Path, cache: Path) -> None:
 
 def real_face_images() -> list[Path]:
     """Real faces for the conversion check, when the shared evaluation data is beside the repo."""
-    att = Path(os.environ.get("ABIS_SHARED_DATA", ROOT.parent / "shared" / "data")) / "face" / "ATT_ORL"
+    shared = Path(os.environ.get("ABIS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    att = shared / "face" / "ATT_ORL"
     return [p for p in (att / "s1" / "1.pgm", att / "s7" / "3.pgm") if p.is_file()]
 
 

@@ -127,7 +127,7 @@ class Converter:
         self.consts[idx] = arr
         return arr
 
-    def value(self, idx: int, reshape_to_rank4_channels: bool = False) -> str:
+    def value(self, idx: int) -> str:
         """ONNX name of a tensor; constants become initializers on first use."""
         c = self.const(idx)
         if c is None:
@@ -252,10 +252,9 @@ class Converter:
         for k, op in enumerate(self.ops):
             if k in prelus:
                 x, out, slope, _ = prelus[k]
-                rank = len(self.shape(x))
-                s = slope.reshape([-1] + [1] * 0) if rank <= 2 else slope.reshape(-1)
-                self.node("PRelu", [self.value(x), self.add_const("prelu_slope", s)],
-                          [self.tname(out)])
+                # Per-channel slope [C]: broadcasts over the last (channel) axis of NHWC / [N, C].
+                alpha = self.add_const("prelu_slope", slope.reshape(-1))
+                self.node("PRelu", [self.value(x), alpha], [self.tname(out)])
                 continue
             if k in skip:
                 continue

@@ -116,3 +116,171 @@ fn bad_input_fails_with_a_message_and_nonzero_exit() {
         assert!(out.stdout.is_empty(), "{args:?}: wrote to stdout");
     }
 }
+
+/// Runs `abis` with `args`, expects success, and parses the one JSON line on stdout.
+fn run_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = support::abis().args(args).output().expect("run abis");
+    assert!(
+        out.status.success(),
+        "{args:?}: stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn match_decides_same_and_different_fingers() {
+    if !support::models_ready() {
+        return;
+    }
+    let (p1_1, p1_2, p2_1) = (
+        support::afis_sample("p1_1.png"),
+        support::afis_sample("p1_2.png"),
+        support::afis_sample("p2_1.png"),
+    );
+    let same = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        p1_1.as_os_str(),
+        p1_2.as_os_str(),
+    ]);
+    eprintln!("same finger: {same}");
+    assert_eq!(same["decision"], true, "{same}");
+    assert!(same["score"].as_f64().unwrap() >= 40.0, "{same}");
+    assert!(same["fmr"].as_f64().unwrap() <= 1e-4, "{same}");
+    assert_eq!(same["target_fmr"].as_f64(), Some(1e-4));
+    assert!(same["pairs"].as_u64().unwrap() >= 8, "{same}");
+
+    let different = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        p1_1.as_os_str(),
+        p2_1.as_os_str(),
+    ]);
+    eprintln!("different fingers: {different}");
+    assert_eq!(different["decision"], false, "{different}");
+    assert!(different["score"].as_f64().unwrap() < 30.0, "{different}");
+    // At a target FMR of 1 every comparison is accepted; the score does not depend on it.
+    let lax = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        "--fmr".as_ref(),
+        "1".as_ref(),
+        p1_1.as_os_str(),
+        p2_1.as_os_str(),
+    ]);
+    assert_eq!(lax["decision"], true, "{lax}");
+    assert_eq!(lax["score"], different["score"], "{lax}");
+}
+
+#[test]
+fn match_accepts_an_iso_template_against_an_image() {
+    if !support::models_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("p1_1.iso");
+    let out = support::abis()
+        .args(["finger", "extract", "--format", "iso", "-o"])
+        .arg(&iso)
+        .arg(support::afis_sample("p1_1.png"))
+        .output()
+        .expect("run abis");
+    assert!(
+        out.status.success(),
+        "extract: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p1_2 = support::afis_sample("p1_2.png");
+    let v = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        iso.as_os_str(),
+        p1_2.as_os_str(),
+    ]);
+    eprintln!("ISO template vs image: {v}");
+    assert_eq!(v["decision"], true, "{v}");
+    assert!(v["score"].as_f64().unwrap() >= 40.0, "{v}");
+    // Template on both sides: no model needed, same template scores itself as a match.
+    let v = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        iso.as_os_str(),
+        iso.as_os_str(),
+    ]);
+    assert_eq!(v["decision"], true, "{v}");
+
+    // A file that is neither a template nor an image fails with a message on stderr.
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"FMR\0 not really a template").unwrap();
+    let out = support::abis()
+        .args(["finger", "match"])
+        .arg(&junk)
+        .arg(&p1_2)
+        .output()
+        .expect("run abis");
+    assert!(!out.status.success(), "junk template accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("junk.bin"), "stderr {stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn eval_runs_the_fvc_protocol_on_db3() {
+    if !support::models_ready() {
+        return;
+    }
+    let Some(data) = support::shared_data() else {
+        eprintln!("SKIPPED eval_runs_the_fvc_protocol_on_db3: no shared data (FVC2002 DB3_B)");
+        return;
+    };
+    let set = data.join("fingerprint/FVC2002_DB3_B");
+    if !set.is_dir() {
+        eprintln!(
+            "SKIPPED eval_runs_the_fvc_protocol_on_db3: {} not found",
+            set.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (scores, det) = (dir.path().join("scores.csv"), dir.path().join("det.png"));
+    let v = run_json(&[
+        "finger".as_ref(),
+        "eval".as_ref(),
+        set.as_os_str(),
+        "--scores".as_ref(),
+        scores.as_os_str(),
+        "--det".as_ref(),
+        det.as_os_str(),
+    ]);
+    eprintln!("FVC2002 DB3_B: {v}");
+    let csv = std::fs::read_to_string(&scores).expect("scores file");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "a,b,score");
+    assert_eq!(lines.len(), 1 + 280 + 2880);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.split(',').count() == 3
+                && l.rsplit(',').next().unwrap().parse::<f64>().is_ok())
+    );
+    assert_eq!(v["genuine"], 280, "{v}");
+    assert_eq!(v["impostor"], 2880, "{v}");
+    assert_eq!(v["failures_to_extract"], 0, "{v}");
+    // Half of NBIS bozorth3's 8.7 % EER on this set.
+    let eer = v["eer"].as_f64().expect("eer");
+    assert!(eer < 0.0435, "EER {eer}");
+    for key in ["fmr100", "fmr1000", "zerofmr"] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));
+        assert!((0.0..=1.0).contains(&x), "{key} {x}");
+    }
+    assert!(v["mean_extraction_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["mean_comparison_us"].as_f64().unwrap() > 0.0, "{v}");
+    let png = std::fs::read(&det).expect("DET plot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+}

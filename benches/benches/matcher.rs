@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use abis_engine::eval::{self, DirectionConvention};
+use abis_engine::eval;
 use abis_engine::finger::FingerExtractor;
 use abis_engine::image::Limits;
 use abis_engine::matcher::{Matcher, PreparedTemplate, Scratch};
@@ -34,7 +34,7 @@ fn extractor() -> Option<FingerExtractor> {
     FingerExtractor::new(&runtime, Limits::default()).ok()
 }
 
-/// The set's samples and templates (directions in the engine convention), or `None`.
+/// The set's samples and templates, or `None`.
 fn load(
     name: &str,
     ppi: f32,
@@ -54,29 +54,16 @@ fn load(
         .iter()
         .map(|s| {
             let bytes = std::fs::read(cache.join(format!("{}.abft", s.name))).ok()?;
-            let mut t = decode_native(&bytes).ok()?;
-            if cache.join("mirrored").exists() {
-                eval::mirror_directions(&mut t);
-            }
-            Some(t)
+            decode_native(&bytes).ok()
         })
         .collect();
     if let Some(t) = cached {
         return Some((samples, t));
     }
     let ext = x.get_or_insert_with(extractor).as_ref()?;
-    let sample = std::fs::read(repo_root().join("models/cache/afis/p1_1.png")).ok()?;
-    let mirrored =
-        eval::direction_convention(ext, &sample, 500.0).ok()? == DirectionConvention::Mirrored;
     let templates = eval::extract_all(&samples, ext, Some(ppi))
         .into_iter()
-        .map(|e| {
-            let mut t = e.template?;
-            if mirrored {
-                eval::mirror_directions(&mut t);
-            }
-            Some(t)
-        })
+        .map(|e| e.template)
         .collect::<Option<Vec<_>>>()?;
     Some((samples, templates))
 }

@@ -68,11 +68,7 @@ fn load_set(name: &str, ppi: f32, extractor: &mut Option<FingerExtractor>) -> Se
         let file = cache.join(format!("{}.abft", s.name));
         let failed = cache.join(format!("{}.failed", s.name));
         if let Ok(bytes) = std::fs::read(&file) {
-            let mut t = decode_native(&bytes).expect("cached template");
-            if cache.join("mirrored").exists() {
-                eval::mirror_directions(&mut t);
-            }
-            templates.push(Some(t));
+            templates.push(Some(decode_native(&bytes).expect("cached template")));
             continue;
         }
         if failed.exists() {
@@ -80,26 +76,13 @@ fn load_set(name: &str, ppi: f32, extractor: &mut Option<FingerExtractor>) -> Se
             continue;
         }
         let x = extractor.get_or_insert_with(open_extractor);
-        if !cache.join("convention-checked").exists() {
-            if directions_mirrored(x) {
-                eprintln!(
-                    "WARNING: the extractor's directions turn against the image (mirrored \
-                     convention); flipping them for the matcher"
-                );
-                std::fs::write(cache.join("mirrored"), b"").expect("write cache");
-            }
-            std::fs::write(cache.join("convention-checked"), b"").expect("write cache");
-        }
         let start = Instant::now();
         let out = eval::extract_all(std::slice::from_ref(s), x, Some(ppi));
         total_ms += start.elapsed().as_secs_f64() * 1e3;
         extracted += 1;
         match out.into_iter().next().and_then(|e| e.template) {
-            Some(mut t) => {
+            Some(t) => {
                 std::fs::write(&file, encode_native(&t).expect("encode")).expect("write cache");
-                if cache.join("mirrored").exists() {
-                    eval::mirror_directions(&mut t);
-                }
                 templates.push(Some(t));
             }
             None => {
@@ -118,13 +101,6 @@ fn load_set(name: &str, ppi: f32, extractor: &mut Option<FingerExtractor>) -> Se
             f64::NAN
         },
     }
-}
-
-/// Whether the extractor reports mirrored directions (see `eval::direction_convention`).
-fn directions_mirrored(x: &FingerExtractor) -> bool {
-    let bytes = std::fs::read(repo_root().join("models/cache/afis/p1_1.png")).expect("afis sample");
-    eval::direction_convention(x, &bytes, 500.0).expect("convention check")
-        == eval::DirectionConvention::Mirrored
 }
 
 fn open_extractor() -> FingerExtractor {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use abis_engine::eval::{self, DirectionConvention};
 use abis_engine::finger::CaptureInfo;
 use abis_engine::matcher::{Matcher, Scratch};
 use abis_engine::template::{
@@ -13,31 +12,24 @@ use abis_engine::template::{
     XytGeometry,
 };
 
-/// The three sample templates in the engine's direction convention, or `None` (skip).
+/// The three sample templates as the extractor makes them, or `None` (skip).
 fn samples() -> Option<[FingerTemplate; 3]> {
     let extractor = common::extractor()?;
     let read = |name: &str| {
         std::fs::read(common::models_cache().join(format!("afis/{name}.png")))
             .expect("afis sample image (run `make setup`)")
     };
-    let first = read("p1_1");
-    let mirrored = eval::direction_convention(extractor, &first, 500.0).expect("convention")
-        == DirectionConvention::Mirrored;
-    if mirrored {
-        eprintln!("NOTE: the extractor reports mirrored directions; flipping them (see tests/matcher_convention.rs)");
-    }
     let info = CaptureInfo {
         ppi: Some(500.0),
         ..Default::default()
     };
-    let get = |bytes: &[u8]| {
-        let mut t = extractor.extract(bytes, info).expect("extract").template;
-        if mirrored {
-            eval::mirror_directions(&mut t);
-        }
-        t
+    let get = |name: &str| {
+        extractor
+            .extract(&read(name), info)
+            .expect("extract")
+            .template
     };
-    Some([get(&first), get(&read("p1_2")), get(&read("p2_1"))])
+    Some([get("p1_1"), get("p1_2"), get("p2_1")])
 }
 
 #[test]

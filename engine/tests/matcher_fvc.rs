@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use abis_engine::eval::{self, DirectionConvention, Sample};
+use abis_engine::eval::{self, Sample};
 use abis_engine::matcher::{decide, Matcher, PreparedTemplate, Scratch};
 use abis_engine::template::{decode_native, FingerTemplate};
 
@@ -36,22 +36,17 @@ fn cached(name: &str, samples: &[Sample]) -> Option<Vec<FingerTemplate>> {
         .iter()
         .map(|s| {
             let bytes = std::fs::read(dir.join(format!("{}.abft", s.name))).ok()?;
-            let mut t = decode_native(&bytes).ok()?;
-            if dir.join("mirrored").exists() {
-                eval::mirror_directions(&mut t);
-            }
-            Some(t)
+            decode_native(&bytes).ok()
         })
         .collect()
 }
 
-/// DB1..DB3 in the engine's direction convention, loaded once for all tests; `None` skips.
+/// DB1..DB3 templates as the extractor makes them, loaded once for all tests; `None` skips.
 fn sets() -> Option<&'static [Set]> {
     static SETS_CELL: OnceLock<Option<Vec<Set>>> = OnceLock::new();
     SETS_CELL
         .get_or_init(|| {
             let data = common::shared_data()?.join("fingerprint");
-            let mut mirrored: Option<bool> = None;
             let mut out = Vec::new();
             for (name, ppi) in SETS {
                 let samples = eval::list_samples(&data.join(name)).ok()?;
@@ -59,23 +54,10 @@ fn sets() -> Option<&'static [Set]> {
                     Some(t) => t,
                     None => {
                         let extractor = common::extractor()?;
-                        let flip = *mirrored.get_or_insert_with(|| {
-                            let bytes = std::fs::read(common::models_cache().join("afis/p1_1.png"))
-                                .expect("afis sample");
-                            eval::direction_convention(extractor, &bytes, 500.0)
-                                .expect("convention")
-                                == DirectionConvention::Mirrored
-                        });
                         eprintln!("extracting {name} (no template cache)");
                         eval::extract_all(&samples, extractor, Some(*ppi))
                             .into_iter()
-                            .map(|e| {
-                                let mut t = e.template.expect("FVC images extract");
-                                if flip {
-                                    eval::mirror_directions(&mut t);
-                                }
-                                t
-                            })
+                            .map(|e| e.template.expect("FVC images extract"))
                             .collect()
                     }
                 };

@@ -277,23 +277,6 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<&Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
 }
 
-/// [`caller`], plus a check that it holds `role` (PERMISSION_DENIED otherwise): for decisions
-/// inside a handler that the per-RPC table cannot make (e.g. a field only admins may set).
-pub fn require<T>(request: &tonic::Request<T>, role: Role) -> Result<&Caller, Status> {
-    let caller = caller(request)?;
-    check(caller, Access::AnyOf(std::slice::from_ref(role_ref(role))))?;
-    Ok(caller)
-}
-
-fn role_ref(role: Role) -> &'static Role {
-    match role {
-        Role::Verify => &Role::Verify,
-        Role::Enroll => &Role::Enroll,
-        Role::Search => &Role::Search,
-        Role::Admin => &Role::Admin,
-    }
-}
-
 /// PERMISSION_DENIED unless `caller` satisfies `access`.
 pub fn check(caller: &Caller, access: Access) -> Result<(), Status> {
     if caller.may(access) {
@@ -443,14 +426,6 @@ impl KeyStore {
             });
         }
         Ok(KeyStore { keys })
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// Names and roles (never hashes), for `abis keys list`.
@@ -715,6 +690,7 @@ impl Authenticator {
     }
 
     /// Replaces the role table (tests; a deployment with its own policy).
+    #[cfg(test)]
     pub fn with_access_table(mut self, access: fn(&str) -> Access) -> Self {
         self.access = access;
         self
@@ -1163,7 +1139,7 @@ mod tests {
             assert!(KeyStore::parse(text, Path::new("k")).is_err(), "{text}");
         }
         let good = format!("[[key]]\nname = \"a\"\nsha256 = \"{h}\"\nroles = [\"verify\"]\n");
-        assert_eq!(KeyStore::parse(&good, Path::new("k")).unwrap().len(), 1);
+        assert_eq!(KeyStore::parse(&good, Path::new("k")).unwrap().keys.len(), 1);
         let dup = format!(
             "[[key]]\nname = \"a\"\nsha256 = \"{h}\"\nroles = [\"verify\"]\n\
              [[key]]\nname = \"a\"\nsha256 = \"{}\"\nroles = [\"verify\"]\n",
@@ -1177,7 +1153,7 @@ mod tests {
         assert!(KeyStore::parse(&same_hash, Path::new("k")).is_err());
         let empty_roles = format!("[[key]]\nname = \"a\"\nsha256 = \"{h}\"\nroles = []\n");
         assert!(KeyStore::parse(&empty_roles, Path::new("k")).is_err());
-        assert!(KeyStore::parse("", Path::new("k")).unwrap().is_empty());
+        assert!(KeyStore::parse("", Path::new("k")).unwrap().keys.is_empty());
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl TlsConfig {
         self.cert.is_some()
     }
 
+    #[cfg(test)]
     pub fn mutual(&self) -> bool {
         self.client_ca.is_some()
     }

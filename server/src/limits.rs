@@ -163,6 +163,7 @@ impl Limiter {
     }
 
     /// Requests running, per RPC.
+    #[cfg(test)]
     pub fn running(&self) -> Vec<(&'static str, u64)> {
         let mut v: Vec<(&'static str, u64)> = self
             .buckets

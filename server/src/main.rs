@@ -1,22 +1,15 @@
 //! `abis`: the gRPC server and the command-line tools of the matching engine.
 
 // Issue 7 modules: until serve.rs wires them in, parts are only used by tests.
-#[allow(dead_code)]
 mod audit;
-#[allow(dead_code)]
 mod auth;
 mod cli;
-#[allow(dead_code)]
 mod config;
-#[allow(dead_code)]
 mod limits;
-#[allow(dead_code)]
 mod logging;
-#[allow(dead_code)]
 mod metrics;
 mod serve;
 mod service;
-#[allow(dead_code)]
 mod tls;
 
 use std::process::ExitCode;

@@ -58,17 +58,6 @@ impl Histogram {
 
 type QueueSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
 
-/// Errors of the metrics endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("metrics listener {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// The registry. Share it as `Arc<Metrics>`.
 #[derive(Default)]
 pub struct Metrics {
@@ -208,19 +197,6 @@ impl Metrics {
         MetricsLayer {
             metrics: Arc::clone(self),
         }
-    }
-
-    /// Binds `addr` and serves `GET /metrics` until `shutdown` resolves.
-    pub async fn serve(
-        self: Arc<Self>,
-        addr: std::net::SocketAddr,
-        shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), MetricsError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| MetricsError::Bind { addr, source })?;
-        self.serve_on(listener, shutdown).await;
-        Ok(())
     }
 
     /// Serves `GET /metrics` on an already bound listener until `shutdown` resolves.

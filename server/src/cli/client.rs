@@ -18,6 +18,20 @@ pub struct ClientArgs {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// API key sent as `authorization: Bearer KEY` (also from ABIS_API_KEY).
+    #[arg(long, env = "ABIS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// CA bundle (PEM) that signed the server's certificate: turns TLS on (use an https:// addr).
+    #[arg(long, value_name = "PEM")]
+    ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Server name to verify in its certificate (default: the address's host).
+    #[arg(long)]
+    domain: Option<String>,
     #[command(subcommand)]
     command: ClientCommand,
 }
@@ -137,9 +151,15 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut client = AbisClient::connect(args.addr.clone())
-            .await
-            .with_context(|| format!("connecting to {}", args.addr))?
+        let mut endpoint = tonic::transport::Channel::from_shared(args.addr.clone())
+            .with_context(|| format!("bad address {}", args.addr))?;
+        if let Some(ca) = &args.ca {
+            let identity = args.cert.as_deref().zip(args.key.as_deref());
+            endpoint = endpoint.tls_config(crate::tls::client_config(ca, identity, args.domain.as_deref())?)?;
+        }
+        let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", args.addr))?;
+        let interceptor = crate::auth::ApiKeyInterceptor::optional(args.api_key.as_deref())?;
+        let mut client = AbisClient::with_interceptor(channel, interceptor)
             .max_decoding_message_size(crate::serve::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::serve::MAX_MESSAGE_BYTES);
         let out = match args.command {

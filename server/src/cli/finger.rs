@@ -1,13 +1,23 @@
-//! `abis finger ...`: extraction (and, as they land, matching and evaluation) from a shell.
+//! `abis finger ...`: extraction, 1:1 matching and FVC evaluation from a shell.
+//!
+//! `match` takes images or templates (ISO 19794-2, ANSI 378, native, `.xyt`) on either side and
+//! prints one JSON line. `eval` runs the FVC protocol on a folder of `<finger>_<impression>`
+//! images (every unordered pair; a failure to extract counts with the lowest score, never
+//! skipped), writes every pair's score and prints one JSON line of figures.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
+use abis_engine::eval;
 use abis_engine::finger::{CaptureInfo, FingerExtractor};
 use abis_engine::image::Limits;
-use abis_engine::template::{encode_ansi, encode_iso, encode_native, encode_xyt, FingerPosition};
-use anyhow::Context;
+use abis_engine::matcher::{self, Matcher};
+use abis_engine::template::{
+    encode_ansi, encode_iso, encode_native, encode_xyt, FingerPosition, FingerTemplate, XytGeometry,
+};
+use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
+use serde_json::json;
 
 use super::ModelsDir;
 
@@ -28,6 +38,35 @@ pub enum FingerCommand {
         /// Write here instead of stdout.
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+    },
+    /// Compare two fingerprints (images or templates) at a false-match rate.
+    Match {
+        /// Image (as for `extract`) or template (ISO 19794-2, ANSI 378, native or .xyt).
+        a: PathBuf,
+        /// Image or template.
+        b: PathBuf,
+        /// Resolution of the images (and of .xyt templates), pixels per inch (default: from
+        /// the file, else 500).
+        #[arg(long)]
+        ppi: Option<f32>,
+        /// Target false-match rate of the decision.
+        #[arg(long, default_value_t = 1e-4)]
+        fmr: f64,
+    },
+    /// FVC protocol on a folder of `<finger>_<impression>` images: EER, FMR100, FMR1000,
+    /// ZeroFMR.
+    Eval {
+        dir: PathBuf,
+        /// Resolution of the images, pixels per inch (default: from the files, else 500;
+        /// FVC2002 DB2 is 569).
+        #[arg(long)]
+        ppi: Option<f32>,
+        /// Every pair's score, one a line: a,b,score.
+        #[arg(long)]
+        scores: PathBuf,
+        /// DET plot (PNG).
+        #[arg(long)]
+        det: Option<PathBuf>,
     },
 }
 
@@ -77,5 +116,134 @@ pub fn run(command: FingerCommand, models: &ModelsDir) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        FingerCommand::Match { a, b, ppi, fmr } => match_pair(models, &a, &b, ppi, fmr),
+        FingerCommand::Eval {
+            dir,
+            ppi,
+            scores,
+            det,
+        } => evaluate(models, &dir, ppi, &scores, det.as_deref()),
     }
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Prints `v` as one line of JSON on stdout.
+fn print_line(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = serde_json::to_vec(v)?;
+    out.push(b'\n');
+    std::io::stdout().write_all(&out)?;
+    Ok(())
+}
+
+fn check_ppi(ppi: Option<f32>) -> anyhow::Result<()> {
+    match ppi {
+        Some(p) if !(p.is_finite() && p > 0.0) => bail!("--ppi must be positive, got {p}"),
+        _ => Ok(()),
+    }
+}
+
+fn open_extractor(models: &ModelsDir) -> anyhow::Result<FingerExtractor> {
+    let runtime = models.open_runtime()?;
+    Ok(FingerExtractor::new(&runtime, Limits::default())?)
+}
+
+fn match_pair(
+    models: &ModelsDir,
+    a: &Path,
+    b: &Path,
+    ppi: Option<f32>,
+    fmr: f64,
+) -> anyhow::Result<()> {
+    if !(fmr > 0.0 && fmr <= 1.0) {
+        bail!("--fmr must be in (0, 1], got {fmr}");
+    }
+    check_ppi(ppi)?;
+    let (ba, bb) = (read(a)?, read(b)?);
+    // A template is recognised by its encoding; anything else is an image, and the model is
+    // opened only when there is one.
+    let is_template = |x: &[u8]| FingerTemplate::detect_format(x).is_some();
+    let extractor = if is_template(&ba) && is_template(&bb) {
+        None
+    } else {
+        Some(open_extractor(models)?)
+    };
+    let side = |bytes: &[u8], path: &Path| -> anyhow::Result<FingerTemplate> {
+        if is_template(bytes) {
+            let geometry = XytGeometry {
+                ppi: ppi.map_or(500, |p| p.round().clamp(1.0, f32::from(u16::MAX)) as u16),
+                ..XytGeometry::default()
+            };
+            FingerTemplate::decode_any(bytes, Some(geometry))
+                .with_context(|| format!("template {}", path.display()))
+        } else {
+            let extractor = extractor.as_ref().context("no extractor")?;
+            let info = CaptureInfo {
+                ppi,
+                ..Default::default()
+            };
+            Ok(extractor
+                .extract(bytes, info)
+                .with_context(|| format!("extracting {}", path.display()))?
+                .template)
+        }
+    };
+    let (ta, tb) = (side(&ba, a)?, side(&bb, b)?);
+    let c = Matcher::new().match_templates(&ta, &tb)?;
+    print_line(&json!({
+        "score": c.score,
+        "fmr": c.fmr(),
+        "decision": matcher::decide(c.score, fmr),
+        "target_fmr": fmr,
+        "pairs": c.pairs,
+    }))
+}
+
+fn evaluate(
+    models: &ModelsDir,
+    dir: &Path,
+    ppi: Option<f32>,
+    scores: &Path,
+    det: Option<&Path>,
+) -> anyhow::Result<()> {
+    check_ppi(ppi)?;
+    // Refuse a folder without samples before loading the model.
+    eval::list_samples(dir)?;
+    let extractor = open_extractor(models)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report =
+        eval::run_fvc_with_progress(dir, &extractor, &Matcher::new(), ppi, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+    bar.finish_and_clear();
+    let file =
+        std::fs::File::create(scores).with_context(|| format!("creating {}", scores.display()))?;
+    eval::write_scores_csv(std::io::BufWriter::new(file), &report.rows)
+        .with_context(|| format!("writing {}", scores.display()))?;
+    let m = &report.metrics;
+    if let Some(path) = det {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("scores");
+        eval::draw_det_png(path, &[(name, &m.curve)], 800, 600)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print_line(&json!({
+        "samples": report.samples,
+        "genuine": m.genuine,
+        "impostor": m.impostor,
+        "failures_to_extract": report.failed_to_extract,
+        "eer": m.eer,
+        "fmr100": m.fmr100,
+        "fmr1000": m.fmr1000,
+        "zerofmr": m.zero_fmr,
+        "mean_extraction_ms": report.mean_extract_ms,
+        "mean_comparison_us": report.mean_compare_us,
+        "scores": scores,
+    }))
 }

@@ -25,6 +25,10 @@ use abis_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::audit::{AuditRecord, Auditor};
+use crate::auth;
+use crate::metrics::Metrics;
+
 pub use samples::Engines;
 use samples::Item;
 use status::FailureReason;
@@ -43,15 +47,41 @@ pub struct AbisService {
     engines: Arc<Engines>,
     gallery: Arc<Gallery>,
     pending: Arc<AtomicU64>,
+    auditor: Auditor,
+    metrics: Arc<Metrics>,
 }
 
 impl AbisService {
-    pub fn new(engines: Arc<Engines>, gallery: Arc<Gallery>) -> Self {
-        AbisService {
-            engines,
-            gallery,
-            pending: Arc::new(AtomicU64::new(0)),
-        }
+    pub fn new(engines: Arc<Engines>, gallery: Arc<Gallery>, auditor: Auditor, metrics: Arc<Metrics>) -> Self {
+        let service = AbisService { engines, gallery, pending: Arc::new(AtomicU64::new(0)), auditor, metrics };
+        service.update_gauges();
+        service
+    }
+
+    fn update_gauges(&self) {
+        let stats = self.gallery.store().stats();
+        self.metrics.set_gallery_size("all", stats.records);
+        // Records acknowledged in the log but not yet in a segment: what a restart replays.
+        self.metrics.set_wal_lag(stats.memtable_records as u64);
+    }
+
+    /// Writes the audit entry of a finished request (whatever its outcome) before answering.
+    /// If the entry cannot be made durable the request fails: nothing is answered untraced.
+    async fn audited<T>(
+        &self,
+        caller: String,
+        rpc: &'static str,
+        mut refs: Vec<String>,
+        result: Result<T, Status>,
+        describe: impl FnOnce(&T, &mut Vec<String>) -> String,
+    ) -> Result<T, Status> {
+        let decision = match &result {
+            Ok(v) => describe(v, &mut refs),
+            Err(_) => String::new(),
+        };
+        let record = AuditRecord::new(caller, rpc).refs(refs).decision(decision).outcome(&result);
+        self.auditor.record(record).await.map_err(Status::from)?;
+        result
     }
 
     /// Runs `f` on the blocking pool, counted as a pending job while it runs.
@@ -176,37 +206,119 @@ fn decision(score: f64, target_fmr: f64) -> Decision {
 
 #[tonic::async_trait]
 impl Abis for AbisService {
-    async fn insert(
-        &self,
-        request: Request<InsertRequest>,
-    ) -> Result<Response<InsertResponse>, Status> {
+    async fn insert(&self, request: Request<InsertRequest>) -> Result<Response<InsertResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
-        let outcome = self.job(move |e, g| insert_one(e, g, req)).await?;
-        Ok(Response::new(InsertResponse {
-            already_present: outcome == InsertOutcome::AlreadyPresent,
-        }))
+        let id = req.reference_id.clone();
+        let result = self.job(move |e, g| insert_one(e, g, req)).await;
+        let outcome = self
+            .audited(caller, "Insert", vec![id], result, |o, _| {
+                if *o == InsertOutcome::AlreadyPresent { "already_present" } else { "inserted" }.into()
+            })
+            .await?;
+        self.update_gauges();
+        Ok(Response::new(InsertResponse { already_present: outcome == InsertOutcome::AlreadyPresent }))
     }
 
     async fn insert_stream(
         &self,
         request: Request<Streaming<InsertRequest>>,
     ) -> Result<Response<InsertStreamResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
         let mut stream = request.into_inner();
         let mut summary = InsertStreamResponse::default();
-        while let Some(req) = stream.message().await? {
-            match self.job(move |e, g| insert_one(e, g, req)).await? {
-                InsertOutcome::AlreadyPresent => summary.already_present += 1,
-                _ => summary.inserted += 1,
+        let mut ids = Vec::new();
+        let result: Result<(), Status> = async {
+            while let Some(req) = stream.message().await? {
+                ids.push(req.reference_id.clone());
+                match self.job(move |e, g| insert_one(e, g, req)).await? {
+                    InsertOutcome::AlreadyPresent => summary.already_present += 1,
+                    InsertOutcome::Inserted => summary.inserted += 1,
+                }
             }
+            Ok(())
         }
+        .await;
+        let counts = format!("inserted:{} already_present:{}", summary.inserted, summary.already_present);
+        self.audited(caller, "InsertStream", ids, result, |_, _| counts).await?;
+        self.update_gauges();
         Ok(Response::new(summary))
     }
 
-    async fn identify(
+    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let probe_id = match &request.get_ref().probe {
+            Some(identify_request::Probe::ReferenceId(id)) => vec![id.clone()],
+            _ => vec![],
+        };
+        let result = self.identify_inner(request.into_inner()).await;
+        self.audited(caller, "Identify", probe_id, result, |r, refs| {
+            refs.extend(r.candidates.iter().map(|c| c.reference_id.clone()));
+            format!("candidates:{}", r.candidates.len())
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let reference = match &request.get_ref().reference {
+            Some(verify_request::Reference::ReferenceId(id)) => vec![id.clone()],
+            _ => vec![],
+        };
+        let result = self.verify_inner(request.into_inner()).await;
+        self.audited(caller, "Verify", reference, result, |r, _| {
+            if r.decision == Decision::Matched as i32 { "match" } else { "no_match" }.into()
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let id = request.into_inner().reference_id;
+        let target = id.clone();
+        let result = async {
+            reference_id("reference_id", &id)?;
+            self.job(move |_, g| g.delete(&id).map_err(status::from_gallery)).await
+        }
+        .await;
+        self.audited(caller, "Delete", vec![target], result, |_, _| "deleted".into()).await?;
+        self.update_gauges();
+        Ok(Response::new(DeleteResponse {}))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let id = request.get_ref().reference_id.clone();
+        let result = self.get_inner(request.into_inner()).await;
+        self.audited(caller, "Get", vec![id], result, |_, _| "read".into()).await.map(Response::new)
+    }
+
+    // Counts only: nothing about any person is read, so these are not audited.
+    async fn reference_count(
         &self,
-        request: Request<IdentifyRequest>,
-    ) -> Result<Response<IdentifyResponse>, Status> {
+        _: Request<ReferenceCountRequest>,
+    ) -> Result<Response<ReferenceCountResponse>, Status> {
+        Ok(Response::new(ReferenceCountResponse { count: self.gallery.store().count() }))
+    }
+
+    async fn pending_jobs(&self, _: Request<PendingJobsRequest>) -> Result<Response<PendingJobsResponse>, Status> {
+        Ok(Response::new(PendingJobsResponse { pending: self.pending.load(Ordering::SeqCst) }))
+    }
+
+    async fn extract(&self, request: Request<ExtractRequest>) -> Result<Response<ExtractResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
+        let result = self.job(move |e, _| extract::extract(e, req)).await;
+        self.audited(caller, "Extract", vec![], result, |r, _| format!("extracted:{}", r.results.len()))
+            .await
+            .map(Response::new)
+    }
+}
+
+impl AbisService {
+    async fn identify_inner(&self, req: IdentifyRequest) -> Result<IdentifyResponse, Status> {
         let max_results = match req.max_results as usize {
             0 => DEFAULT_MAX_RESULTS,
             n if n > MAX_RESULTS => {
@@ -274,18 +386,14 @@ impl Abis for AbisService {
                     .map_err(status::from_gallery)
             })
             .await?;
-        Ok(Response::new(IdentifyResponse {
+        Ok(IdentifyResponse {
             candidates: candidates.into_iter().map(candidate).collect(),
             threshold,
             gallery_size: size,
-        }))
+        })
     }
 
-    async fn verify(
-        &self,
-        request: Request<VerifyRequest>,
-    ) -> Result<Response<VerifyResponse>, Status> {
-        let req = request.into_inner();
+    async fn verify_inner(&self, req: VerifyRequest) -> Result<VerifyResponse, Status> {
         let target_fmr = if req.target_fmr == 0.0 {
             DEFAULT_TARGET_FMR
         } else {
@@ -330,26 +438,14 @@ impl Abis for AbisService {
         } else {
             decision(v.score, target_fmr)
         };
-        Ok(Response::new(VerifyResponse {
+        Ok(VerifyResponse {
             decision: overall as i32,
             score: v.score,
             modalities,
-        }))
+        })
     }
 
-    async fn delete(
-        &self,
-        request: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
-        let id = request.into_inner().reference_id;
-        reference_id("reference_id", &id)?;
-        self.job(move |_, g| g.delete(&id).map_err(status::from_gallery))
-            .await?;
-        Ok(Response::new(DeleteResponse {}))
-    }
-
-    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let req = request.into_inner();
+    async fn get_inner(&self, req: GetRequest) -> Result<GetResponse, Status> {
         reference_id("reference_id", &req.reference_id)?;
         let id = req.reference_id.clone();
         let record = self
@@ -375,39 +471,11 @@ impl Abis for AbisService {
                 e.templates.push(f.template.clone());
             }
         }
-        Ok(Response::new(GetResponse {
+        Ok(GetResponse {
             reference_id: record.reference_id.clone(),
             fingers: fingers.into_values().collect(),
             faces: record.faces.len() as u32,
             metadata: record.metadata.clone().into_iter().collect(),
-        }))
-    }
-
-    async fn reference_count(
-        &self,
-        _: Request<ReferenceCountRequest>,
-    ) -> Result<Response<ReferenceCountResponse>, Status> {
-        Ok(Response::new(ReferenceCountResponse {
-            count: self.gallery.store().count(),
-        }))
-    }
-
-    async fn pending_jobs(
-        &self,
-        _: Request<PendingJobsRequest>,
-    ) -> Result<Response<PendingJobsResponse>, Status> {
-        Ok(Response::new(PendingJobsResponse {
-            pending: self.pending.load(Ordering::SeqCst),
-        }))
-    }
-
-    async fn extract(
-        &self,
-        request: Request<ExtractRequest>,
-    ) -> Result<Response<ExtractResponse>, Status> {
-        let req = request.into_inner();
-        Ok(Response::new(
-            self.job(move |e, _| extract::extract(e, req)).await?,
-        ))
+        })
     }
 }
