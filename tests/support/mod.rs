@@ -40,6 +40,13 @@ pub struct Server {
     _data: tempfile::TempDir,
 }
 
+impl Server {
+    /// The data directory the server runs on.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+}
+
 /// True when the face models were converted by setup.
 pub fn face_models_ready() -> bool {
     let ok = repo_root()
@@ -74,7 +81,16 @@ impl Server {
 
     /// Starts a server on an existing data directory (to test restarts).
     pub fn start_in(data: tempfile::TempDir) -> Server {
-        let mut child = abis()
+        Self::start_with(data, &[])
+    }
+
+    /// Starts a server with extra environment (configuration overrides `ABIS__SECTION__KEY`).
+    pub fn start_with(data: tempfile::TempDir, env: &[(&str, &std::ffi::OsStr)]) -> Server {
+        let mut command = abis();
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .stdout(Stdio::piped())
