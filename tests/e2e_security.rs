@@ -5,8 +5,8 @@ mod support;
 
 use abis_proto::v1::abis_client::AbisClient;
 use abis_proto::v1::{
-    identify_request, sample, verify_request, DeleteRequest, IdentifyRequest, InsertRequest, Modality,
-    ReferenceCountRequest, Sample, SampleList, VerifyRequest,
+    identify_request, sample, verify_request, DeleteRequest, IdentifyRequest, InsertRequest,
+    Modality, ReferenceCountRequest, Sample, SampleList, VerifyRequest,
 };
 use support::Server;
 use tonic::metadata::MetadataValue;
@@ -19,7 +19,11 @@ fn new_key(keys_file: &std::path::Path, name: &str, roles: &str) -> String {
         .arg(keys_file)
         .output()
         .expect("abis keys add");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     json["key"].as_str().expect("key").to_owned()
 }
@@ -60,67 +64,165 @@ async fn each_role_can_do_exactly_what_it_may_and_every_call_is_audited() {
 
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(data, &[("ABIS__AUTH__KEYS_FILE", keys.as_os_str())]);
-    let channel: Channel = tonic::transport::Endpoint::from_shared(server.addr.clone()).unwrap().connect().await.unwrap();
+    let channel: Channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = AbisClient::new(channel).max_decoding_message_size(64 << 20);
     let p1 = std::fs::read(support::afis_sample("p1_1.png")).unwrap();
     let p2 = std::fs::read(support::afis_sample("p1_2.png")).unwrap();
-    let insert = || InsertRequest { reference_id: "200000000001".into(), samples: vec![finger(&p1)], metadata: Default::default() };
+    let insert = || InsertRequest {
+        reference_id: "200000000001".into(),
+        samples: vec![finger(&p1)],
+        metadata: Default::default(),
+    };
     let identify = || IdentifyRequest {
-        probe: Some(identify_request::Probe::Samples(SampleList { samples: vec![finger(&p2)] })),
+        probe: Some(identify_request::Probe::Samples(SampleList {
+            samples: vec![finger(&p2)],
+        })),
         gallery_reference_ids: vec![],
         max_results: 5,
         target_fpir: 30,
     };
     let verify = || VerifyRequest {
         probe: vec![finger(&p2)],
-        reference: Some(verify_request::Reference::ReferenceId("200000000001".into())),
+        reference: Some(verify_request::Reference::ReferenceId(
+            "200000000001".into(),
+        )),
         target_fmr: 1e-4,
     };
-    let delete = || DeleteRequest { reference_id: "200000000001".into() };
+    let delete = || DeleteRequest {
+        reference_id: "200000000001".into(),
+    };
 
     // No key, or a wrong one: UNAUTHENTICATED.
     for key in [None, Some("abis_not-a-real-key")] {
-        let e = client.reference_count(with_key(ReferenceCountRequest {}, key)).await.expect_err("refused");
+        let e = client
+            .reference_count(with_key(ReferenceCountRequest {}, key))
+            .await
+            .expect_err("refused");
         assert_eq!(e.code(), Code::Unauthenticated, "{key:?}");
     }
     // A bank may verify, never insert, search or delete.
-    assert_eq!(client.insert(with_key(insert(), Some(&bank))).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(client.identify(with_key(identify(), Some(&bank))).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(client.delete(with_key(delete(), Some(&bank))).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        client
+            .insert(with_key(insert(), Some(&bank)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        client
+            .identify(with_key(identify(), Some(&bank)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        client
+            .delete(with_key(delete(), Some(&bank)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
     // An enrollment office may insert and search, not delete or verify.
-    client.insert(with_key(insert(), Some(&office))).await.expect("office inserts");
-    let found = client.identify(with_key(identify(), Some(&office))).await.expect("office searches").into_inner();
-    assert_eq!(found.candidates.first().map(|c| c.reference_id.as_str()), Some("200000000001"));
-    assert_eq!(client.delete(with_key(delete(), Some(&office))).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(client.verify(with_key(verify(), Some(&office))).await.unwrap_err().code(), Code::PermissionDenied);
+    client
+        .insert(with_key(insert(), Some(&office)))
+        .await
+        .expect("office inserts");
+    let found = client
+        .identify(with_key(identify(), Some(&office)))
+        .await
+        .expect("office searches")
+        .into_inner();
+    assert_eq!(
+        found.candidates.first().map(|c| c.reference_id.as_str()),
+        Some("200000000001")
+    );
+    assert_eq!(
+        client
+            .delete(with_key(delete(), Some(&office)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        client
+            .verify(with_key(verify(), Some(&office)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
     // The bank verifies; the administrator deletes, but may not search.
-    client.verify(with_key(verify(), Some(&bank))).await.expect("bank verifies");
-    assert_eq!(client.identify(with_key(identify(), Some(&admin))).await.unwrap_err().code(), Code::PermissionDenied);
-    client.delete(with_key(delete(), Some(&admin))).await.expect("admin deletes");
+    client
+        .verify(with_key(verify(), Some(&bank)))
+        .await
+        .expect("bank verifies");
+    assert_eq!(
+        client
+            .identify(with_key(identify(), Some(&admin)))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    client
+        .delete(with_key(delete(), Some(&admin)))
+        .await
+        .expect("admin deletes");
 
     let audit_dir = server.data_dir().join("audit");
     let (status, _data) = server.stop_keep_data();
     assert!(status.success());
 
     // The audit log holds every call (refusals included), chained; no template or key in it.
-    let out = support::abis().args(["audit", "verify"]).arg(&audit_dir).output().unwrap();
-    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stdout));
+    let out = support::abis()
+        .args(["audit", "verify"])
+        .arg(&audit_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let mut log = String::new();
     for entry in std::fs::read_dir(&audit_dir).unwrap() {
         log.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
     }
-    for expected in ["\"bank-counter\"", "\"enrollment-office\"", "\"administrator\"", "PERMISSION_DENIED", "\"Delete\""] {
+    for expected in [
+        "\"bank-counter\"",
+        "\"enrollment-office\"",
+        "\"administrator\"",
+        "PERMISSION_DENIED",
+        "\"Delete\"",
+    ] {
         assert!(log.contains(expected), "audit log lacks {expected}");
     }
     for k in [&bank, &office, &admin] {
         assert!(!log.contains(k.as_str()), "a key reached the audit log");
     }
     // Changing one recorded decision breaks the chain, and `abis audit verify` says so.
-    let first = std::fs::read_dir(&audit_dir).unwrap().next().unwrap().unwrap().path();
+    let first = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let text = std::fs::read_to_string(&first).unwrap();
     let tampered = text.replacen("PERMISSION_DENIED", "OK", 1);
     assert_ne!(tampered, text);
     std::fs::write(&first, tampered).unwrap();
-    let out = support::abis().args(["audit", "verify"]).arg(&audit_dir).output().unwrap();
+    let out = support::abis()
+        .args(["audit", "verify"])
+        .arg(&audit_dir)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "tampering went unnoticed");
 }

@@ -548,8 +548,6 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// Directory of the log.
-
     /// Sequence number and hash of the last entry (0 and zeros when empty): anchor these
     /// somewhere else to detect truncation of the tail.
     #[cfg(test)]

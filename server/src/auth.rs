@@ -1139,7 +1139,10 @@ mod tests {
             assert!(KeyStore::parse(text, Path::new("k")).is_err(), "{text}");
         }
         let good = format!("[[key]]\nname = \"a\"\nsha256 = \"{h}\"\nroles = [\"verify\"]\n");
-        assert_eq!(KeyStore::parse(&good, Path::new("k")).unwrap().keys.len(), 1);
+        assert_eq!(
+            KeyStore::parse(&good, Path::new("k")).unwrap().keys.len(),
+            1
+        );
         let dup = format!(
             "[[key]]\nname = \"a\"\nsha256 = \"{h}\"\nroles = [\"verify\"]\n\
              [[key]]\nname = \"a\"\nsha256 = \"{}\"\nroles = [\"verify\"]\n",

@@ -98,14 +98,21 @@ const DEFAULT_FACE_DIM: usize = 192;
 
 async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> anyhow::Result<()> {
     let audit_dir = config.audit_dir();
-    let auditor = Auditor::open(&audit_dir, AuditOptions { max_file_bytes: config.audit.max_file_bytes })
-        .with_context(|| format!("opening the audit log in {}", audit_dir.display()))?;
+    let auditor = Auditor::open(
+        &audit_dir,
+        AuditOptions {
+            max_file_bytes: config.audit.max_file_bytes,
+        },
+    )
+    .with_context(|| format!("opening the audit log in {}", audit_dir.display()))?;
     let mut authenticator = Authenticator::from_config(&config)?;
     if config.audit.record_denials {
         authenticator = authenticator.with_audit(auditor.clone());
     }
     if authenticator.is_open_mode() {
-        tracing::warn!("no API keys or client CA: loopback-only development mode, every caller has every role");
+        tracing::warn!(
+            "no API keys or client CA: loopback-only development mode, every caller has every role"
+        );
     }
     let authenticator = Arc::new(authenticator);
     let timeout = Duration::from_secs(config.server.request_timeout_s);
@@ -126,14 +133,21 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AbisServer<AbisService>>().await;
+    health_reporter
+        .set_serving::<AbisServer<AbisService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let abis = AbisServer::new(AbisService::new(engines, Arc::clone(&gallery), auditor, Arc::clone(&metrics)))
-        .max_decoding_message_size(config.server.max_message_bytes)
-        .max_encoding_message_size(config.server.max_message_bytes);
+    let abis = AbisServer::new(AbisService::new(
+        engines,
+        Arc::clone(&gallery),
+        auditor,
+        Arc::clone(&metrics),
+    ))
+    .max_decoding_message_size(config.server.max_message_bytes)
+    .max_encoding_message_size(config.server.max_message_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
@@ -148,8 +162,12 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no longer serving, draining requests");
-        health_reporter.set_service_status("", ServingStatus::NotServing).await;
-        health_reporter.set_not_serving::<AbisServer<AbisService>>().await;
+        health_reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health_reporter
+            .set_not_serving::<AbisServer<AbisService>>()
+            .await;
         // Queued requests get UNAVAILABLE; running ones finish.
         closing.close();
         let _ = draining_tx.send(());
@@ -168,7 +186,10 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
         .add_service(health_service)
         .add_service(reflection)
         .add_service(abis)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        );
     tokio::pin!(server);
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
     tokio::select! {
@@ -192,7 +213,9 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
                 tracing::warn!(error = %e, "checkpoint at shutdown failed; the log will be replayed at the next start");
             }
         }
-        Err(_) => tracing::warn!("requests still running at exit; the log will be replayed at the next start"),
+        Err(_) => tracing::warn!(
+            "requests still running at exit; the log will be replayed at the next start"
+        ),
     }
     Ok(())
 }

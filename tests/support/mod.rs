@@ -11,7 +11,8 @@ pub fn repo_root() -> PathBuf {
 
 pub fn abis() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_abis"));
-    c.current_dir(repo_root()).env("ABIS__LOGGING__FILTER", "warn");
+    c.current_dir(repo_root())
+        .env("ABIS__LOGGING__FILTER", "warn");
     c
 }
 

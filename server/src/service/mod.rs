@@ -52,8 +52,19 @@ pub struct AbisService {
 }
 
 impl AbisService {
-    pub fn new(engines: Arc<Engines>, gallery: Arc<Gallery>, auditor: Auditor, metrics: Arc<Metrics>) -> Self {
-        let service = AbisService { engines, gallery, pending: Arc::new(AtomicU64::new(0)), auditor, metrics };
+    pub fn new(
+        engines: Arc<Engines>,
+        gallery: Arc<Gallery>,
+        auditor: Auditor,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let service = AbisService {
+            engines,
+            gallery,
+            pending: Arc::new(AtomicU64::new(0)),
+            auditor,
+            metrics,
+        };
         service.update_gauges();
         service
     }
@@ -79,7 +90,10 @@ impl AbisService {
             Ok(v) => describe(v, &mut refs),
             Err(_) => String::new(),
         };
-        let record = AuditRecord::new(caller, rpc).refs(refs).decision(decision).outcome(&result);
+        let record = AuditRecord::new(caller, rpc)
+            .refs(refs)
+            .decision(decision)
+            .outcome(&result);
         self.auditor.record(record).await.map_err(Status::from)?;
         result
     }
@@ -206,18 +220,28 @@ fn decision(score: f64, target_fmr: f64) -> Decision {
 
 #[tonic::async_trait]
 impl Abis for AbisService {
-    async fn insert(&self, request: Request<InsertRequest>) -> Result<Response<InsertResponse>, Status> {
+    async fn insert(
+        &self,
+        request: Request<InsertRequest>,
+    ) -> Result<Response<InsertResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
         let id = req.reference_id.clone();
         let result = self.job(move |e, g| insert_one(e, g, req)).await;
         let outcome = self
             .audited(caller, "Insert", vec![id], result, |o, _| {
-                if *o == InsertOutcome::AlreadyPresent { "already_present" } else { "inserted" }.into()
+                if *o == InsertOutcome::AlreadyPresent {
+                    "already_present"
+                } else {
+                    "inserted"
+                }
+                .into()
             })
             .await?;
         self.update_gauges();
-        Ok(Response::new(InsertResponse { already_present: outcome == InsertOutcome::AlreadyPresent }))
+        Ok(Response::new(InsertResponse {
+            already_present: outcome == InsertOutcome::AlreadyPresent,
+        }))
     }
 
     async fn insert_stream(
@@ -239,13 +263,20 @@ impl Abis for AbisService {
             Ok(())
         }
         .await;
-        let counts = format!("inserted:{} already_present:{}", summary.inserted, summary.already_present);
-        self.audited(caller, "InsertStream", ids, result, |_, _| counts).await?;
+        let counts = format!(
+            "inserted:{} already_present:{}",
+            summary.inserted, summary.already_present
+        );
+        self.audited(caller, "InsertStream", ids, result, |_, _| counts)
+            .await?;
         self.update_gauges();
         Ok(Response::new(summary))
     }
 
-    async fn identify(&self, request: Request<IdentifyRequest>) -> Result<Response<IdentifyResponse>, Status> {
+    async fn identify(
+        &self,
+        request: Request<IdentifyRequest>,
+    ) -> Result<Response<IdentifyResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let probe_id = match &request.get_ref().probe {
             Some(identify_request::Probe::ReferenceId(id)) => vec![id.clone()],
@@ -260,7 +291,10 @@ impl Abis for AbisService {
         .map(Response::new)
     }
 
-    async fn verify(&self, request: Request<VerifyRequest>) -> Result<Response<VerifyResponse>, Status> {
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let reference = match &request.get_ref().reference {
             Some(verify_request::Reference::ReferenceId(id)) => vec![id.clone()],
@@ -268,22 +302,34 @@ impl Abis for AbisService {
         };
         let result = self.verify_inner(request.into_inner()).await;
         self.audited(caller, "Verify", reference, result, |r, _| {
-            if r.decision == Decision::Matched as i32 { "match" } else { "no_match" }.into()
+            if r.decision == Decision::Matched as i32 {
+                "match"
+            } else {
+                "no_match"
+            }
+            .into()
         })
         .await
         .map(Response::new)
     }
 
-    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let id = request.into_inner().reference_id;
         let target = id.clone();
         let result = async {
             reference_id("reference_id", &id)?;
-            self.job(move |_, g| g.delete(&id).map_err(status::from_gallery)).await
+            self.job(move |_, g| g.delete(&id).map_err(status::from_gallery))
+                .await
         }
         .await;
-        self.audited(caller, "Delete", vec![target], result, |_, _| "deleted".into()).await?;
+        self.audited(caller, "Delete", vec![target], result, |_, _| {
+            "deleted".into()
+        })
+        .await?;
         self.update_gauges();
         Ok(Response::new(DeleteResponse {}))
     }
@@ -292,7 +338,9 @@ impl Abis for AbisService {
         let caller = auth::caller(&request)?.name.clone();
         let id = request.get_ref().reference_id.clone();
         let result = self.get_inner(request.into_inner()).await;
-        self.audited(caller, "Get", vec![id], result, |_, _| "read".into()).await.map(Response::new)
+        self.audited(caller, "Get", vec![id], result, |_, _| "read".into())
+            .await
+            .map(Response::new)
     }
 
     // Counts only: nothing about any person is read, so these are not audited.
@@ -300,20 +348,32 @@ impl Abis for AbisService {
         &self,
         _: Request<ReferenceCountRequest>,
     ) -> Result<Response<ReferenceCountResponse>, Status> {
-        Ok(Response::new(ReferenceCountResponse { count: self.gallery.store().count() }))
+        Ok(Response::new(ReferenceCountResponse {
+            count: self.gallery.store().count(),
+        }))
     }
 
-    async fn pending_jobs(&self, _: Request<PendingJobsRequest>) -> Result<Response<PendingJobsResponse>, Status> {
-        Ok(Response::new(PendingJobsResponse { pending: self.pending.load(Ordering::SeqCst) }))
+    async fn pending_jobs(
+        &self,
+        _: Request<PendingJobsRequest>,
+    ) -> Result<Response<PendingJobsResponse>, Status> {
+        Ok(Response::new(PendingJobsResponse {
+            pending: self.pending.load(Ordering::SeqCst),
+        }))
     }
 
-    async fn extract(&self, request: Request<ExtractRequest>) -> Result<Response<ExtractResponse>, Status> {
+    async fn extract(
+        &self,
+        request: Request<ExtractRequest>,
+    ) -> Result<Response<ExtractResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
         let result = self.job(move |e, _| extract::extract(e, req)).await;
-        self.audited(caller, "Extract", vec![], result, |r, _| format!("extracted:{}", r.results.len()))
-            .await
-            .map(Response::new)
+        self.audited(caller, "Extract", vec![], result, |r, _| {
+            format!("extracted:{}", r.results.len())
+        })
+        .await
+        .map(Response::new)
     }
 }
 
