@@ -209,9 +209,14 @@ fn evaluate(
     det: Option<&Path>,
 ) -> anyhow::Result<()> {
     check_ppi(ppi)?;
+    // `EvalError` messages already name their cause: flattened so it is not printed twice.
+    let flat = |e: eval::EvalError| anyhow::anyhow!("{e}");
     // Refuse a folder without samples before loading the model.
-    eval::list_samples(dir)?;
+    eval::list_samples(dir).map_err(flat)?;
     let extractor = open_extractor(models)?;
+    // Created before the (long) run, so a bad path fails at once.
+    let file =
+        std::fs::File::create(scores).with_context(|| format!("creating {}", scores.display()))?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
@@ -221,12 +226,11 @@ fn evaluate(
         eval::run_fvc_with_progress(dir, &extractor, &Matcher::new(), ppi, &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
-        })?;
+        })
+        .map_err(flat)?;
     bar.finish_and_clear();
-    let file =
-        std::fs::File::create(scores).with_context(|| format!("creating {}", scores.display()))?;
     eval::write_scores_csv(std::io::BufWriter::new(file), &report.rows)
-        .with_context(|| format!("writing {}", scores.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", scores.display()))?;
     let m = &report.metrics;
     if let Some(path) = det {
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("scores");
