@@ -14,10 +14,9 @@
 //!
 //! The format is sniffed from magic bytes only; the file name is never trusted.
 
-use std::io::Cursor;
+use image::ImageDecoder;
 
-use image::{ImageDecoder, ImageReader};
-
+use super::limits::{image_crate_error, limited_decoder};
 use super::{GrayImage, ImageError, ImageFormat, Limits};
 
 /// An 8-bit RGB raster, row-major, `width * height * 3` bytes (R, G, B).
@@ -178,21 +177,13 @@ pub fn decode_rgb(bytes: &[u8], limits: &Limits) -> Result<DecodedRgb, ImageErro
         });
     }
     let image_format = format.as_image_crate().ok_or(ImageError::UnknownFormat)?;
-    let classify = |e: image::ImageError| classify(format, e);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
-    let mut crate_limits = image::Limits::default();
-    crate_limits.max_image_width = Some(limits.max_side);
-    crate_limits.max_image_height = Some(limits.max_side);
-    crate_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
-    reader.limits(crate_limits);
-    let mut decoder = reader.into_decoder().map_err(classify)?;
-    let (w, h) = decoder.dimensions();
-    limits.check_dimensions(w as u64, h as u64)?;
+    let mut decoder = limited_decoder(bytes, image_format, format.name(), limits)?;
     // A broken or absent EXIF block is not a reason to refuse the picture: upright it stays.
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(classify)?;
+    let mut img = image::DynamicImage::from_decoder(decoder)
+        .map_err(|e| image_crate_error(format.name(), e))?;
     img.apply_orientation(orientation);
     let rgb = img.into_rgb8();
     let (width, height) = rgb.dimensions();
@@ -214,21 +205,6 @@ fn orientation_number(o: image::metadata::Orientation) -> u8 {
         O::Rotate90 => 6,
         O::Rotate270FlipH => 7,
         O::Rotate270 => 8,
-    }
-}
-
-fn classify(format: ColorFormat, e: image::ImageError) -> ImageError {
-    use image::error::ImageError as E;
-    match e {
-        E::Limits(l) => ImageError::LimitExceeded(l.to_string()),
-        E::Unsupported(u) => ImageError::Unsupported {
-            format: format.name(),
-            detail: u.to_string(),
-        },
-        other => ImageError::Corrupt {
-            format: format.name(),
-            detail: other.to_string(),
-        },
     }
 }
 
@@ -327,6 +303,7 @@ fn decode_jpeg2000(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn png_rgb(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));

@@ -1,9 +1,6 @@
 //! Format sniffing and decoding into an 8-bit gray raster, with the resolution the file states.
 
-use std::io::Cursor;
-
-use image::{ImageDecoder, ImageReader};
-
+use super::limits::{image_crate_error, limited_decoder};
 use super::{wsq, GrayImage, ImageError, Limits};
 
 /// The container an image arrived in.
@@ -114,19 +111,9 @@ fn decode_with_image_crate(
     limits: &Limits,
 ) -> Result<GrayImage, ImageError> {
     let image_format = format.as_image_crate().ok_or(ImageError::UnknownFormat)?;
-    let corrupt = |e: image::ImageError| classify(format, e);
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
-    let mut crate_limits = image::Limits::default();
-    crate_limits.max_image_width = Some(limits.max_side);
-    crate_limits.max_image_height = Some(limits.max_side);
-    // Leave room for an RGBA intermediate of the largest image we accept.
-    crate_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
-    reader.limits(crate_limits);
-    let decoder = reader.into_decoder().map_err(corrupt)?;
-    let (w, h) = decoder.dimensions();
-    limits.check_dimensions(w as u64, h as u64)?;
+    let decoder = limited_decoder(bytes, image_format, format.name(), limits)?;
     let luma = image::DynamicImage::from_decoder(decoder)
-        .map_err(corrupt)?
+        .map_err(|e| image_crate_error(format.name(), e))?
         .into_luma8();
     let (width, height) = luma.dimensions();
     GrayImage::new(width, height, luma.into_raw())
@@ -136,19 +123,4 @@ fn decode_with_image_crate(
 /// resolutions of a biometric sensor, so they are ignored rather than trusted.
 fn plausible_ppi(ppi: f32) -> Option<f32> {
     (ppi.is_finite() && (250.0..=2000.0).contains(&ppi)).then_some(ppi)
-}
-
-fn classify(format: ImageFormat, e: image::ImageError) -> ImageError {
-    use image::error::ImageError as E;
-    match e {
-        E::Limits(l) => ImageError::LimitExceeded(l.to_string()),
-        E::Unsupported(u) => ImageError::Unsupported {
-            format: format.name(),
-            detail: u.to_string(),
-        },
-        other => ImageError::Corrupt {
-            format: format.name(),
-            detail: other.to_string(),
-        },
-    }
 }

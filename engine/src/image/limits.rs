@@ -60,3 +60,43 @@ impl Limits {
         Ok(())
     }
 }
+
+/// Opens an `image`-crate decoder for `bytes` with `limits` applied, and checks the dimensions
+/// its header states before a single pixel is allocated. `name` labels errors.
+pub(super) fn limited_decoder<'a>(
+    bytes: &'a [u8],
+    format: image::ImageFormat,
+    name: &'static str,
+    limits: &Limits,
+) -> Result<impl image::ImageDecoder + 'a, ImageError> {
+    use image::ImageDecoder;
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut crate_limits = image::Limits::default();
+    crate_limits.max_image_width = Some(limits.max_side);
+    crate_limits.max_image_height = Some(limits.max_side);
+    // Leave room for an RGBA intermediate of the largest image we accept.
+    crate_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(crate_limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| image_crate_error(name, e))?;
+    let (w, h) = decoder.dimensions();
+    limits.check_dimensions(w as u64, h as u64)?;
+    Ok(decoder)
+}
+
+/// The `image` crate's errors in this module's terms.
+pub(super) fn image_crate_error(name: &'static str, e: image::ImageError) -> ImageError {
+    use image::error::ImageError as E;
+    match e {
+        E::Limits(l) => ImageError::LimitExceeded(l.to_string()),
+        E::Unsupported(u) => ImageError::Unsupported {
+            format: name,
+            detail: u.to_string(),
+        },
+        other => ImageError::Corrupt {
+            format: name,
+            detail: other.to_string(),
+        },
+    }
+}
