@@ -192,7 +192,7 @@ impl Gallery {
             .map_init(
                 Scratch::default,
                 |scratch, target| -> Result<Option<Candidate>, GalleryError> {
-                    let record = self.prepared_record(&snapshot, target)?;
+                    let record = self.prepared_record(target)?;
                     let c = self.score_record(&prepared_probe, &record, scratch, target.id());
                     Ok((c.score >= threshold).then_some(c))
                 },
@@ -213,7 +213,7 @@ impl Gallery {
     pub fn verify(&self, probe: &Probe, reference_id: &str) -> Result<Verification, GalleryError> {
         let snapshot = self.store.snapshot();
         let target = Target::find(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
-        let record = self.prepared_record(&snapshot, &target)?;
+        let record = self.prepared_record(&target)?;
         self.verify_prepared(probe, &record)
     }
 
@@ -299,11 +299,7 @@ impl Gallery {
         targets
     }
 
-    fn prepared_record(
-        &self,
-        _snapshot: &Snapshot,
-        target: &Target<'_>,
-    ) -> Result<Arc<PreparedRecord>, GalleryError> {
+    fn prepared_record(&self, target: &Target<'_>) -> Result<Arc<PreparedRecord>, GalleryError> {
         if let Some(p) = self
             .prepared
             .read()
