@@ -60,15 +60,7 @@ def fetch_source(name: str, src: dict, downloads: Path) -> Path:
         else:
             cmd += ["--no-binary=:all:"]
         subprocess.run(cmd, check=True)
-        got = Path(tmp) / src["archive"]
-        if not got.is_file():
-            raise SystemExit(f"setup: {src['requirement']} did not produce {src['archive']}: "
-                             f"{sorted(os.listdir(tmp))}")
-        digest = sha256(got)
-        if digest != src["sha256"]:
-            raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
-                             f"pinned {src['sha256']}")
-        os.replace(got, target)
+        place_verified(Path(tmp), src, target)
     return target
 
 
@@ -83,16 +75,22 @@ def fetch_npm(src: dict, downloads: Path, target: Path) -> Path:
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
         subprocess.run([npm, "pack", "--silent", "--pack-destination", tmp, src["requirement"]],
                        check=True, stdout=subprocess.DEVNULL)
-        got = Path(tmp) / src["archive"]
-        if not got.is_file():
-            raise SystemExit(f"setup: npm pack {src['requirement']} did not produce "
-                             f"{src['archive']}: {sorted(os.listdir(tmp))}")
-        digest = sha256(got)
-        if digest != src["sha256"]:
-            raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
-                             f"pinned {src['sha256']}")
-        os.replace(got, target)
+        place_verified(Path(tmp), src, target)
     return target
+
+
+def place_verified(tmp: Path, src: dict, target: Path) -> None:
+    """Moves the archive a registry client left in `tmp` to `target`, only if its sha256 is the
+    pinned one."""
+    got = tmp / src["archive"]
+    if not got.is_file():
+        raise SystemExit(f"setup: fetching {src['requirement']} did not produce {src['archive']}: "
+                         f"{sorted(os.listdir(tmp))}")
+    digest = sha256(got)
+    if digest != src["sha256"]:
+        raise SystemExit(f"setup: sha256 mismatch for {src['archive']}: got {digest}, "
+                         f"pinned {src['sha256']}")
+    os.replace(got, target)
 
 
 def read_member(archive: Path, member: str) -> bytes:
