@@ -8,7 +8,7 @@ use std::path::Path;
 use abis_proto::v1::abis_client::AbisClient;
 use abis_proto::v1::{
     identify_request, sample, verify_request, Decision, DeleteRequest, GetRequest, IdentifyRequest,
-    InsertRequest, Modality, ReferenceCountRequest, Sample, SampleList, VerifyRequest,
+    InsertRequest, Modality, ReferenceCountRequest, Sample, VerifyRequest,
 };
 use support::Server;
 use tonic::transport::Channel;
@@ -68,16 +68,7 @@ fn mosip_code(status: &tonic::Status) -> Option<String> {
 }
 
 async fn identify(client: &mut AbisClient<Channel>, samples: Vec<Sample>) -> Vec<(String, f64)> {
-    let r = client
-        .identify(IdentifyRequest {
-            probe: Some(identify_request::Probe::Samples(SampleList { samples })),
-            gallery_reference_ids: vec![],
-            max_results: 5,
-            target_fpir: 30,
-        })
-        .await
-        .expect("identify")
-        .into_inner();
+    let r = support::identify_samples(client, samples).await;
     eprintln!(
         "identify: threshold {} over {} records, {} candidates",
         r.threshold,
@@ -88,13 +79,6 @@ async fn identify(client: &mut AbisClient<Channel>, samples: Vec<Sample>) -> Vec
         .into_iter()
         .map(|c| (c.reference_id, c.score))
         .collect()
-}
-
-async fn connect(server: &Server) -> AbisClient<Channel> {
-    AbisClient::connect(server.addr.clone())
-        .await
-        .expect("connect")
-        .max_decoding_message_size(64 << 20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +95,7 @@ async fn enroll_search_verify_delete_and_restart() {
         faces: support::face_models_ready(),
     };
     let server = Server::start();
-    let mut client = connect(&server).await;
+    let mut client = support::connect(&server).await;
 
     // Four people: fingers (101,102), (103,104), (105,106), (107,108); faces s1..s4.
     let people = [
@@ -356,7 +340,7 @@ async fn enroll_search_verify_delete_and_restart() {
     let (status, dir) = server.stop_keep_data();
     assert!(status.success(), "{status:?}");
     let server = Server::start_in(dir);
-    let mut client = connect(&server).await;
+    let mut client = support::connect(&server).await;
     assert_eq!(
         client
             .reference_count(ReferenceCountRequest {})

@@ -226,3 +226,148 @@ async fn each_role_can_do_exactly_what_it_may_and_every_call_is_audited() {
         .unwrap();
     assert!(!out.status.success(), "tampering went unnoticed");
 }
+
+/// Runs `abis` with `args`, asserting success; returns stdout as JSON.
+fn abis_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = support::abis().args(args).output().expect("run abis");
+    assert!(
+        out.status.success(),
+        "abis {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// `abis serve` must refuse to start on `data` with this environment; returns its stderr.
+fn serve_refused(data: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let mut c = support::abis();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .output()
+        .expect("run abis serve");
+    assert!(!out.status.success(), "abis serve started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn identify_first(client: &mut AbisClient<Channel>, probe: &[u8]) -> Option<String> {
+    let r = support::identify_samples(client, vec![finger(probe)]).await;
+    r.candidates.first().map(|c| c.reference_id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_gallery_is_unreadable_without_its_key_and_survives_restart_and_rotation() {
+    if !support::models_ready() {
+        return;
+    }
+    const ID: &str = "300000000007";
+    let keys_dir = tempfile::tempdir().unwrap();
+    let key = keys_dir.path().join("store.key");
+    let json = abis_json(&["store".as_ref(), "keygen".as_ref(), key.as_os_str()]);
+    let first_key = json["active_key"].as_str().unwrap().to_owned();
+    // Never overwritten: that would orphan the gallery it seals.
+    let again = support::abis()
+        .args(["store", "keygen"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let with_key = [("ABIS__STORE__ENCRYPTION_KEY_FILE", key.as_os_str())];
+
+    let p1 = std::fs::read(support::afis_sample("p1_1.png")).unwrap();
+    let p2 = std::fs::read(support::afis_sample("p1_2.png")).unwrap();
+    let server = Server::start_with(tempfile::tempdir().unwrap(), &with_key);
+    let mut client = support::connect(&server).await;
+    client
+        .insert(InsertRequest {
+            reference_id: ID.into(),
+            samples: vec![finger(&p1)],
+            metadata: Default::default(),
+        })
+        .await
+        .expect("insert");
+    drop(client);
+    let (status, data) = server.stop_keep_data();
+    assert!(status.success());
+
+    // Every store file is sealed, and the referenceId appears in none of them.
+    let gallery = data.path().join("gallery");
+    let mut sealed = 0;
+    for e in std::fs::read_dir(&gallery).unwrap() {
+        let path = e.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "LOCK") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.starts_with(b"ABISENC"),
+            "{} not sealed",
+            path.display()
+        );
+        assert!(
+            !bytes.windows(ID.len()).any(|w| w == ID.as_bytes()),
+            "referenceId readable in {}",
+            path.display()
+        );
+        sealed += 1;
+    }
+    assert!(sealed >= 2, "log and meta at least");
+
+    // Without the key, or with another key, the server refuses to start and says why.
+    let err = serve_refused(data.path(), &[]);
+    assert!(err.contains("encrypted"), "{err}");
+    let other = keys_dir.path().join("other.key");
+    abis_json(&["store".as_ref(), "keygen".as_ref(), other.as_os_str()]);
+    let err = serve_refused(
+        data.path(),
+        &[("ABIS__STORE__ENCRYPTION_KEY_FILE", other.as_os_str())],
+    );
+    assert!(err.contains("does not hold"), "{err}");
+
+    // With its key the record is back and searchable.
+    let server = Server::start_with(data, &with_key);
+    let mut client = support::connect(&server).await;
+    assert_eq!(identify_first(&mut client, &p2).await.as_deref(), Some(ID));
+    drop(client);
+    let (status, data) = server.stop_keep_data();
+    assert!(status.success());
+
+    // Rotation: a new active key on top, rekey the stopped gallery, then the old key can go.
+    let json = abis_json(&[
+        "store".as_ref(),
+        "keygen".as_ref(),
+        "--prepend".as_ref(),
+        key.as_os_str(),
+    ]);
+    let new_key = json["active_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, first_key);
+    let json = abis_json(&[
+        "store".as_ref(),
+        "rekey".as_ref(),
+        "--data".as_ref(),
+        data.path().as_os_str(),
+        "--key-file".as_ref(),
+        key.as_os_str(),
+    ]);
+    assert!(json["rewritten"].as_u64().unwrap() >= 2, "{json}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let newest_only = keys_dir.path().join("rotated.key");
+    let mut opts = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(opts.write(true).create_new(true), 0o600);
+    std::io::Write::write_all(
+        &mut opts.open(&newest_only).unwrap(),
+        text.lines().next().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        data,
+        &[("ABIS__STORE__ENCRYPTION_KEY_FILE", newest_only.as_os_str())],
+    );
+    let mut client = support::connect(&server).await;
+    assert_eq!(identify_first(&mut client, &p2).await.as_deref(), Some(ID));
+    drop(client);
+    assert!(server.stop().success());
+}

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use abis_engine::store::encryption::{EncryptedDirectory, Keyring};
 use abis_engine::store::synth::{mix, synthetic_record};
 use abis_engine::store::{
-    CrashMode, InsertOutcome, MemDirectory, Record, RecoveryReport, Store, StoreConfig, StoreError,
+    CrashMode, Directory, InsertOutcome, MemDirectory, Record, RecoveryReport, Store, StoreConfig,
+    StoreError,
 };
 
 const DIM: usize = 16;
@@ -19,6 +21,14 @@ fn cfg() -> StoreConfig {
     let mut c = StoreConfig::new(DIM);
     c.background = false;
     c
+}
+
+/// The directory as the store sees it: plain, or sealed with a test key.
+fn view(dir: &MemDirectory, keys: Option<&Keyring>) -> Arc<dyn Directory> {
+    match keys {
+        Some(k) => Arc::new(EncryptedDirectory::new(Arc::new(dir.clone()), k.clone())),
+        None => Arc::new(dir.clone()),
+    }
 }
 
 fn rec(id: &str, seed: u64) -> Record {
@@ -123,11 +133,12 @@ fn workload(
 
 fn check_recovered(
     dir: &MemDirectory,
+    keys: Option<&Keyring>,
     m: &mut Model,
     inflight: Option<Op>,
     ctx: &str,
 ) -> (Store, RecoveryReport) {
-    let (s, report) = Store::open_in(Arc::new(dir.clone()), cfg())
+    let (s, report) = Store::open_in(view(dir, keys), cfg())
         .unwrap_or_else(|e| panic!("{ctx}: recovery failed: {e}"));
     let got = state(&s);
     if got == expect(m) {
@@ -149,10 +160,20 @@ fn check_recovered(
 
 #[test]
 fn store_power_loss_at_random_points_loses_nothing_acknowledged() {
+    power_loss_at_random_points(None, 120);
+}
+
+#[test]
+fn store_power_loss_with_encryption_loses_nothing_acknowledged() {
+    let keys = Keyring::from_keys(&[[7; 32]]).unwrap();
+    power_loss_at_random_points(Some(&keys), 60);
+}
+
+fn power_loss_at_random_points(keys: Option<&Keyring>, default_runs: u64) {
     let runs: u64 = std::env::var("ABIS_STORE_POWERLOSS_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(default_runs);
     let mut crashes = 0;
     let mut torn_reports = 0;
     for run in 0..runs {
@@ -168,7 +189,7 @@ fn store_power_loss_at_random_points_loses_nothing_acknowledged() {
             } else {
                 CrashMode::TornUnsynced { seed: rng }
             };
-            let (s, _) = Store::open_in(Arc::new(handle.clone()), cfg()).unwrap();
+            let (s, _) = Store::open_in(view(&handle, keys), cfg()).unwrap();
             rng = mix(rng);
             handle.crash_after_ops(1 + rng % 400, mode);
             let inflight = workload(&s, &mut m, &mut rng, &mut next_id, 300);
@@ -180,7 +201,7 @@ fn store_power_loss_at_random_points_loses_nothing_acknowledged() {
             drop(s);
             handle = handle.reboot();
             let ctx = format!("run {run} round {round}");
-            let (_s, report) = check_recovered(&handle, &mut m, inflight, &ctx);
+            let (_s, report) = check_recovered(&handle, keys, &mut m, inflight, &ctx);
             torn_reports += usize::from(report.torn_bytes_dropped > 0);
         }
     }

@@ -214,7 +214,7 @@ pub struct ModelsConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// File with the key that encrypts data at rest (used by a later change; parsed now).
+    /// Key file that seals the gallery at rest (`abis store keygen`); absent: plaintext.
     pub encryption_key_file: Option<PathBuf>,
 }
 

@@ -43,6 +43,9 @@ enum Command {
     /// API keys: create (`keys add NAME --roles R1,R2 --file KEYS_FILE`) and list.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Gallery store tools: encryption keys (`keygen`) and rekeying a stopped gallery.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
     /// Audit log tools.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Finger(c) => cli::finger::run(c, &models),
         Command::Keys(c) => cli::keys::run(c),
         Command::Audit(c) => cli::audit::run(c),
+        Command::Store(c) => cli::store::run(c),
         Command::Face(c) => cli::face::run(c, &models),
         Command::Client(a) => cli::client::run(a),
     };

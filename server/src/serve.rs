@@ -10,6 +10,7 @@ use abis_engine::finger::FingerExtractor;
 use abis_engine::gallery::{FaceScorer, Gallery};
 use abis_engine::image::Limits;
 use abis_engine::matcher::Matcher;
+use abis_engine::store::encryption::Keyring;
 use abis_engine::store::{Store, StoreConfig};
 use abis_proto::v1::abis_server::AbisServer;
 use anyhow::Context;
@@ -67,8 +68,14 @@ pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
     let face_dim = face
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
+    let mut store_config = StoreConfig::new(face_dim);
+    if let Some(file) = &config.store.encryption_key_file {
+        let keys = Keyring::load(file)?;
+        tracing::info!(active_key = %keys.active_id(), "gallery encrypted at rest");
+        store_config.encryption = Some(keys);
+    }
     let started = std::time::Instant::now();
-    let (store, report) = Store::open(data.join("gallery"), StoreConfig::new(face_dim))
+    let (store, report) = Store::open(data.join("gallery"), store_config)
         .with_context(|| format!("opening the gallery in {}", data.display()))?;
     tracing::info!(
         records = store.count(),

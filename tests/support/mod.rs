@@ -5,6 +5,10 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use abis_proto::v1::abis_client::AbisClient;
+use abis_proto::v1::{identify_request, IdentifyRequest, IdentifyResponse, Sample, SampleList};
+use tonic::transport::Channel;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -135,4 +139,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client of `server` that accepts large responses (templates in `Get`).
+pub async fn connect(server: &Server) -> AbisClient<Channel> {
+    AbisClient::connect(server.addr.clone())
+        .await
+        .expect("connect")
+        .max_decoding_message_size(64 << 20)
+}
+
+/// Identifies `samples` against the whole gallery (5 results, FPIR 1e-3); panics on error.
+pub async fn identify_samples(
+    client: &mut AbisClient<Channel>,
+    samples: Vec<Sample>,
+) -> IdentifyResponse {
+    client
+        .identify(IdentifyRequest {
+            probe: Some(identify_request::Probe::Samples(SampleList { samples })),
+            gallery_reference_ids: vec![],
+            max_results: 5,
+            target_fpir: 30,
+        })
+        .await
+        .expect("identify")
+        .into_inner()
 }

@@ -86,6 +86,7 @@
 // codecs stay crate-private.
 pub mod bitmap;
 mod dir;
+pub mod encryption;
 mod error;
 mod memdir;
 pub mod meta;
@@ -136,6 +137,8 @@ pub struct StoreConfig {
     pub background: bool,
     /// Refuse inserts beyond this many live records ([`StoreError::Full`]).
     pub max_records: Option<u64>,
+    /// Seal every file with these keys ([`encryption`]); applied by [`Store::open`].
+    pub encryption: Option<encryption::Keyring>,
 }
 
 impl StoreConfig {
@@ -147,6 +150,7 @@ impl StoreConfig {
             max_segments: 16,
             background: true,
             max_records: None,
+            encryption: None,
         }
     }
 }
@@ -437,7 +441,14 @@ impl Store {
                 StoreError::io("open", p.display().to_string(), e)
             }
         })?;
-        Store::open_in(Arc::new(dir), cfg)
+        let dir: Arc<dyn Directory> = match &cfg.encryption {
+            Some(keys) => Arc::new(encryption::EncryptedDirectory::new(
+                Arc::new(dir),
+                keys.clone(),
+            )),
+            None => Arc::new(dir),
+        };
+        Store::open_in(dir, cfg)
     }
 
     /// Opens (or creates) the store in any [`Directory`].
@@ -1168,6 +1179,13 @@ fn recover(dir: Arc<dyn Directory>, cfg: StoreConfig) -> Result<(Inner, Recovery
         let b = dir
             .read(META_FILE)
             .map_err(|e| StoreError::io("read", META_FILE, e))?;
+        if encryption::is_sealed(&b) {
+            return Err(StoreError::Incompatible {
+                detail: "the store is encrypted; open it with its key file \
+                         (store.encryption_key_file)"
+                    .into(),
+            });
+        }
         Meta::decode(&b).map_err(|d| StoreError::corrupt(META_FILE, d))?
     } else {
         if names.iter().any(|n| is_store_file(n) && n != META_TMP) {

@@ -1,0 +1,104 @@
+//! `abis store ...`: offline tools for the gallery store: encryption keys and rekeying.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use abis_engine::store::encryption::{rekey, Keyring, RekeyTarget};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Write a new random 256-bit key to FILE (created with mode 0600, never overwritten), or
+    /// with `--prepend` put a new key first in an existing key file (rotation).
+    Keygen {
+        file: PathBuf,
+        /// Add the new key as the active one on top of an existing file.
+        #[arg(long)]
+        prepend: bool,
+    },
+    /// Rewrite every file of a stopped server's gallery with the active key of KEY_FILE (old
+    /// keys listed below it), or to plaintext with `--decrypt`. Safe to interrupt and re-run.
+    Rekey {
+        /// Data directory of `abis serve` (the gallery is DATA/gallery).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "KEY_FILE")]
+        key_file: PathBuf,
+        /// Turn encryption off: leave every file in plaintext.
+        #[arg(long)]
+        decrypt: bool,
+    },
+}
+
+pub fn run(command: StoreCommand) -> anyhow::Result<()> {
+    match command {
+        StoreCommand::Keygen { file, prepend } => keygen(&file, prepend),
+        StoreCommand::Rekey {
+            data,
+            key_file,
+            decrypt,
+        } => {
+            let keys = Keyring::load(&key_file)?;
+            let target = if decrypt {
+                RekeyTarget::Plaintext
+            } else {
+                RekeyTarget::ActiveKey
+            };
+            let gallery = data.join("gallery");
+            if !gallery.is_dir() {
+                bail!("no gallery at {}", gallery.display());
+            }
+            let r = rekey(&gallery, &keys, target)
+                .with_context(|| format!("rekeying {}", gallery.display()))?;
+            let out = serde_json::json!({
+                "rewritten": r.rewritten,
+                "unchanged": r.unchanged,
+                "active_key": (!decrypt).then(|| keys.active_id()),
+            });
+            println!("{out}");
+            Ok(())
+        }
+    }
+}
+
+fn keygen(file: &Path, prepend: bool) -> anyhow::Result<()> {
+    let line = Keyring::generate_line()?;
+    let text = if prepend {
+        let old =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        Keyring::parse(&old).with_context(|| format!("checking {}", file.display()))?;
+        format!("{line}\n{old}")
+    } else {
+        line.clone() + "\n"
+    };
+    let keys = Keyring::parse(&text)?;
+    // Write beside the file and rename, so a crash never leaves a half-written key file.
+    let tmp = file.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    let placed = if prepend {
+        std::fs::rename(&tmp, file)
+    } else {
+        // Never replace an existing key: that would make its gallery unreadable.
+        std::fs::hard_link(&tmp, file).and_then(|()| std::fs::remove_file(&tmp))
+    };
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", file.display()));
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "file": file, "active_key": keys.active_id() })
+    );
+    Ok(())
+}
