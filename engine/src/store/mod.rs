@@ -528,6 +528,9 @@ impl Store {
 
     pub fn stats(&self) -> StoreStats {
         let i = &self.inner;
+        // Lock order is commit → visible (inserts hold the commit lock while they read the
+        // visible state): never wait for the commit lock while holding the visible one.
+        let failed = lock(&i.commit).failed.is_some();
         let v = i.read_visible();
         StoreStats {
             records: v.live,
@@ -540,7 +543,7 @@ impl Store {
             wal_syncs: i.wal_syncs.load(Ordering::Relaxed),
             wal_bytes: i.wal_bytes.load(Ordering::Relaxed),
             checkpoints: i.checkpoints.load(Ordering::Relaxed),
-            failed: lock(&i.commit).failed.is_some(),
+            failed,
         }
     }
 
