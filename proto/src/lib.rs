@@ -1,5 +1,7 @@
 //! The `abis.v1` gRPC protocol, generated from `proto/abis/v1/abis.proto`.
 
+pub mod codec;
+
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("abis.v1");

@@ -119,6 +119,16 @@ impl Server {
         }
     }
 
+    /// Process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGTERM and waits: the server must shut down by itself.
     pub fn stop(self) -> std::process::ExitStatus {
         self.stop_keep_data().0

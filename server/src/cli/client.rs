@@ -87,6 +87,14 @@ enum ClientCommand {
     Count,
     /// What is enrolled under ID.
     Get { id: String },
+    /// Bounded load on one RPC: `--requests N --concurrency C`; JSON with the rate held,
+    /// latency percentiles and errors by status.
+    Load {
+        #[command(flatten)]
+        load: super::load::LoadArgs,
+        #[command(flatten)]
+        samples: SampleArgs,
+    },
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -163,6 +171,9 @@ pub fn run(args: ClientArgs) -> anyhow::Result<()> {
             .max_decoding_message_size(crate::serve::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::serve::MAX_MESSAGE_BYTES);
         let out = match args.command {
+            ClientCommand::Load { load, samples } => {
+                super::load::run(client, load, samples.samples()?).await?
+            }
             ClientCommand::Insert { id, samples } => {
                 let r = client
                     .insert(InsertRequest { reference_id: id, samples: samples.samples()?, metadata: Default::default() })

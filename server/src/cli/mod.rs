@@ -5,6 +5,7 @@ pub mod client;
 pub mod face;
 pub mod finger;
 pub mod keys;
+pub mod load;
 pub mod store;
 
 use std::path::PathBuf;

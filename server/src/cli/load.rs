@@ -1,0 +1,198 @@
+//! `abis client load`: a bounded load generator for one RPC against a running server, for the
+//! load figures in the README and the loopback load test. Prints one JSON object: requests, the
+//! rate held, latency percentiles and errors by status code.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use abis_engine::store::synth::{mix, synthetic_template};
+use abis_proto::v1::abis_client::AbisClient;
+use abis_proto::v1::{
+    identify_request, sample, verify_request, IdentifyRequest, InsertRequest, Modality, Sample,
+    SampleList, VerifyRequest,
+};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::auth::ApiKeyInterceptor;
+
+pub type Client = AbisClient<InterceptedService<Channel, ApiKeyInterceptor>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LoadRpc {
+    /// Insert a new record per request (`--synthetic-fingers`, or the given samples).
+    Insert,
+    /// Identify the given samples against the whole gallery.
+    Identify,
+    /// Verify the given samples against `--id`.
+    Verify,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    #[arg(long, value_enum)]
+    rpc: LoadRpc,
+    /// Requests to send in all.
+    #[arg(long, default_value_t = 1000)]
+    requests: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u64,
+    /// Stop sending after this many seconds even if requests remain.
+    #[arg(long, default_value_t = 60.0)]
+    max_seconds: f64,
+    /// Insert: records carry this many synthetic finger templates (random minutiae, distinct
+    /// per record) instead of the given samples.
+    #[arg(long, default_value_t = 0)]
+    synthetic_fingers: u8,
+    /// Insert: referenceIds are PREFIX followed by the request number.
+    #[arg(long, default_value = "load-")]
+    id_prefix: String,
+    /// Insert: first request number (to grow a gallery over several runs).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Verify: the stored record to compare with.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+/// Outcome of one request: latency, or the status code name.
+type Outcome = Result<Duration, tonic::Code>;
+
+fn synthetic_record_samples(seed: u64, fingers: u8) -> Vec<Sample> {
+    (1..=fingers)
+        .map(|pos| Sample {
+            modality: Modality::Finger as i32,
+            finger_position: pos.into(),
+            ppi: 0.0,
+            data: Some(sample::Data::Template(synthetic_template(
+                mix(seed ^ u64::from(pos)),
+                pos,
+                40,
+            ))),
+        })
+        .collect()
+}
+
+async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -> Outcome {
+    let t0 = Instant::now();
+    let r = match args.rpc {
+        LoadRpc::Insert => {
+            let number = args.first + n;
+            let samples = if args.synthetic_fingers > 0 {
+                synthetic_record_samples(mix(number), args.synthetic_fingers)
+            } else {
+                samples.to_vec()
+            };
+            client
+                .insert(InsertRequest {
+                    reference_id: format!("{}{number}", args.id_prefix),
+                    samples,
+                    metadata: Default::default(),
+                })
+                .await
+                .map(drop)
+        }
+        LoadRpc::Identify => client
+            .identify(IdentifyRequest {
+                probe: Some(identify_request::Probe::Samples(SampleList {
+                    samples: samples.to_vec(),
+                })),
+                gallery_reference_ids: vec![],
+                max_results: 10,
+                target_fpir: 30,
+            })
+            .await
+            .map(drop),
+        LoadRpc::Verify => client
+            .verify(VerifyRequest {
+                probe: samples.to_vec(),
+                reference: Some(verify_request::Reference::ReferenceId(
+                    args.id.clone().unwrap_or_default(),
+                )),
+                target_fmr: 1e-4,
+            })
+            .await
+            .map(drop),
+    };
+    r.map(|()| t0.elapsed()).map_err(|s| s.code())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// Runs the load and returns its JSON summary.
+pub async fn run(
+    client: Client,
+    args: LoadArgs,
+    samples: Vec<Sample>,
+) -> anyhow::Result<serde_json::Value> {
+    if args.rpc == LoadRpc::Verify && args.id.is_none() {
+        anyhow::bail!("--rpc verify needs --id");
+    }
+    if args.rpc != LoadRpc::Insert && samples.is_empty() {
+        anyhow::bail!("give the probe with --finger POS=FILE and/or --face FILE");
+    }
+    if args.rpc == LoadRpc::Insert && samples.is_empty() && args.synthetic_fingers == 0 {
+        anyhow::bail!("give samples or --synthetic-fingers K");
+    }
+    let args = Arc::new(args);
+    let samples = Arc::new(samples);
+    let next = Arc::new(AtomicU64::new(0));
+    let outcomes = Arc::new(Mutex::new(Vec::with_capacity(args.requests as usize)));
+    let deadline = Instant::now() + Duration::from_secs_f64(args.max_seconds);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (mut client, args, samples, next, outcomes) = (
+            client.clone(),
+            Arc::clone(&args),
+            Arc::clone(&samples),
+            Arc::clone(&next),
+            Arc::clone(&outcomes),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= args.requests || Instant::now() >= deadline {
+                    break;
+                }
+                let o = one(&mut client, &args, &samples, n).await;
+                outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut ok: Vec<Duration> = outcomes.iter().filter_map(|o| o.ok()).collect();
+    ok.sort_unstable();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for code in outcomes.iter().filter_map(|o| o.err()) {
+        *errors.entry(format!("{code:?}")).or_default() += 1;
+    }
+    Ok(json!({
+        "rpc": format!("{:?}", args.rpc).to_lowercase(),
+        "requests": outcomes.len(),
+        "concurrency": args.concurrency,
+        "ok": ok.len(),
+        "errors": errors,
+        "seconds": seconds,
+        "ok_per_s": ok.len() as f64 / seconds.max(1e-9),
+        "p50_ms": percentile(&ok, 0.50),
+        "p90_ms": percentile(&ok, 0.90),
+        "p99_ms": percentile(&ok, 0.99),
+        "max_ms": ok.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    }))
+}
