@@ -31,17 +31,30 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         .await
         .expect("connect");
 
+    // The service turns SERVING once its gallery is prepared for matching (empty here: soon).
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "abis.v1.Abis"] {
-        let status = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .expect("health check")
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health check")
+                .into_inner()
+                .status;
+            if status == ServingStatus::Serving as i32 {
+                break;
+            }
+            assert_eq!(
+                status,
+                ServingStatus::NotServing as i32,
+                "service {service:?}"
+            );
+            assert!(std::time::Instant::now() < deadline, "never became SERVING");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     let services = list_services(channel.clone()).await;

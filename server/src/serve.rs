@@ -140,9 +140,29 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // Requests are answered at once, but the service reports SERVING only once every record
+    // is prepared for matching: until then the first searches would pay for it.
     health_reporter
-        .set_serving::<AbisServer<AbisService>>()
+        .set_not_serving::<AbisServer<AbisService>>()
         .await;
+    {
+        let (gallery, reporter) = (Arc::clone(&gallery), health_reporter.clone());
+        tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
+            match tokio::task::spawn_blocking(move || gallery.warm()).await {
+                Ok(Ok(records)) => {
+                    tracing::info!(
+                        records,
+                        ms = t0.elapsed().as_millis() as u64,
+                        "gallery prepared for matching"
+                    );
+                    reporter.set_serving::<AbisServer<AbisService>>().await;
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "preparing the gallery failed"),
+                Err(e) => tracing::error!(error = %e, "preparing the gallery panicked"),
+            }
+        });
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

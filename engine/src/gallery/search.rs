@@ -1,6 +1,7 @@
 //! Identification and verification over a store snapshot.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rayon::prelude::*;
@@ -125,6 +126,9 @@ pub struct Gallery {
     matcher: Matcher,
     face_scorer: Option<FaceScorer>,
     prepared: RwLock<HashMap<String, Arc<PreparedRecord>>>,
+    /// Deletions so far. A record prepared from a snapshot taken before a deletion is not
+    /// cached: it could be the deleted content of an id that is enrolled again.
+    deletions: AtomicU64,
 }
 
 /// Strong per-finger evidence reported in the candidate's positions list.
@@ -137,6 +141,7 @@ impl Gallery {
             matcher,
             face_scorer,
             prepared: RwLock::new(HashMap::new()),
+            deletions: AtomicU64::new(0),
         }
     }
 
@@ -165,6 +170,10 @@ impl Gallery {
     /// Deletes a record and forgets its prepared form.
     pub fn delete(&self, id: &str) -> Result<(), GalleryError> {
         self.store.delete(id)?;
+        // Bump first, then evict (under the cache lock): a search that prepared the old
+        // content either inserted it before the bump, and the eviction removes it, or sees the
+        // new count and does not insert it.
+        self.deletions.fetch_add(1, Ordering::SeqCst);
         self.prepared
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -183,6 +192,7 @@ impl Gallery {
             return Err(GalleryError::EmptyProbe);
         }
         let prepared_probe = self.prepare_probe(probe)?;
+        let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
         let targets = self.targets(&snapshot, options);
         let searched = targets.len() as u64;
@@ -192,7 +202,7 @@ impl Gallery {
             .map_init(
                 Scratch::default,
                 |scratch, target| -> Result<Option<Candidate>, GalleryError> {
-                    let record = self.prepared_record(target)?;
+                    let record = self.prepared_record(target, epoch)?;
                     let c = self.score_record(&prepared_probe, &record, scratch, target.id());
                     Ok((c.score >= threshold).then_some(c))
                 },
@@ -211,9 +221,10 @@ impl Gallery {
 
     /// 1:1: the probe against one enrolled record.
     pub fn verify(&self, probe: &Probe, reference_id: &str) -> Result<Verification, GalleryError> {
+        let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
         let target = Target::find(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
-        let record = self.prepared_record(&target)?;
+        let record = self.prepared_record(&target, epoch)?;
         self.verify_prepared(probe, &record)
     }
 
@@ -299,7 +310,25 @@ impl Gallery {
         targets
     }
 
-    fn prepared_record(&self, target: &Target<'_>) -> Result<Arc<PreparedRecord>, GalleryError> {
+    /// Prepares every record of the gallery ahead of the first search (the matcher's form of a
+    /// template costs far more to build than to compare), in parallel. Returns how many.
+    pub fn warm(&self) -> Result<usize, GalleryError> {
+        let epoch = self.deletions.load(Ordering::SeqCst);
+        let snapshot = self.store.snapshot();
+        let targets = self.targets(&snapshot, &IdentifyOptions::default());
+        targets
+            .par_iter()
+            .try_for_each(|t| self.prepared_record(t, epoch).map(drop))?;
+        Ok(targets.len())
+    }
+
+    /// `target` prepared, from the cache or built (and cached unless a deletion happened since
+    /// `epoch`, the deletion count read before the target's snapshot).
+    fn prepared_record(
+        &self,
+        target: &Target<'_>,
+        epoch: u64,
+    ) -> Result<Arc<PreparedRecord>, GalleryError> {
         if let Some(p) = self
             .prepared
             .read()
@@ -325,10 +354,10 @@ impl Gallery {
             fingers,
             faces: record.faces.clone(),
         });
-        self.prepared
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(record.reference_id.clone(), Arc::clone(&prepared));
+        let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
+        if self.deletions.load(Ordering::SeqCst) == epoch {
+            cache.insert(record.reference_id.clone(), Arc::clone(&prepared));
+        }
         Ok(prepared)
     }
 
