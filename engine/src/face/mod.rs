@@ -54,6 +54,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::ArrayD;
+use rayon::prelude::*;
 use serde::Serialize;
 
 pub use calibration::{decide, Calibration, Decision};
@@ -439,9 +440,11 @@ impl FaceEngine {
             size: (u32, u32, u8),
             detect_ms: f64,
         }
-        let mut pending: Vec<Result<Pending, FaceError>> = Vec::with_capacity(images.len());
-        for bytes in images {
-            let one = || -> Result<Pending, FaceError> {
+        // Images are decoded and searched in parallel: detection runs many small model calls
+        // (one per pyramid level) that leave cores idle, so two photos overlap well.
+        let pending: Vec<Result<Pending, FaceError>> = images
+            .par_iter()
+            .map(|bytes| -> Result<Pending, FaceError> {
                 let start = Instant::now();
                 let decoded = decode_rgb(bytes, &self.limits)?;
                 let img = RgbF32::from_image(&decoded.image);
@@ -467,9 +470,8 @@ impl FaceEngine {
                     ),
                     detect_ms: start.elapsed().as_secs_f64() * 1e3,
                 })
-            };
-            pending.push(one());
-        }
+            })
+            .collect();
         let crops: Vec<&RgbF32> = pending
             .iter()
             .filter_map(|p| p.as_ref().ok().map(|p| &p.aligned))
