@@ -8,6 +8,7 @@ pub mod face;
 pub mod finger;
 pub mod gallery;
 pub mod image;
+pub mod index;
 pub mod matcher;
 pub mod model;
 pub mod store;

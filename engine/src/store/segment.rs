@@ -404,7 +404,8 @@ pub(crate) fn build_segment(
     }
     // FaceF32, FaceI8, FaceScale: one pass each over the embeddings.
     let mut row_bytes = vec![0u8; stride_f * 4];
-    let mut row_i8 = vec![0u8; stride_8];
+    let mut row_i8 = vec![0i8; stride_8];
+    let mut row_i8_bytes = vec![0u8; stride_8];
     for pass in [Sec::FaceF32, Sec::FaceI8, Sec::FaceScale] {
         w.begin()?;
         let mut seen = 0u64;
@@ -415,8 +416,7 @@ pub(crate) fn build_segment(
             }
             for face in b.faces.chunks_exact(dim.max(1)) {
                 seen += 1;
-                let max = face.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
+                let scale = crate::index::int8::quantise(face, &mut row_i8[..face.len()]);
                 match pass {
                     Sec::FaceF32 => {
                         for (d, v) in row_bytes.chunks_exact_mut(4).zip(face) {
@@ -425,15 +425,10 @@ pub(crate) fn build_segment(
                         w.put(&row_bytes)?;
                     }
                     Sec::FaceI8 => {
-                        for (d, v) in row_i8.iter_mut().zip(face) {
-                            let q = if scale > 0.0 {
-                                (v / scale).round().clamp(-127.0, 127.0) as i8
-                            } else {
-                                0
-                            };
+                        for (d, &q) in row_i8_bytes.iter_mut().zip(&row_i8) {
                             *d = q as u8;
                         }
-                        w.put(&row_i8)?;
+                        w.put(&row_i8_bytes)?;
                     }
                     _ => w.put(&scale.to_bits().to_le_bytes())?,
                 }
