@@ -40,7 +40,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::dir::{Directory, FileBytes, FileWriter, FsDirectory};
+use super::dir::{Directory, FileBytes, FileWriter};
 use super::error::{Result, StoreError};
 
 const MAGIC: &[u8; 8] = b"ABISENC\x01";
@@ -188,9 +188,7 @@ impl Keyring {
     /// A new random key as a key-file line.
     pub fn generate_line() -> io::Result<String> {
         let mut k = [0u8; KEY_LEN];
-        SystemRandom::new()
-            .fill(&mut k)
-            .map_err(|_| io::Error::other("the system random generator failed"))?;
+        fill_random(&SystemRandom::new(), &mut k)?;
         let line = hex(&k);
         k.fill(0);
         Ok(line)
@@ -208,6 +206,11 @@ impl Keyring {
     fn by_id(&self, id: &[u8]) -> Option<&Arc<Key>> {
         self.keys.iter().find(|k| k.id == id)
     }
+}
+
+fn fill_random(rng: &SystemRandom, buf: &mut [u8]) -> io::Result<()> {
+    rng.fill(buf)
+        .map_err(|_| io::Error::other("the system random generator failed"))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -398,31 +401,39 @@ impl SealingWriter {
     ) -> io::Result<SealingWriter> {
         let rng = SystemRandom::new();
         let mut file_id = [0u8; FILE_ID_LEN];
-        rng.fill(&mut file_id)
-            .map_err(|_| io::Error::other("the system random generator failed"))?;
+        fill_random(&rng, &mut file_id)?;
         let key = Arc::clone(keys.active());
         let mut head = Vec::with_capacity(HEADER_LEN);
         head.extend_from_slice(MAGIC);
         head.extend_from_slice(&key.id);
         head.extend_from_slice(&file_id);
         inner.write_all(&head)?;
-        Ok(SealingWriter {
+        Ok(SealingWriter::resume(inner, key, file_id, 0, name))
+    }
+
+    /// Continues the sealed file `name` at frame `index`.
+    fn resume(
+        inner: Box<dyn FileWriter>,
+        key: Arc<Key>,
+        file_id: [u8; FILE_ID_LEN],
+        index: u64,
+        name: &str,
+    ) -> SealingWriter {
+        SealingWriter {
             inner,
             key,
             file_id,
-            index: 0,
+            index,
             buf: Vec::new(),
-            rng,
+            rng: SystemRandom::new(),
             split: !is_log(name),
-        })
+        }
     }
 
     fn seal(&mut self, plain: &[u8]) -> io::Result<()> {
         let len = u32::try_from(plain.len()).map_err(|_| invalid("frame too large".into()))?;
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| io::Error::other("the system random generator failed"))?;
+        fill_random(&self.rng, &mut nonce)?;
         let mut frame = Vec::with_capacity(FRAME_HEAD + plain.len() + TAG_LEN);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&(!len).to_le_bytes());
@@ -520,15 +531,13 @@ impl Directory for EncryptedDirectory {
         if f.end < f.raw_len {
             self.inner.truncate(name, f.end as u64)?;
         }
-        Ok(Box::new(SealingWriter {
-            inner: self.inner.append(name)?,
+        Ok(Box::new(SealingWriter::resume(
+            self.inner.append(name)?,
             key,
             file_id,
-            index: f.frames.len() as u64,
-            buf: Vec::new(),
-            rng: SystemRandom::new(),
-            split: !is_log(name),
-        }))
+            f.frames.len() as u64,
+            name,
+        )))
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
@@ -567,15 +576,8 @@ impl Directory for EncryptedDirectory {
         }
         self.inner.truncate(name, frame_at as u64)?;
         if len > frame_plain {
-            let mut w = SealingWriter {
-                inner: self.inner.append(name)?,
-                key,
-                file_id,
-                index: k as u64,
-                buf: Vec::new(),
-                rng: SystemRandom::new(),
-                split: false,
-            };
+            let mut w =
+                SealingWriter::resume(self.inner.append(name)?, key, file_id, k as u64, name);
             w.seal(&f.plain[frame_plain..len])?;
             w.inner.sync()?;
         }
@@ -620,16 +622,7 @@ const REKEY_SUFFIX: &str = ".rekey";
 /// rekeyed to the end before it is served. Holds the store's lock: a running server makes it
 /// fail.
 pub fn rekey(path: &Path, keys: &Keyring, target: RekeyTarget) -> Result<RekeyReport> {
-    let dir = FsDirectory::open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::WouldBlock {
-            StoreError::Locked {
-                path: path.display().to_string(),
-            }
-        } else {
-            StoreError::io("open", path.display().to_string(), e)
-        }
-    })?;
-    rekey_in(&dir, keys, target)
+    rekey_in(&super::open_fs_directory(path)?, keys, target)
 }
 
 pub(crate) fn rekey_in(

@@ -420,6 +420,19 @@ pub(crate) fn write_meta(dir: &dyn Directory, meta: &Meta) -> Result<()> {
         .map_err(|e| StoreError::io("fsync directory for", META_FILE, e))
 }
 
+/// Opens and locks a store directory; another process holding it is [`StoreError::Locked`].
+pub(crate) fn open_fs_directory(path: &Path) -> Result<FsDirectory> {
+    FsDirectory::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            StoreError::Locked {
+                path: path.display().to_string(),
+            }
+        } else {
+            StoreError::io("open", path.display().to_string(), e)
+        }
+    })
+}
+
 fn is_store_file(name: &str) -> bool {
     name == META_FILE
         || name == META_TMP
@@ -431,16 +444,7 @@ fn is_store_file(name: &str) -> bool {
 impl Store {
     /// Opens (or creates) the store in directory `path`, recovering from the log.
     pub fn open(path: impl AsRef<Path>, cfg: StoreConfig) -> Result<(Store, RecoveryReport)> {
-        let p = path.as_ref();
-        let dir = FsDirectory::open(p).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                StoreError::Locked {
-                    path: p.display().to_string(),
-                }
-            } else {
-                StoreError::io("open", p.display().to_string(), e)
-            }
-        })?;
+        let dir = open_fs_directory(path.as_ref())?;
         let dir: Arc<dyn Directory> = match &cfg.encryption {
             Some(keys) => Arc::new(encryption::EncryptedDirectory::new(
                 Arc::new(dir),

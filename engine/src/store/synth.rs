@@ -8,7 +8,7 @@ use crate::template::{
     encode_native, FingerPosition, FingerTemplate, Impression, Minutia, MinutiaKind,
 };
 
-use super::dir::{Directory, FsDirectory};
+use super::dir::Directory;
 use super::error::{Result, StoreError};
 use super::meta::{Meta, SegmentMeta};
 use super::record::{FingerEntry, Record};
@@ -140,8 +140,7 @@ pub fn build_synthetic_gallery(
     fingers: usize,
     seed: u64,
 ) -> Result<u64> {
-    let dir = FsDirectory::open(path)
-        .map_err(|e| StoreError::io("open", path.display().to_string(), e))?;
+    let dir = super::open_fs_directory(path)?;
     let names = dir
         .list()
         .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
