@@ -36,6 +36,7 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
+use crate::index::int8::quantise;
 use crate::template::FingerPosition;
 
 use super::dir::{Directory, FileBytes, FileWriter};
@@ -416,7 +417,6 @@ pub(crate) fn build_segment(
             }
             for face in b.faces.chunks_exact(dim.max(1)) {
                 seen += 1;
-                let scale = crate::index::int8::quantise(face, &mut row_i8[..face.len()]);
                 match pass {
                     Sec::FaceF32 => {
                         for (d, v) in row_bytes.chunks_exact_mut(4).zip(face) {
@@ -425,12 +425,16 @@ pub(crate) fn build_segment(
                         w.put(&row_bytes)?;
                     }
                     Sec::FaceI8 => {
+                        quantise(face, &mut row_i8[..face.len()]);
                         for (d, &q) in row_i8_bytes.iter_mut().zip(&row_i8) {
                             *d = q as u8;
                         }
                         w.put(&row_i8_bytes)?;
                     }
-                    _ => w.put(&scale.to_bits().to_le_bytes())?,
+                    _ => {
+                        let scale = quantise(face, &mut row_i8[..face.len()]);
+                        w.put(&scale.to_bits().to_le_bytes())?
+                    }
                 }
             }
         }
