@@ -224,14 +224,18 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
     let mut cyl_dir = Vec::new();
     let reach = RADIUS + 3.0 * SIGMA_S;
     let mut values = [0f32; NS * NS * ND];
-    let mut cell_in_disc = [false; NS * NS];
-    for (c, inside) in cell_in_disc.iter_mut().enumerate() {
-        let (i, j) = (c % NS, c / NS);
-        let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-        let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-        *inside = u * u + v * v <= RADIUS * RADIUS;
-    }
-    let disc_cells = cell_in_disc.iter().filter(|&&b| b).count();
+    // The cells inside the cylinder's disc, with their centres in the minutia's local frame
+    // (computed once: both loops below visit them for every minutia and neighbour).
+    let disc: Vec<(usize, f32, f32)> = (0..NS * NS)
+        .map(|c| {
+            let (i, j) = (c % NS, c / NS);
+            let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+            let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+            (c, u, v)
+        })
+        .filter(|&(_, u, v)| u * u + v * v <= RADIUS * RADIUS)
+        .collect();
+    let disc_cells = disc.len();
     let gs_norm = 1.0 / (SIGMA_S * (TAU).sqrt());
     let sqrt2_sd = std::f32::consts::SQRT_2 * SIGMA_D;
     for (mi, m) in minutiae.iter().enumerate() {
@@ -239,13 +243,7 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
         // Valid cells: in the disc and within the print's area.
         let mut mask = [0u64; MASK_WORDS];
         let mut valid_cells = 0usize;
-        for (c, &inside) in cell_in_disc.iter().enumerate() {
-            if !inside {
-                continue;
-            }
-            let (i, j) = (c % NS, c / NS);
-            let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-            let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+        for &(c, u, v) in &disc {
             // Local frame: u along the minutia direction.
             let p = (m.x + u * cos - v * sin, m.y + u * sin + v * cos);
             if in_hull(&hull, p, HULL_MARGIN) {
@@ -278,13 +276,7 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
                     * (erf((alpha + delta_d / 2.0) / sqrt2_sd)
                         - erf((alpha - delta_d / 2.0) / sqrt2_sd));
             }
-            for (c, &inside) in cell_in_disc.iter().enumerate() {
-                if !inside {
-                    continue;
-                }
-                let (i, j) = (c % NS, c / NS);
-                let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-                let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+            for &(c, u, v) in &disc {
                 let d2 = (u - lu) * (u - lu) + (v - lv) * (v - lv);
                 if d2 > 9.0 * SIGMA_S * SIGMA_S {
                     continue;
