@@ -18,25 +18,11 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-/// Runs `abis` with `args`, asserting success; returns stdout as JSON.
-fn abis_json(args: &[&str], files: &[&Path]) -> serde_json::Value {
-    let mut c = support::abis();
-    c.args(args);
-    c.args(files);
-    let out = c.output().expect("run abis");
-    assert!(
-        out.status.success(),
-        "abis {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
 /// `abis client load` against `server`; returns its JSON summary.
 fn load(server: &Server, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["client", "--addr", &server.addr, "load"];
     all.extend_from_slice(args);
-    let out = abis_json(&all, &[]);
+    let out = support::abis_json(&all);
     eprintln!("load {args:?}: {out}");
     out
 }
@@ -94,18 +80,15 @@ fn loopback_load_holds_its_rate_with_no_errors_and_bounded_memory() {
     let r = load(&server, &args);
     assert_eq!(count_of(&r, "ok"), 300, "{r}");
     let finger_arg = format!("1={}", enrolled.display());
-    abis_json(
-        &[
-            "client",
-            "--addr",
-            &server.addr,
-            "insert",
-            "900000000001",
-            "--finger",
-            &finger_arg,
-        ],
-        &[],
-    );
+    support::abis_json(&[
+        "client",
+        "--addr",
+        &server.addr,
+        "insert",
+        "900000000001",
+        "--finger",
+        &finger_arg,
+    ]);
 
     // Warm up (thread pools, caches, allocator arenas), then a measured phase four times as
     // long: memory must not grow with the number of requests served.
@@ -137,17 +120,14 @@ fn loopback_load_holds_its_rate_with_no_errors_and_bounded_memory() {
         "server memory grew from {before} to {after} bytes over 800 requests"
     );
     // The real person is still found first.
-    let found = abis_json(
-        &[
-            "client",
-            "--addr",
-            &server.addr,
-            "identify",
-            "--finger",
-            &probe_arg,
-        ],
-        &[],
-    );
+    let found = support::abis_json(&[
+        "client",
+        "--addr",
+        &server.addr,
+        "identify",
+        "--finger",
+        &probe_arg,
+    ]);
     assert_eq!(
         found["candidates"][0]["reference_id"], "900000000001",
         "{found}"

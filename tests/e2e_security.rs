@@ -227,17 +227,6 @@ async fn each_role_can_do_exactly_what_it_may_and_every_call_is_audited() {
     assert!(!out.status.success(), "tampering went unnoticed");
 }
 
-/// Runs `abis` with `args`, asserting success; returns stdout as JSON.
-fn abis_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let out = support::abis().args(args).output().expect("run abis");
-    assert!(
-        out.status.success(),
-        "abis {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
 /// `abis serve` must refuse to start on `data` with this environment; returns its stderr.
 fn serve_refused(data: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
     let mut c = support::abis();
@@ -266,7 +255,7 @@ async fn encrypted_gallery_is_unreadable_without_its_key_and_survives_restart_an
     const ID: &str = "300000000007";
     let keys_dir = tempfile::tempdir().unwrap();
     let key = keys_dir.path().join("store.key");
-    let json = abis_json(&["store".as_ref(), "keygen".as_ref(), key.as_os_str()]);
+    let json = support::abis_json(&["store".as_ref(), "keygen".as_ref(), key.as_os_str()]);
     let first_key = json["active_key"].as_str().unwrap().to_owned();
     // Never overwritten: that would orphan the gallery it seals.
     let again = support::abis()
@@ -320,7 +309,7 @@ async fn encrypted_gallery_is_unreadable_without_its_key_and_survives_restart_an
     let err = serve_refused(data.path(), &[]);
     assert!(err.contains("encrypted"), "{err}");
     let other = keys_dir.path().join("other.key");
-    abis_json(&["store".as_ref(), "keygen".as_ref(), other.as_os_str()]);
+    support::abis_json(&["store".as_ref(), "keygen".as_ref(), other.as_os_str()]);
     let err = serve_refused(
         data.path(),
         &[("ABIS__STORE__ENCRYPTION_KEY_FILE", other.as_os_str())],
@@ -336,7 +325,7 @@ async fn encrypted_gallery_is_unreadable_without_its_key_and_survives_restart_an
     assert!(status.success());
 
     // Rotation: a new active key on top, rekey the stopped gallery, then the old key can go.
-    let json = abis_json(&[
+    let json = support::abis_json(&[
         "store".as_ref(),
         "keygen".as_ref(),
         "--prepend".as_ref(),
@@ -344,7 +333,7 @@ async fn encrypted_gallery_is_unreadable_without_its_key_and_survives_restart_an
     ]);
     let new_key = json["active_key"].as_str().unwrap().to_owned();
     assert_ne!(new_key, first_key);
-    let json = abis_json(&[
+    let json = support::abis_json(&[
         "store".as_ref(),
         "rekey".as_ref(),
         "--data".as_ref(),

@@ -175,3 +175,14 @@ pub async fn identify_samples(
         .expect("identify")
         .into_inner()
 }
+
+/// Runs `abis` with `args`, asserting success; returns stdout parsed as JSON.
+pub fn abis_json<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> serde_json::Value {
+    let out = abis().args(args).output().expect("run abis");
+    assert!(
+        out.status.success(),
+        "abis {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}

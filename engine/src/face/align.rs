@@ -121,17 +121,21 @@ pub fn align(
     Ok((warp(img, &t, size)?, t))
 }
 
+/// The ArcFace 112x112 five-point template (as in the manifest), for the face module's tests.
+#[cfg(test)]
+pub(crate) const TEST_TEMPLATE: [[f32; 2]; 5] = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TEMPLATE: [[f32; 2]; 5] = [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ];
+    const TEMPLATE: [[f32; 2]; 5] = TEST_TEMPLATE;
 
     #[test]
     fn recovers_a_known_similarity() {

@@ -100,13 +100,7 @@ pub fn laplacian_variance(gray: &[f32], w: usize, h: usize) -> f32 {
 mod tests {
     use super::*;
 
-    const TEMPLATE: [[f32; 2]; 5] = [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ];
+    const TEMPLATE: [[f32; 2]; 5] = super::super::align::TEST_TEMPLATE;
 
     fn flat(v: f32) -> RgbF32 {
         RgbF32 {
