@@ -12,4 +12,5 @@ pub mod index;
 pub mod matcher;
 pub mod model;
 pub mod store;
+pub mod synth;
 pub mod template;
