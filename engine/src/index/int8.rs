@@ -1,4 +1,5 @@
-//! Int8 dot products with runtime CPU dispatch. Integer arithmetic, so every path returns the
+//! Int8 dot products with runtime CPU dispatch (AVX-512BW, AVX2, scalar; NEON is left to the
+//! compiler's auto-vectorisation of the scalar loop on aarch64). Integer arithmetic, so every path returns the
 //! same value as the scalar one, bit for bit; the vector paths only go faster.
 //!
 //! Range: with `|x| <= 128` per element a row of up to 131,072 elements cannot overflow `i32`.
@@ -33,14 +34,24 @@ pub fn kernel_name() -> &'static str {
     kernel().name
 }
 
+/// `dots` without the checks: (query, rows, stride, out).
+type DotsFn = fn(&[i8], &[i8], usize, &mut [i32]);
+
 struct Kernel {
     name: &'static str,
-    dots: fn(&[i8], &[i8], usize, &mut [i32]),
+    dots: DotsFn,
 }
 
 fn kernel() -> &'static Kernel {
     static K: OnceLock<Kernel> = OnceLock::new();
     K.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            return Kernel {
+                name: "avx512bw",
+                dots: dots_avx512,
+            };
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             return Kernel {
@@ -113,6 +124,64 @@ unsafe fn dots_avx2_impl(query: &[i8], rows: &[i8], stride: usize, out: &mut [i3
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn dots_avx512(query: &[i8], rows: &[i8], stride: usize, out: &mut [i32]) {
+    // SAFETY: chosen only when the CPU reports AVX-512BW; bounds were checked by `dots`.
+    unsafe { dots_avx512_impl(query, rows, stride, out) }
+}
+
+/// The AVX2 method at twice the width: 64 bytes per step, sign-extended to 16 bits and
+/// multiply-added into sixteen 32-bit lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn dots_avx512_impl(query: &[i8], rows: &[i8], stride: usize, out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let n = query.len();
+    let full = n / 64 * 64;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &rows[r * stride..r * stride + n];
+        let mut acc = _mm512_setzero_si512();
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 64 <= full <= n, the length of both slices.
+            let (a_lo, a_hi, b_lo, b_hi) = unsafe {
+                (
+                    _mm256_loadu_si256(query.as_ptr().add(i).cast()),
+                    _mm256_loadu_si256(query.as_ptr().add(i + 32).cast()),
+                    _mm256_loadu_si256(row.as_ptr().add(i).cast()),
+                    _mm256_loadu_si256(row.as_ptr().add(i + 32).cast()),
+                )
+            };
+            let lo = _mm512_madd_epi16(_mm512_cvtepi8_epi16(a_lo), _mm512_cvtepi8_epi16(b_lo));
+            let hi = _mm512_madd_epi16(_mm512_cvtepi8_epi16(a_hi), _mm512_cvtepi8_epi16(b_hi));
+            acc = _mm512_add_epi32(acc, _mm512_add_epi32(lo, hi));
+            i += 64;
+        }
+        let tail: i32 = query[full..]
+            .iter()
+            .zip(&row[full..])
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        *o = _mm512_reduce_add_epi32(acc) + tail;
+    }
+}
+
+/// Every kernel this CPU can run, by name (the dispatched one is among them).
+#[cfg(test)]
+fn available_kernels() -> Vec<(&'static str, DotsFn)> {
+    let mut k: Vec<(&'static str, DotsFn)> = vec![("scalar", dots_scalar)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            k.push(("avx2", dots_avx2));
+        }
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            k.push(("avx512bw", dots_avx512));
+        }
+    }
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +204,12 @@ mod tests {
             let mut got = vec![0; rows];
             dots_scalar(&query, &matrix, stride, &mut want);
             dots(&query, &matrix, stride, &mut got);
-            prop_assert_eq!(want, got);
+            prop_assert_eq!(&want, &got);
+            for (name, kernel) in available_kernels() {
+                got.fill(0);
+                kernel(&query, &matrix, stride, &mut got);
+                prop_assert_eq!(&want, &got, "kernel {}", name);
+            }
         }
     }
 
@@ -144,6 +218,11 @@ mod tests {
         let q = vec![-128i8; 192];
         let m = vec![-128i8; 192 * 2];
         let mut out = [0; 2];
+        for (name, kernel) in available_kernels() {
+            out = [0; 2];
+            kernel(&q, &m, 192, &mut out);
+            assert_eq!(out, [192 * 128 * 128; 2], "kernel {name}");
+        }
         dots(&q, &m, 192, &mut out);
         assert_eq!(out, [192 * 128 * 128; 2]);
         println!("int8 kernel: {}", kernel_name());
