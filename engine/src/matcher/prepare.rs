@@ -67,6 +67,12 @@ impl PreparedTemplate {
         self.cylinders.len()
     }
 
+    /// Each usable cylinder's cell bits and validity mask (bit `layer·256 + row·16 + column`),
+    /// for the fixed-length codes of the candidate index.
+    pub(crate) fn cylinder_words(&self) -> impl Iterator<Item = (&[u64], &[u64])> {
+        self.cylinders.iter().map(|c| (&c.bits[..], &c.mask[..]))
+    }
+
     #[inline(always)]
     pub(super) fn geo(&self, i: usize, j: usize) -> u32 {
         self.geometry[i * self.minutiae.len() + j]

@@ -12,7 +12,7 @@ use super::dir::Directory;
 use super::error::{Result, StoreError};
 use super::meta::{Meta, SegmentMeta};
 use super::record::{FingerEntry, Record};
-use super::segment::{build_segment, RecordBuf, SegmentSource, Want};
+use super::segment::{build_segment, fill_from_record, RecordBuf, SegmentSource, Want};
 
 /// splitmix64 step.
 pub fn mix(mut z: u64) -> u64 {
@@ -140,15 +140,6 @@ pub fn build_synthetic_gallery(
     fingers: usize,
     seed: u64,
 ) -> Result<u64> {
-    let dir = super::open_fs_directory(path)?;
-    let names = dir
-        .list()
-        .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
-    if names.iter().any(|n| n != super::dir::LOCK_FILE) {
-        return Err(StoreError::Incompatible {
-            detail: "synthetic gallery target is not empty".into(),
-        });
-    }
     let templates = (0..SYNTH_TEMPLATES)
         .map(|k| synthetic_template(mix(seed ^ k as u64), (k % 10) as u8 + 1, 30 + k % 20))
         .collect();
@@ -159,11 +150,52 @@ pub fn build_synthetic_gallery(
         seed,
         templates,
     };
-    let built = build_segment(&dir, 1, dim, &src)?;
+    write_fresh_store(path, dim, &src)
+}
+
+/// In-memory records, already in strictly increasing id order.
+struct Sorted<'a>(&'a [Record]);
+
+impl SegmentSource for Sorted<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn fill(&self, i: usize, want: Want, b: &mut RecordBuf) -> Result<()> {
+        fill_from_record(&self.0[i], want, b)
+    }
+}
+
+/// Writes `records` (ids strictly increasing, faces of `dim`) as a fresh store at `path` in one
+/// segment, without the log: how the scale harness lays down a gallery of millions. Returns the
+/// segment's size in bytes. `path` must not hold a store.
+pub fn write_gallery(path: &Path, dim: usize, records: &[Record]) -> Result<u64> {
+    if let Some(i) = records
+        .windows(2)
+        .position(|w| w[0].reference_id >= w[1].reference_id)
+    {
+        // The index, not the id: ids are personal identifiers and stay out of messages.
+        return Err(StoreError::Incompatible {
+            detail: format!("gallery ids not strictly increasing at record {}", i + 1),
+        });
+    }
+    write_fresh_store(path, dim, &Sorted(records))
+}
+
+fn write_fresh_store(path: &Path, dim: usize, src: &dyn SegmentSource) -> Result<u64> {
+    let dir = super::open_fs_directory(path)?;
+    let names = dir
+        .list()
+        .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
+    if names.iter().any(|n| n != super::dir::LOCK_FILE) {
+        return Err(StoreError::Incompatible {
+            detail: "gallery target is not empty".into(),
+        });
+    }
+    let built = build_segment(&dir, 1, dim, src)?;
     let mut meta = Meta::new(dim as u32);
     meta.segments.push(SegmentMeta {
         id: 1,
-        records: n as u64,
+        records: src.len() as u64,
         file_len: built.file_len as u64,
         deletions_gen: None,
         deleted: 0,
