@@ -43,7 +43,7 @@ impl<'a> Int8Rows<'a> {
         dim: usize,
         scales: &'a [f32],
     ) -> Result<Int8Rows<'a>, ScanError> {
-        if dim == 0 || dim > stride {
+        if dim == 0 || dim > stride || dim > int8::MAX_DIM {
             return Err(ScanError::Shape(format!(
                 "dimension {dim}, stride {stride}"
             )));
@@ -106,19 +106,40 @@ impl Ord for Weakest {
     }
 }
 
-#[derive(Default)]
 struct TopK {
     heap: BinaryHeap<Weakest>,
+    /// The weakest kept score once `k` are kept (−∞ before): a plain float compare rejects
+    /// nearly every row before the exact heap order is consulted.
+    floor: f32,
+}
+
+impl Default for TopK {
+    fn default() -> Self {
+        TopK {
+            heap: BinaryHeap::new(),
+            floor: f32::NEG_INFINITY,
+        }
+    }
 }
 
 impl TopK {
+    #[inline]
     fn push(&mut self, k: usize, h: Hit) {
+        // Strictly below the floor can never enter; ties and NaN take the exact path.
+        if h.score < self.floor {
+            return;
+        }
         if self.heap.len() < k {
             self.heap.push(Weakest(h));
         } else if let Some(top) = self.heap.peek() {
             if Weakest(h) < *top {
                 self.heap.pop();
                 self.heap.push(Weakest(h));
+            }
+        }
+        if self.heap.len() >= k {
+            if let Some(top) = self.heap.peek() {
+                self.floor = top.0.score;
             }
         }
     }
