@@ -76,6 +76,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub models: ModelsConfig,
     pub store: StoreConfig,
+    pub search: SearchConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -218,6 +219,28 @@ pub struct StoreConfig {
     pub encryption_key_file: Option<PathBuf>,
 }
 
+/// How 1:N picks the records the full matcher scores (see `abis_engine::gallery::SearchConfig`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Searches over more records than this use the indexes; 0: always; a huge value: never.
+    pub index_above: u64,
+    /// Records each index keeps for the full matcher.
+    pub shortlist: usize,
+    /// Keep every record's prepared templates in memory (~25 KB per finger).
+    pub retain_prepared: bool,
+}
+
+impl SearchConfig {
+    pub fn to_engine(&self) -> abis_engine::gallery::SearchConfig {
+        abis_engine::gallery::SearchConfig {
+            index_above: usize::try_from(self.index_above).unwrap_or(usize::MAX),
+            shortlist: self.shortlist,
+            retain_prepared: self.retain_prepared,
+        }
+    }
+}
+
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(|_| {
@@ -353,6 +376,12 @@ impl Config {
         }
         if s.data_dir.as_os_str().is_empty() {
             return Err(value_error("server.data_dir", "must not be empty"));
+        }
+        if !(1..=100_000).contains(&self.search.shortlist) {
+            return Err(value_error(
+                "search.shortlist",
+                "must be between 1 and 100000",
+            ));
         }
 
         let t = &self.tls;

@@ -91,7 +91,9 @@ pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
                 let scorer: FaceScorer = Arc::new(move |cos| c.score(cos));
                 scorer
             });
-    let gallery = Arc::new(Gallery::new(store, Matcher::new(), scorer));
+    let gallery = Arc::new(
+        Gallery::new(store, Matcher::new(), scorer).with_search(config.search.to_engine()),
+    );
     let engines = Arc::new(Engines { finger, face });
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use super::fusion;
+use crate::index::finger_code::{and_popcount, similarity, FingerCode, FingerCoder};
 use crate::matcher::{Matcher, PreparedTemplate, Scratch};
 use crate::store::{Record, Snapshot, Store, StoreError};
 use crate::template::{decode_native, FingerPosition, FingerTemplate, TemplateError};
@@ -114,10 +115,44 @@ pub struct Verification {
     pub face: Option<ModalityEvidence>,
 }
 
-/// A record's prepared finger templates, cached.
+/// How 1:N picks the records the full matcher scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// Searches over more records than this go through the indexes (finger codes and face
+    /// cosines pick a short list); smaller ones score every record. `usize::MAX`: always
+    /// exhaustive.
+    pub index_above: usize,
+    /// Records each index keeps for the full matcher.
+    pub shortlist: usize,
+    /// Keep the matcher's prepared form of every record (~25 KB per finger template) so that
+    /// exhaustive search and 1:1 need no preparation; off, only codes (2 KiB per finger) and
+    /// faces are kept and the short list is prepared per search.
+    pub retain_prepared: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            index_above: 20_000,
+            shortlist: 100,
+            retain_prepared: true,
+        }
+    }
+}
+
+/// A record as searches need it, cached: prepared finger templates (empty when not retained),
+/// their codes, and the faces.
 struct PreparedRecord {
     fingers: Vec<(FingerPosition, PreparedTemplate)>,
+    /// Each finger's code and its popcount.
+    codes: Vec<(FingerPosition, FingerCode, u32)>,
     faces: Vec<Vec<f32>>,
+}
+
+/// Whether a probe finger at `p` may be compared with a gallery finger at `g` (an unknown
+/// position matches any).
+fn positions_compatible(p: FingerPosition, g: FingerPosition) -> bool {
+    p.code() == 0 || g.code() == 0 || p == g
 }
 
 /// The gallery: a store, a matcher, a face scorer, and a cache of prepared records.
@@ -125,6 +160,8 @@ pub struct Gallery {
     store: Store,
     matcher: Matcher,
     face_scorer: Option<FaceScorer>,
+    search: SearchConfig,
+    coder: FingerCoder,
     prepared: RwLock<HashMap<String, Arc<PreparedRecord>>>,
     /// Deletions so far. A record prepared from a snapshot taken before a deletion is not
     /// cached: it could be the deleted content of an id that is enrolled again.
@@ -140,9 +177,18 @@ impl Gallery {
             store,
             matcher,
             face_scorer,
+            search: SearchConfig::default(),
+            coder: FingerCoder::new(),
             prepared: RwLock::new(HashMap::new()),
             deletions: AtomicU64::new(0),
         }
+    }
+
+    /// The same gallery with another search configuration (set before the first search: the
+    /// cache keeps whatever form was prepared first).
+    pub fn with_search(mut self, search: SearchConfig) -> Gallery {
+        self.search = search;
+        self
     }
 
     /// Gives the store back (to close it at shutdown).
@@ -197,12 +243,19 @@ impl Gallery {
         let targets = self.targets(&snapshot, options);
         let searched = targets.len() as u64;
         let threshold = fusion::threshold_for_fpir(options.target_fpir, searched);
+        // The threshold stays the one for all `searched` records: the short list only skips
+        // records the indexes judge hopeless, it does not shrink the search's FPIR budget.
+        let targets = if targets.len() > self.search.index_above {
+            self.shortlist(&prepared_probe, targets, epoch)?
+        } else {
+            targets
+        };
         let scored: Vec<Candidate> = targets
             .par_iter()
             .map_init(
                 Scratch::default,
                 |scratch, target| -> Result<Option<Candidate>, GalleryError> {
-                    let record = self.prepared_record(target, epoch)?;
+                    let record = self.full_record(target, epoch)?;
                     let c = self.score_record(&prepared_probe, &record, scratch, target.id());
                     Ok((c.score >= threshold).then_some(c))
                 },
@@ -219,12 +272,110 @@ impl Gallery {
         Ok((candidates, threshold, searched))
     }
 
+    /// The targets the indexes keep: the best `shortlist` by fused finger-code similarity and
+    /// the best `shortlist` by face cosine (exact, on the cached rows), merged.
+    fn shortlist<'s>(
+        &self,
+        probe: &PreparedRecord,
+        targets: Vec<Target<'s>>,
+        epoch: u64,
+    ) -> Result<Vec<Target<'s>>, GalleryError> {
+        let k = self.search.shortlist.max(1);
+        let records: Vec<Arc<PreparedRecord>> = targets
+            .par_iter()
+            .map(|t| self.prepared_record(t, epoch))
+            .collect::<Result<_, _>>()?;
+        let mut keep = vec![false; targets.len()];
+        let mut mark_best = |scores: Vec<f32>| {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+            for &i in order.iter().take(k) {
+                keep[i] = true;
+            }
+        };
+        if !probe.codes.is_empty() {
+            mark_best(records.par_iter().map(|r| code_score(probe, r)).collect());
+        }
+        if !probe.faces.is_empty() {
+            mark_best(
+                records
+                    .par_iter()
+                    .map(|r| {
+                        let mut best = f32::MIN;
+                        for a in &probe.faces {
+                            for b in &r.faces {
+                                best = best.max(cosine(a, b));
+                            }
+                        }
+                        best
+                    })
+                    .collect(),
+            );
+        }
+        Ok(targets
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(t, k)| k.then_some(t))
+            .collect())
+    }
+
+    /// `target` with its prepared fingers: the cached form, or (when the cache keeps only codes)
+    /// prepared now and not kept.
+    fn full_record(
+        &self,
+        target: &Target<'_>,
+        epoch: u64,
+    ) -> Result<Arc<PreparedRecord>, GalleryError> {
+        let cached = self.prepared_record(target, epoch)?;
+        if self.search.retain_prepared || cached.codes.is_empty() {
+            return Ok(cached);
+        }
+        let record = target.record()?;
+        Ok(Arc::new(PreparedRecord {
+            fingers: self.prepare_fingers(&record)?,
+            codes: Vec::new(),
+            faces: cached.faces.clone(),
+        }))
+    }
+
+    fn prepare_fingers(
+        &self,
+        record: &Record,
+    ) -> Result<Vec<(FingerPosition, PreparedTemplate)>, GalleryError> {
+        record
+            .fingers
+            .iter()
+            .map(|f| {
+                let t = decode_native(&f.template).map_err(GalleryError::StoredTemplate)?;
+                let p = self
+                    .matcher
+                    .prepare(&t)
+                    .map_err(|e| GalleryError::Probe(e.to_string()))?;
+                Ok((f.position, p))
+            })
+            .collect()
+    }
+
+    fn codes_of(
+        &self,
+        fingers: &[(FingerPosition, PreparedTemplate)],
+    ) -> Vec<(FingerPosition, FingerCode, u32)> {
+        fingers
+            .iter()
+            .map(|(pos, p)| {
+                let code = self.coder.encode(p);
+                let ones = code.ones();
+                (*pos, code, ones)
+            })
+            .collect()
+    }
+
     /// 1:1: the probe against one enrolled record.
     pub fn verify(&self, probe: &Probe, reference_id: &str) -> Result<Verification, GalleryError> {
         let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
         let target = Target::find(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
-        let record = self.prepared_record(&target, epoch)?;
+        let record = self.full_record(&target, epoch)?;
         self.verify_prepared(probe, &record)
     }
 
@@ -256,7 +407,7 @@ impl Gallery {
     }
 
     fn prepare_probe(&self, probe: &Probe) -> Result<PreparedRecord, GalleryError> {
-        let fingers = probe
+        let fingers: Vec<(FingerPosition, PreparedTemplate)> = probe
             .fingers
             .iter()
             .map(|(pos, t)| {
@@ -278,6 +429,7 @@ impl Gallery {
             }
         }
         Ok(PreparedRecord {
+            codes: self.codes_of(&fingers),
             fingers,
             faces: probe.faces.clone(),
         })
@@ -338,20 +490,14 @@ impl Gallery {
             return Ok(Arc::clone(p));
         }
         let record = target.record()?;
-        let fingers = record
-            .fingers
-            .iter()
-            .map(|f| {
-                let t = decode_native(&f.template).map_err(GalleryError::StoredTemplate)?;
-                let p = self
-                    .matcher
-                    .prepare(&t)
-                    .map_err(|e| GalleryError::Probe(e.to_string()))?;
-                Ok((f.position, p))
-            })
-            .collect::<Result<_, GalleryError>>()?;
+        let fingers = self.prepare_fingers(&record)?;
         let prepared = Arc::new(PreparedRecord {
-            fingers,
+            codes: self.codes_of(&fingers),
+            fingers: if self.search.retain_prepared {
+                fingers
+            } else {
+                Vec::new()
+            },
             faces: record.faces.clone(),
         });
         let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
@@ -377,7 +523,7 @@ impl Gallery {
             let mut best = 0.0f64;
             let mut tries = 0usize;
             for (rpos, r) in &record.fingers {
-                if pos.code() != 0 && rpos.code() != 0 && pos != rpos {
+                if !positions_compatible(*pos, *rpos) {
                     continue;
                 }
                 tries += 1;
@@ -423,6 +569,25 @@ impl Gallery {
             face,
         }
     }
+}
+
+/// Fused finger-code similarity of a record to the probe: per probe finger the best code
+/// among the record's compatible fingers, summed.
+fn code_score(probe: &PreparedRecord, record: &PreparedRecord) -> f32 {
+    probe
+        .codes
+        .iter()
+        .map(|(pos, code, ones)| {
+            record
+                .codes
+                .iter()
+                .filter(|(rpos, _, _)| positions_compatible(*pos, *rpos))
+                .map(|(_, rc, r_ones)| {
+                    similarity(and_popcount(&code.words, &rc.words), *ones, *r_ones)
+                })
+                .fold(0f32, f32::max)
+        })
+        .sum()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
