@@ -8,6 +8,7 @@ mod dist;
 mod gallery;
 mod gen;
 mod population;
+mod probe;
 mod progress;
 mod search;
 
@@ -31,6 +32,8 @@ enum Command {
     Dedup(dedup::Args),
     /// Write a synthetic gallery straight into a store that `abis serve --data DIR` opens.
     Gen(gen::Args),
+    /// Write one person's finger captures as templates (probes for gRPC).
+    Probe(probe::Args),
     /// Search mated and non-mated probes; one JSON line of accuracy, speed and footprint.
     Search(search::Args),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::CodesEval(a) => codes_eval::run(&a),
         Command::Dedup(a) => dedup::run(&a),
         Command::Gen(a) => gen::run(&a),
+        Command::Probe(a) => probe::run(&a),
         Command::Search(a) => search::run(&a),
     }
 }
