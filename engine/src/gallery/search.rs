@@ -245,6 +245,8 @@ impl Gallery {
         let threshold = fusion::threshold_for_fpir(options.target_fpir, searched);
         // The threshold stays the one for all `searched` records: the short list only skips
         // records the indexes judge hopeless, it does not shrink the search's FPIR budget.
+        let positions: Vec<FingerPosition> =
+            prepared_probe.fingers.iter().map(|(p, _)| *p).collect();
         let targets = if targets.len() > self.search.index_above {
             self.shortlist(&prepared_probe, targets, epoch)?
         } else {
@@ -255,7 +257,7 @@ impl Gallery {
             .map_init(
                 Scratch::default,
                 |scratch, target| -> Result<Option<Candidate>, GalleryError> {
-                    let record = self.full_record(target, epoch)?;
+                    let record = self.full_record(target, epoch, &positions)?;
                     let c = self.score_record(&prepared_probe, &record, scratch, target.id());
                     Ok((c.score >= threshold).then_some(c))
                 },
@@ -320,31 +322,37 @@ impl Gallery {
     }
 
     /// `target` with its prepared fingers: the cached form, or (when the cache keeps only codes)
-    /// prepared now and not kept.
+    /// the fingers a probe with fingers at `positions` can be compared with, prepared now and
+    /// not kept (the others would not be scored anyway).
     fn full_record(
         &self,
         target: &Target<'_>,
         epoch: u64,
+        positions: &[FingerPosition],
     ) -> Result<Arc<PreparedRecord>, GalleryError> {
         let cached = self.prepared_record(target, epoch)?;
         if self.search.retain_prepared || cached.codes.is_empty() {
             return Ok(cached);
         }
         let record = target.record()?;
+        let wanted = |g: FingerPosition| positions.iter().any(|&p| positions_compatible(p, g));
         Ok(Arc::new(PreparedRecord {
-            fingers: self.prepare_fingers(&record)?,
+            fingers: self.prepare_fingers(&record, wanted)?,
             codes: Vec::new(),
             faces: cached.faces.clone(),
         }))
     }
 
+    /// The record's finger templates at the positions `wanted` accepts, prepared.
     fn prepare_fingers(
         &self,
         record: &Record,
+        wanted: impl Fn(FingerPosition) -> bool,
     ) -> Result<Vec<(FingerPosition, PreparedTemplate)>, GalleryError> {
         record
             .fingers
             .iter()
+            .filter(|f| wanted(f.position))
             .map(|f| {
                 let t = decode_native(&f.template).map_err(GalleryError::StoredTemplate)?;
                 let p = self
@@ -375,7 +383,8 @@ impl Gallery {
         let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
         let target = Target::find(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
-        let record = self.full_record(&target, epoch)?;
+        let positions: Vec<FingerPosition> = probe.fingers.iter().map(|(p, _)| *p).collect();
+        let record = self.full_record(&target, epoch, &positions)?;
         self.verify_prepared(probe, &record)
     }
 
@@ -490,7 +499,7 @@ impl Gallery {
             return Ok(Arc::clone(p));
         }
         let record = target.record()?;
-        let fingers = self.prepare_fingers(&record)?;
+        let fingers = self.prepare_fingers(&record, |_| true)?;
         let prepared = Arc::new(PreparedRecord {
             codes: self.codes_of(&fingers),
             fingers: if self.search.retain_prepared {
