@@ -49,6 +49,7 @@ async fn identify_through_the_indexes_on_a_written_gallery() {
         &[
             ("ABIS__SEARCH__INDEX_ABOVE", "0".as_ref()),
             ("ABIS__SEARCH__SHORTLIST", "5".as_ref()),
+            ("ABIS__SEARCH__INDEX_MIN_FINGERS", "2".as_ref()),
             ("ABIS__SEARCH__RETAIN_PREPARED", "false".as_ref()),
         ],
     );

@@ -120,6 +120,7 @@ fn indexed_search_returns_what_exhaustive_search_returns() {
     let indexed = Gallery::new(store, Matcher::new(), scorer()).with_search(SearchConfig {
         index_above: 0,
         shortlist: 8,
+        index_min_fingers: 1,
         retain_prepared: false,
     });
     for ((_, p), w) in probes.iter().zip(&want) {

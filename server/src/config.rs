@@ -227,6 +227,8 @@ pub struct SearchConfig {
     pub index_above: u64,
     /// Records each index keeps for the full matcher.
     pub shortlist: usize,
+    /// Probes with fewer fingers (and no face) are searched exhaustively.
+    pub index_min_fingers: usize,
     /// Keep every record's prepared templates in memory (~25 KB per finger).
     pub retain_prepared: bool,
 }
@@ -236,6 +238,7 @@ impl SearchConfig {
         abis_engine::gallery::SearchConfig {
             index_above: usize::try_from(self.index_above).unwrap_or(usize::MAX),
             shortlist: self.shortlist,
+            index_min_fingers: self.index_min_fingers,
             retain_prepared: self.retain_prepared,
         }
     }
