@@ -309,15 +309,7 @@ impl Gallery {
             mark_best(
                 records
                     .par_iter()
-                    .map(|r| {
-                        let mut best = f32::MIN;
-                        for a in &probe.faces {
-                            for b in &r.faces {
-                                best = best.max(cosine(a, b));
-                            }
-                        }
-                        best
-                    })
+                    .map(|r| best_cosine(&probe.faces, &r.faces))
                     .collect(),
             );
         }
@@ -563,12 +555,7 @@ impl Gallery {
             probe.faces.is_empty() || record.faces.is_empty(),
         ) {
             (Some(scorer), false) => {
-                let mut best = f32::MIN;
-                for a in &probe.faces {
-                    for b in &record.faces {
-                        best = best.max(cosine(a, b));
-                    }
-                }
+                let best = best_cosine(&probe.faces, &record.faces);
                 let tries = probe.faces.len() * record.faces.len();
                 Some(ModalityEvidence {
                     score: fusion::best_of(scorer(best), tries),
@@ -604,6 +591,15 @@ fn code_score(probe: &PreparedRecord, record: &PreparedRecord) -> f32 {
                 .fold(0f32, f32::max)
         })
         .sum()
+}
+
+/// The highest cosine between any probe face and any record face (`f32::MIN` when either side
+/// has none).
+fn best_cosine(probe: &[Vec<f32>], record: &[Vec<f32>]) -> f32 {
+    probe
+        .iter()
+        .flat_map(|a| record.iter().map(move |b| cosine(a, b)))
+        .fold(f32::MIN, f32::max)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -80,15 +80,20 @@ fn kernel() -> &'static Kernel {
     })
 }
 
+/// One int8 dot product, plainly: the reference, and every vector kernel's tail.
+#[inline]
+fn dot_scalar(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
 /// The reference: plain Rust (which the compiler may auto-vectorise for the baseline target).
 pub fn dots_scalar(query: &[i8], rows: &[i8], stride: usize, out: &mut [i32]) {
     for (r, o) in out.iter_mut().enumerate() {
         let row = &rows[r * stride..r * stride + query.len()];
-        *o = query
-            .iter()
-            .zip(row)
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
+        *o = dot_scalar(query, row);
     }
 }
 
@@ -129,11 +134,7 @@ unsafe fn dots_avx2_impl(query: &[i8], rows: &[i8], stride: usize, out: &mut [i3
         let mut lanes = [0i32; 8];
         // SAFETY: `lanes` is 32 bytes.
         unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-        let tail: i32 = query[full..]
-            .iter()
-            .zip(&row[full..])
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
+        let tail = dot_scalar(&query[full..], &row[full..]);
         *o = lanes.iter().sum::<i32>() + tail;
     }
 }
@@ -166,11 +167,7 @@ unsafe fn dots_avx512_impl(query: &[i8], rows: &[i8], stride: usize, out: &mut [
             let b = unsafe { _mm256_loadu_si256(row.as_ptr().add(32 * k).cast()) };
             acc = _mm512_add_epi32(acc, _mm512_madd_epi16(*q, _mm512_cvtepi8_epi16(b)));
         }
-        let tail: i32 = query[full..]
-            .iter()
-            .zip(&row[full..])
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
+        let tail = dot_scalar(&query[full..], &row[full..]);
         *o = _mm512_reduce_add_epi32(acc) + tail;
     }
 }
@@ -205,11 +202,7 @@ unsafe fn dots_vnni_impl(query: &[i8], rows: &[i8], stride: usize, out: &mut [i3
             let b = unsafe { _mm512_loadu_si512(row.as_ptr().add(64 * k).cast()) };
             acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(b, flip), *q);
         }
-        let tail: i32 = query[full..]
-            .iter()
-            .zip(&row[full..])
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
+        let tail = dot_scalar(&query[full..], &row[full..]);
         *o = _mm512_reduce_add_epi32(acc) - bias + tail;
     }
 }
