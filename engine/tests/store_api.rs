@@ -94,8 +94,7 @@ fn store_insert_get_delete_semantics() {
     let s = mem_store(&dir);
     assert!(s.get("A-1").unwrap().unwrap().same_content(&rec("A-1", 4)));
     assert_eq!(s.count(), 1);
-    assert_eq!(StoreError::AlreadyExists.mosip_failure_code(), 10);
-    assert_eq!(StoreError::NotFound.mosip_failure_code(), 12);
+    assert_eq!(StoreError::AlreadyExists.record_defect(), None);
 }
 
 #[test]

@@ -9,10 +9,8 @@ use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::{Code, Status};
 use tonic_prost::ProstEncoder;
-use tonic_types::{ErrorDetails, StatusExt};
 
-/// MOSIP ABIS failure reason "invalid request structure".
-const INVALID_REQUEST: u32 = 4;
+use crate::failure::{status, FailureReason};
 
 /// Generated services and clients use this codec (see `build.rs`).
 #[derive(Debug, Clone)]
@@ -58,21 +56,17 @@ impl<U: Message + Default> Decoder for StrictDecoder<U> {
 
 /// The status of a message that is not valid protobuf for its type.
 pub fn malformed(e: &prost::DecodeError) -> Status {
-    let details = ErrorDetails::with_error_info(
-        format!("MOSIP_{INVALID_REQUEST}"),
-        "abis.v1",
-        [("failureReason".to_string(), INVALID_REQUEST.to_string())],
-    );
-    Status::with_error_details(
+    status(
         Code::InvalidArgument,
+        FailureReason::InvalidRequest,
         format!("malformed request message: {e}"),
-        details,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
     #[test]
     fn malformed_bytes_are_invalid_argument_with_mosip_reason_4() {

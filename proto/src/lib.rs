@@ -1,6 +1,9 @@
 //! The `abis.v1` gRPC protocol, generated from `proto/abis/v1/abis.proto`.
 
 pub mod codec;
+pub mod failure;
+
+pub use failure::FailureReason;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

@@ -33,7 +33,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -44,201 +43,9 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::transport::CertificateDer;
 use tonic::Status;
 
+use crate::access::{required_access, rpc_label, Access, Role, RoleError, Roles};
 use crate::audit::{AuditRecord, Auditor};
-
-/// What a caller may be allowed to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// 1:1 verification (a bank counter).
-    Verify,
-    /// Insert records (an enrollment office).
-    Enroll,
-    /// 1:N identification against the gallery.
-    Search,
-    /// Delete records and operate the service.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Verify, Role::Enroll, Role::Search, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Verify => "verify",
-            Role::Enroll => "enroll",
-            Role::Search => "search",
-            Role::Admin => "admin",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        match self {
-            Role::Verify => 1,
-            Role::Enroll => 2,
-            Role::Search => 4,
-            Role::Admin => 8,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = AuthError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s.trim())
-            .ok_or_else(|| AuthError::UnknownRole(s.to_string()))
-    }
-}
-
-/// A set of roles.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Roles(u8);
-
-impl Roles {
-    pub const NONE: Roles = Roles(0);
-
-    pub fn all() -> Roles {
-        Role::ALL.into_iter().collect()
-    }
-
-    pub fn contains(self, role: Role) -> bool {
-        self.0 & role.bit() != 0
-    }
-
-    pub fn insert(&mut self, role: Role) {
-        self.0 |= role.bit();
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = Role> {
-        Role::ALL.into_iter().filter(move |r| self.contains(*r))
-    }
-
-    /// Parses `"enroll,search"`.
-    pub fn parse_list(list: &str) -> Result<Roles, AuthError> {
-        let mut roles = Roles::NONE;
-        for part in list.split(',').filter(|p| !p.trim().is_empty()) {
-            roles.insert(part.parse()?);
-        }
-        if roles.is_empty() {
-            return Err(AuthError::NoRoles);
-        }
-        Ok(roles)
-    }
-}
-
-impl FromIterator<Role> for Roles {
-    fn from_iter<I: IntoIterator<Item = Role>>(iter: I) -> Self {
-        let mut roles = Roles::NONE;
-        for r in iter {
-            roles.insert(r);
-        }
-        roles
-    }
-}
-
-impl fmt::Display for Roles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.iter().map(Role::as_str).collect();
-        f.write_str(&names.join(","))
-    }
-}
-
-impl fmt::Debug for Roles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Roles({self})")
-    }
-}
-
-/// What an RPC requires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// No credentials needed (health checks, reflection).
-    Open,
-    /// The caller needs at least one of these roles.
-    AnyOf(&'static [Role]),
-}
-
-/// Path prefix of the engine's own service.
-pub const ABIS_SERVICE_PREFIX: &str = "/abis.v1.Abis/";
-
-/// The role table of the `abis.v1.Abis` service, by method name.
-///
-/// - `Get` returns what is stored under a reference id: enrollment offices (to check their own
-///   work) and administrators; never a verify-only bank, never a search-only caller.
-/// - `ReferenceCount` and `PendingJobs` reveal only counts: any role but `verify`, so a bank
-///   key learns nothing about the gallery.
-/// - `Extract` turns an image into a template, needed before verification and enrollment.
-pub const RPC_ACCESS: &[(&str, Access)] = &[
-    ("Insert", Access::AnyOf(&[Role::Enroll])),
-    ("InsertStream", Access::AnyOf(&[Role::Enroll])),
-    ("Identify", Access::AnyOf(&[Role::Search])),
-    ("Verify", Access::AnyOf(&[Role::Verify])),
-    ("Delete", Access::AnyOf(&[Role::Admin])),
-    ("Get", Access::AnyOf(&[Role::Enroll, Role::Admin])),
-    (
-        "ReferenceCount",
-        Access::AnyOf(&[Role::Enroll, Role::Search, Role::Admin]),
-    ),
-    (
-        "PendingJobs",
-        Access::AnyOf(&[Role::Enroll, Role::Search, Role::Admin]),
-    ),
-    ("Extract", Access::AnyOf(&[Role::Verify, Role::Enroll])),
-];
-
-const OPEN_PREFIXES: &[&str] = &[
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
-
-/// The access rule for a gRPC method path such as `/abis.v1.Abis/Identify`.
-///
-/// Health and reflection are open; a method of the engine's service not in [`RPC_ACCESS`], and
-/// any other path, needs `admin` (fail closed).
-pub fn required_access(path: &str) -> Access {
-    if OPEN_PREFIXES.iter().any(|p| path.starts_with(p)) {
-        return Access::Open;
-    }
-    if let Some(method) = path.strip_prefix(ABIS_SERVICE_PREFIX) {
-        if let Some((_, access)) = RPC_ACCESS.iter().find(|(m, _)| *m == method) {
-            return *access;
-        }
-    }
-    Access::AnyOf(&[Role::Admin])
-}
-
-/// A bounded label for a method path (for metrics, limits and logs): the method name for the
-/// engine's RPCs (`Identify`), `health` / `reflection` for those services, else `unknown`.
-/// Never echoes client-chosen text, so label cardinality stays fixed.
-pub fn rpc_label(path: &str) -> &'static str {
-    if let Some(method) = path.strip_prefix(ABIS_SERVICE_PREFIX) {
-        if let Some((m, _)) = RPC_ACCESS.iter().find(|(m, _)| *m == method) {
-            return m;
-        }
-        return "unknown";
-    }
-    if path.starts_with("/grpc.health.v1.Health/") {
-        return "health";
-    }
-    if path.starts_with("/grpc.reflection.") {
-        return "reflection";
-    }
-    "unknown"
-}
+use crate::hex::{decode_hex32, hex};
 
 /// How a caller proved who it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,10 +105,8 @@ pub fn check(caller: &Caller, access: Access) -> Result<(), Status> {
 /// Errors of the keys file, key generation and exposure checks.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("unknown role {0:?} (roles: verify, enroll, search, admin)")]
-    UnknownRole(String),
-    #[error("at least one role is required")]
-    NoRoles,
+    #[error(transparent)]
+    Role(#[from] RoleError),
     #[error("keys file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -318,8 +123,6 @@ pub enum AuthError {
     BadName(String),
     #[error("no secure random numbers: {0}")]
     Random(String),
-    #[error("{0}")]
-    Exposure(String),
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -470,7 +273,7 @@ pub fn add_key(path: &Path, name: &str, roles: Roles) -> Result<String, AuthErro
         return Err(AuthError::BadName(name.to_string()));
     }
     if roles.is_empty() {
-        return Err(AuthError::NoRoles);
+        return Err(RoleError::None.into());
     }
     let io = |source| AuthError::Io {
         path: path.to_path_buf(),
@@ -520,117 +323,6 @@ pub fn add_key(path: &Path, name: &str, roles: Roles) -> Result<String, AuthErro
     Ok(key)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
-pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Client side: adds `authorization: Bearer <key>` to every call, for
-/// `AbisClient::with_interceptor(channel, ApiKeyInterceptor::new(&key)?)` in `abis client`.
-#[derive(Clone)]
-pub struct ApiKeyInterceptor {
-    value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl fmt::Debug for ApiKeyInterceptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKeyInterceptor(..)")
-    }
-}
-
-impl ApiKeyInterceptor {
-    pub fn new(key: &str) -> Result<Self, AuthError> {
-        let key = key.trim();
-        let invalid = || AuthError::Invalid {
-            path: PathBuf::from("--api-key"),
-            message: "an API key is printable ASCII without spaces".to_string(),
-        };
-        if key.is_empty()
-            || key.len() > MAX_CREDENTIAL_BYTES
-            || !key.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(invalid());
-        }
-        let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
-            format!("Bearer {key}").parse().map_err(|_| invalid())?;
-        value.set_sensitive(true);
-        Ok(ApiKeyInterceptor { value: Some(value) })
-    }
-
-    /// With `None`, sends nothing (one client type whether or not `--api-key` was given).
-    pub fn optional(key: Option<&str>) -> Result<Self, AuthError> {
-        match key {
-            Some(key) => ApiKeyInterceptor::new(key),
-            None => Ok(ApiKeyInterceptor { value: None }),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for ApiKeyInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.value {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// Refuses configurations that would expose the service: without API keys or client
-/// certificates only a loopback address may be served, and plaintext on a non-loopback address
-/// needs `allow_plaintext_non_loopback` (API keys and biometrics would cross the network in
-/// clear).
-pub fn check_exposure(
-    listen: SocketAddr,
-    has_credentials: bool,
-    has_tls: bool,
-    allow_plaintext_non_loopback: bool,
-) -> Result<(), AuthError> {
-    if listen.ip().is_loopback() {
-        return Ok(());
-    }
-    if !has_credentials {
-        return Err(AuthError::Exposure(format!(
-            "server.listen = {listen} is not a loopback address, and no credentials are \
-             configured: set auth.keys_file (abis keys add) or tls.client_ca, or listen on \
-             127.0.0.1"
-        )));
-    }
-    if !has_tls && !allow_plaintext_non_loopback {
-        return Err(AuthError::Exposure(format!(
-            "server.listen = {listen} is not a loopback address and TLS is off: set tls.cert and \
-             tls.key, or server.allow_plaintext_non_loopback = true behind a TLS-terminating proxy"
-        )));
-    }
-    Ok(())
-}
-
 /// Resolves callers and checks the role table. Build one at start, share it via [`AuthLayer`].
 pub struct Authenticator {
     keys: Option<KeyStore>,
@@ -665,22 +357,6 @@ impl Authenticator {
             access: required_access,
             audit: None,
         }
-    }
-
-    /// From the configuration: loads the keys file, maps client certificate names to roles.
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, AuthError> {
-        let keys = config
-            .auth
-            .keys_file
-            .as_deref()
-            .map(KeyStore::load)
-            .transpose()?;
-        let cert_roles = cert_role_map(&config.tls.client_cert_roles);
-        Ok(Authenticator::new(
-            keys,
-            config.tls.client_ca.is_some(),
-            cert_roles,
-        ))
     }
 
     /// Records denied requests (UNAUTHENTICATED / PERMISSION_DENIED) in the audit log.
@@ -1003,6 +679,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{ABIS_SERVICE_PREFIX, RPC_ACCESS};
 
     fn store_with(entries: &[(&str, &str, &str)]) -> KeyStore {
         let mut text = String::new();
@@ -1081,36 +758,6 @@ mod tests {
             required_access("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
             Access::Open
         );
-    }
-
-    /// Every RPC of the proto has an explicit rule (an RPC missing here would be admin-only).
-    #[test]
-    fn every_proto_rpc_is_in_the_role_table() {
-        let proto = include_str!("../../proto/proto/abis/v1/abis.proto");
-        let rpcs: Vec<&str> = proto
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("rpc "))
-            .filter_map(|l| l.split('(').next())
-            .map(str::trim)
-            .collect();
-        assert!(rpcs.len() >= 9, "{rpcs:?}");
-        for rpc in rpcs {
-            assert!(
-                RPC_ACCESS.iter().any(|(m, _)| *m == rpc),
-                "rpc {rpc} has no entry in auth::RPC_ACCESS"
-            );
-        }
-    }
-
-    #[test]
-    fn labels_are_bounded() {
-        assert_eq!(rpc_label("/abis.v1.Abis/Identify"), "Identify");
-        assert_eq!(
-            rpc_label("/abis.v1.Abis/whatever-attacker-sends"),
-            "unknown"
-        );
-        assert_eq!(rpc_label("/grpc.health.v1.Health/Watch"), "health");
-        assert_eq!(rpc_label("/x"), "unknown");
     }
 
     #[test]
@@ -1234,6 +881,7 @@ mod tests {
 
     #[test]
     fn client_interceptor_sends_a_bearer_key_the_server_accepts() {
+        use abis_client::ApiKeyInterceptor;
         use tonic::service::Interceptor;
         let key = generate_key().unwrap();
         let mut interceptor = ApiKeyInterceptor::new(&key).unwrap();
@@ -1278,19 +926,6 @@ mod tests {
             Some("10.1.2.3:4000".parse().unwrap()),
         );
         assert_eq!(remote.unwrap_err().code(), tonic::Code::Unauthenticated);
-    }
-
-    #[test]
-    fn exposure_rules() {
-        let lo: SocketAddr = "127.0.0.1:50051".parse().unwrap();
-        let lo6: SocketAddr = "[::1]:50051".parse().unwrap();
-        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
-        assert!(check_exposure(lo, false, false, false).is_ok());
-        assert!(check_exposure(lo6, false, false, false).is_ok());
-        assert!(check_exposure(any, false, true, true).is_err());
-        assert!(check_exposure(any, true, false, false).is_err());
-        assert!(check_exposure(any, true, false, true).is_ok());
-        assert!(check_exposure(any, true, true, false).is_ok());
     }
 
     #[test]
@@ -1340,14 +975,5 @@ mod tests {
                 .collect();
             let _ = common_name(&random);
         }
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
-        assert_eq!(decode_hex32(&hex(&bytes)), Some(bytes));
-        assert_eq!(decode_hex32(&hex(&bytes).to_uppercase()), Some(bytes));
-        assert_eq!(decode_hex32("zz"), None);
-        assert_eq!(decode_hex32(&"g".repeat(64)), None);
     }
 }

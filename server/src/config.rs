@@ -16,7 +16,7 @@
 //! Unknown keys are errors in every layer (a misspelt `keys_flie` must not silently disable
 //! authentication). [`Config::validate`] then checks addresses, sizes, that every named file
 //! exists, TLS/mTLS consistency and that the listen address is not exposed without credentials
-//! ([`crate::auth::check_exposure`]). Hand-rolled over `serde` + `toml` (+ `serde_path_to_error`
+//! ([`check_exposure`]). Hand-rolled over `serde` + `toml` (+ `serde_path_to_error`
 //! for the key path in errors): smaller than the `config`/`figment` crates and exactly as strict
 //! as wanted.
 
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::auth::{Role, RPC_ACCESS};
+use crate::access::{Role, RPC_ACCESS};
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -476,13 +476,13 @@ impl Config {
             ));
         }
         let has_credentials = self.auth.keys_file.is_some() || t.client_ca.is_some();
-        crate::auth::check_exposure(
+        check_exposure(
             s.listen,
             has_credentials,
             t.enabled(),
             s.allow_plaintext_non_loopback,
         )
-        .map_err(|e| value_error("server.listen", e.to_string()))?;
+        .map_err(|e| value_error("server.listen", e))?;
         Ok(())
     }
 
@@ -493,6 +493,35 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("audit"))
     }
+}
+
+/// Refuses configurations that would expose the service: without API keys or client
+/// certificates only a loopback address may be served, and plaintext on a non-loopback address
+/// needs `allow_plaintext_non_loopback` (API keys and biometrics would cross the network in
+/// clear). The error says what to set.
+pub fn check_exposure(
+    listen: SocketAddr,
+    has_credentials: bool,
+    has_tls: bool,
+    allow_plaintext_non_loopback: bool,
+) -> Result<(), String> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if !has_credentials {
+        return Err(format!(
+            "server.listen = {listen} is not a loopback address, and no credentials are \
+             configured: set auth.keys_file (abis keys add) or tls.client_ca, or listen on \
+             127.0.0.1"
+        ));
+    }
+    if !has_tls && !allow_plaintext_non_loopback {
+        return Err(format!(
+            "server.listen = {listen} is not a loopback address and TLS is off: set tls.cert and \
+             tls.key, or server.allow_plaintext_non_loopback = true behind a TLS-terminating proxy"
+        ));
+    }
+    Ok(())
 }
 
 fn file_exists(key: &str, path: Option<&Path>) -> Result<(), ConfigError> {
@@ -792,5 +821,18 @@ mod tests {
         assert_eq!(snake_case("InsertStream"), "insert_stream");
         assert_eq!(snake_case("ReferenceCount"), "reference_count");
         assert_eq!(snake_case("identify"), "identify");
+    }
+
+    #[test]
+    fn exposure_rules() {
+        let lo: SocketAddr = "127.0.0.1:50051".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:50051".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        assert!(check_exposure(lo, false, false, false).is_ok());
+        assert!(check_exposure(lo6, false, false, false).is_ok());
+        assert!(check_exposure(any, false, true, true).is_err());
+        assert!(check_exposure(any, true, false, false).is_err());
+        assert!(check_exposure(any, true, false, true).is_ok());
+        assert!(check_exposure(any, true, true, false).is_ok());
     }
 }

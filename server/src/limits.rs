@@ -9,7 +9,7 @@
 //! - A queued request waits at most until its deadline (the `grpc-timeout` header, capped by the
 //!   server's request timeout given to [`Limiter::with_max_wait`]) and is then answered
 //!   DEADLINE_EXCEEDED; a client that goes away leaves the queue at once (its future is dropped).
-//! - Buckets exist for every RPC of [`crate::auth::RPC_ACCESS`] plus `health`, `reflection` and
+//! - Buckets exist for every RPC of [`crate::access::RPC_ACCESS`] plus `health`, `reflection` and
 //!   one shared `unknown` bucket, so client-chosen paths cannot create buckets.
 //! - The slot is held until the response future resolves: for unary and client-streaming RPCs
 //!   (all of the engine's) that is the whole handler, including reading an `InsertStream`.
@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tonic::Status;
 
-use crate::auth::{rpc_label, RPC_ACCESS};
+use crate::access::{rpc_label, RPC_ACCESS};
 use crate::config::{LimitsConfig, RpcLimit};
 
 struct Bucket {

@@ -1,16 +1,6 @@
 //! `abis`: the gRPC server and the command-line tools of the matching engine.
 
-// Issue 7 modules: until serve.rs wires them in, parts are only used by tests.
-mod audit;
-mod auth;
 mod cli;
-mod config;
-mod limits;
-mod logging;
-mod metrics;
-mod serve;
-mod service;
-mod tls;
 
 use std::process::ExitCode;
 
@@ -33,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the gRPC API.
-    Serve(serve::ServeArgs),
+    Serve(cli::serve::ServeArgs),
     /// Fingerprint tools.
     #[command(subcommand)]
     Finger(cli::finger::FingerCommand),
@@ -50,20 +40,20 @@ enum Command {
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
     /// Talk to a running server: insert, identify, verify, delete, count, get.
-    Client(cli::client::ClientArgs),
+    Client(abis_client::ClientArgs),
 }
 
 fn main() -> ExitCode {
     let args = Cli::parse();
     let models = cli::ModelsDir(args.models);
     let result = match args.command {
-        Command::Serve(a) => serve::run(a, &models),
+        Command::Serve(a) => cli::serve::run(a, &models),
         Command::Finger(c) => cli::finger::run(c, &models),
         Command::Keys(c) => cli::keys::run(c),
         Command::Audit(c) => cli::audit::run(c),
         Command::Store(c) => cli::store::run(c),
         Command::Face(c) => cli::face::run(c, &models),
-        Command::Client(a) => cli::client::run(a),
+        Command::Client(a) => abis_client::run(a).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

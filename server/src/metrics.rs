@@ -8,7 +8,7 @@
 //! - [`MetricsLayer`] (tower, for `Server::builder().layer(..)`) counts every gRPC call by RPC
 //!   and final status code and times it to the end of the response stream. The code comes from
 //!   the `grpc-status` header (trailers-only answers: errors, rejections) or trailer.
-//! - Labels are bounded: RPC labels come from [`crate::auth::rpc_label`] (unknown paths are
+//! - Labels are bounded: RPC labels come from [`crate::access::rpc_label`] (unknown paths are
 //!   `unknown`), codes are the 17 gRPC codes. No reference ids or other personal data, ever.
 //! - Gauges are set by the engine ([`Metrics::set_gallery_size`], [`Metrics::set_wal_lag`]) or
 //!   read at scrape time ([`Metrics::set_queue_depth_source`], e.g. from the limiter).
@@ -29,8 +29,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
-use crate::audit::code_name;
-use crate::auth::rpc_label;
+use crate::access::{code_name, rpc_label};
 
 /// Latency histogram bucket bounds, seconds.
 const BUCKETS: [f64; 16] = [

@@ -1,71 +1,126 @@
-//! `abis serve`: the gRPC server, with health and reflection, and graceful shutdown.
+//! `abis serve`: assembles the engines, the gallery and the security layers into the gRPC
+//! server, with health and reflection, and shuts it down gracefully.
+//!
+//! Read [`run`] top to bottom: open the engines, open the gallery, then serve: security layers,
+//! health (NOT_SERVING until the gallery is prepared), listen, drain on SIGTERM, checkpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use abis_engine::face::FaceEngine;
 use abis_engine::finger::FingerExtractor;
 use abis_engine::gallery::{FaceScorer, Gallery};
 use abis_engine::image::Limits;
 use abis_engine::matcher::Matcher;
+use abis_engine::model::{Runtime, RuntimeConfig};
 use abis_engine::store::encryption::Keyring;
 use abis_engine::store::{Store, StoreConfig};
 use abis_proto::v1::abis_server::AbisServer;
-use anyhow::Context;
-use clap::Args;
+use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::audit::{AuditOptions, Auditor};
-use crate::auth::Authenticator;
-use crate::cli::ModelsDir;
+use crate::auth::{cert_role_map, Authenticator, KeyStore};
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::service::{AbisService, Engines};
 
-/// Largest gRPC message accepted: a request with ten 500 ppi fingerprints and a face photo fits
-/// well within it; anything larger is refused before it is read into memory.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Embedding size of the default face model (MobileFaceNet), used to create a gallery when the
+/// face models are not installed.
+const DEFAULT_FACE_DIM: usize = 192;
 
-#[derive(Args)]
-pub struct ServeArgs {
-    /// Configuration file over the built-in defaults; ABIS__SECTION__KEY variables override both.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Data directory of the gallery (overrides server.data_dir; created if missing).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Address to listen on (overrides server.listen).
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Logging(#[from] crate::logging::LoggingError),
+    #[error("creating the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Model(#[from] abis_engine::model::ModelError),
+    #[error(transparent)]
+    Finger(#[from] abis_engine::finger::FingerError),
+    #[error(transparent)]
+    KeyFile(#[from] abis_engine::store::encryption::KeyFileError),
+    #[error("opening the gallery in {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: abis_engine::store::StoreError,
+    },
+    #[error("opening the audit log in {path}: {source}")]
+    Audit {
+        path: PathBuf,
+        #[source]
+        source: crate::audit::AuditError,
+    },
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
-pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(d) = args.data {
-        config.server.data_dir = d;
-    }
-    if let Some(l) = args.listen {
-        config.server.listen = l;
-    }
-    // Re-checked after the command-line overrides (exposure rules depend on the address).
+/// Serves `config` until SIGTERM or Ctrl-C. `models` overrides `models.dir`.
+pub fn run(config: Config, models: Option<PathBuf>) -> Result<(), ServeError> {
     config.validate()?;
     crate::logging::init(&config.logging)?;
-    let models = ModelsDir(models.0.clone().or_else(|| config.models.dir.clone()));
     let data = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-    let runtime = models.open_runtime()?;
-    let finger = Arc::new(FingerExtractor::new(&runtime, Limits::default())?);
-    let face = match FaceEngine::open(&runtime, Limits::default()) {
+    std::fs::create_dir_all(&data).map_err(|source| ServeError::DataDir {
+        path: data.clone(),
+        source,
+    })?;
+    let runtime_config = match models.or_else(|| config.models.dir.clone()) {
+        Some(dir) => RuntimeConfig::for_models_dir(&dir),
+        None => RuntimeConfig::discover(),
+    };
+    let engines = open_engines(&Runtime::open(runtime_config)?)?;
+    let gallery = Arc::new(open_gallery(&config, &engines)?);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?
+        .block_on(serve(config, engines, gallery))
+}
+
+/// The fingerprint extractor, and the face pipeline when its models are installed.
+fn open_engines(runtime: &Arc<Runtime>) -> Result<Arc<Engines>, ServeError> {
+    let finger = Arc::new(FingerExtractor::new(runtime, Limits::default())?);
+    let face = match FaceEngine::open(runtime, Limits::default()) {
         Ok(f) => Some(Arc::new(f)),
         Err(e) => {
             tracing::warn!(error = %e, "face models unavailable: face samples will be refused");
             None
         }
     };
-    let face_dim = face
+    Ok(Arc::new(Engines { finger, face }))
+}
+
+/// The gallery under `<data>/gallery`, recovered from its log, sealed with the configured key.
+fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeError> {
+    let face_dim = engines
+        .face
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
     let mut store_config = StoreConfig::new(face_dim);
@@ -74,9 +129,10 @@ pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
         tracing::info!(active_key = %keys.active_id(), "gallery encrypted at rest");
         store_config.encryption = Some(keys);
     }
-    let started = std::time::Instant::now();
-    let (store, report) = Store::open(data.join("gallery"), store_config)
-        .with_context(|| format!("opening the gallery in {}", data.display()))?;
+    let started = Instant::now();
+    let path = config.server.data_dir.join("gallery");
+    let (store, report) =
+        Store::open(&path, store_config).map_err(|source| ServeError::Store { path, source })?;
     tracing::info!(
         records = store.count(),
         replayed = report.entries_replayed,
@@ -84,37 +140,28 @@ pub fn run(args: ServeArgs, models: &ModelsDir) -> anyhow::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "gallery open"
     );
-    let scorer: Option<FaceScorer> =
-        face.as_ref()
-            .and_then(|f| f.calibration().cloned())
-            .map(|c| {
-                let scorer: FaceScorer = Arc::new(move |cos| c.score(cos));
-                scorer
-            });
-    let gallery = Arc::new(
-        Gallery::new(store, Matcher::new(), scorer).with_search(config.search.to_engine()),
-    );
-    let engines = Arc::new(Engines { finger, face });
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(config, engines, gallery))
+    let scorer: Option<FaceScorer> = engines
+        .face
+        .as_ref()
+        .and_then(|f| f.calibration().cloned())
+        .map(|c| Arc::new(move |cos| c.score(cos)) as FaceScorer);
+    Ok(Gallery::new(store, Matcher::new(), scorer).with_search(config.search.to_engine()))
 }
 
-/// Embedding size of the default face model (MobileFaceNet), used to create a gallery when the
-/// face models are not installed.
-const DEFAULT_FACE_DIM: usize = 192;
-
-async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> anyhow::Result<()> {
-    let audit_dir = config.audit_dir();
-    let auditor = Auditor::open(
-        &audit_dir,
-        AuditOptions {
-            max_file_bytes: config.audit.max_file_bytes,
-        },
-    )
-    .with_context(|| format!("opening the audit log in {}", audit_dir.display()))?;
-    let mut authenticator = Authenticator::from_config(&config)?;
+/// Who may call: the keys file and the client certificate names of the configuration, with
+/// denials recorded in the audit log when configured.
+fn authenticator(config: &Config, auditor: &Auditor) -> Result<Arc<Authenticator>, ServeError> {
+    let keys = config
+        .auth
+        .keys_file
+        .as_deref()
+        .map(KeyStore::load)
+        .transpose()?;
+    let mut authenticator = Authenticator::new(
+        keys,
+        config.tls.client_ca.is_some(),
+        cert_role_map(&config.tls.client_cert_roles),
+    );
     if config.audit.record_denials {
         authenticator = authenticator.with_audit(auditor.clone());
     }
@@ -123,7 +170,70 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
             "no API keys or client CA: loopback-only development mode, every caller has every role"
         );
     }
-    let authenticator = Arc::new(authenticator);
+    Ok(Arc::new(authenticator))
+}
+
+/// Serves Prometheus text on `metrics.listen` when enabled, until `stop` resolves.
+async fn start_metrics(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), ServeError> {
+    if !config.metrics.enabled {
+        return Ok(());
+    }
+    let addr = config.metrics.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "metrics.listen",
+            addr,
+            source,
+        })?;
+    tokio::spawn(Arc::clone(metrics).serve_on(listener, async {
+        let _ = stop.await;
+    }));
+    Ok(())
+}
+
+/// Prepares every stored record for matching in the background and reports SERVING when done.
+/// Requests are answered meanwhile; until then the first searches would pay for preparation.
+fn warm_then_serve(gallery: &Arc<Gallery>, reporter: &HealthReporter) {
+    let (gallery, reporter) = (Arc::clone(gallery), reporter.clone());
+    tokio::spawn(async move {
+        let t0 = Instant::now();
+        match tokio::task::spawn_blocking(move || gallery.warm()).await {
+            Ok(Ok(records)) => {
+                tracing::info!(
+                    records,
+                    ms = t0.elapsed().as_millis() as u64,
+                    "gallery prepared for matching"
+                );
+                reporter.set_serving::<AbisServer<AbisService>>().await;
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "preparing the gallery failed"),
+            Err(e) => tracing::error!(error = %e, "preparing the gallery panicked"),
+        }
+    });
+}
+
+async fn serve(
+    config: Config,
+    engines: Arc<Engines>,
+    gallery: Arc<Gallery>,
+) -> Result<(), ServeError> {
+    let audit_dir = config.audit_dir();
+    let auditor = Auditor::open(
+        &audit_dir,
+        AuditOptions {
+            max_file_bytes: config.audit.max_file_bytes,
+        },
+    )
+    .map_err(|source| ServeError::Audit {
+        path: audit_dir,
+        source,
+    })?;
+    let authenticator = authenticator(&config, &auditor)?;
     let timeout = Duration::from_secs(config.server.request_timeout_s);
     let limiter = Arc::new(Limiter::new(&config.limits).with_max_wait(timeout));
     let metrics = Metrics::new();
@@ -132,39 +242,13 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
         metrics.set_queue_depth_source(move || l.queued());
     }
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if config.metrics.enabled {
-        let l = tokio::net::TcpListener::bind(config.metrics.listen)
-            .await
-            .with_context(|| format!("binding metrics.listen {}", config.metrics.listen))?;
-        tokio::spawn(Arc::clone(&metrics).serve_on(l, async {
-            let _ = metrics_stopped.await;
-        }));
-    }
+    start_metrics(&config, &metrics, metrics_stopped).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    // Requests are answered at once, but the service reports SERVING only once every record
-    // is prepared for matching: until then the first searches would pay for it.
     health_reporter
         .set_not_serving::<AbisServer<AbisService>>()
         .await;
-    {
-        let (gallery, reporter) = (Arc::clone(&gallery), health_reporter.clone());
-        tokio::spawn(async move {
-            let t0 = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || gallery.warm()).await {
-                Ok(Ok(records)) => {
-                    tracing::info!(
-                        records,
-                        ms = t0.elapsed().as_millis() as u64,
-                        "gallery prepared for matching"
-                    );
-                    reporter.set_serving::<AbisServer<AbisService>>().await;
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "preparing the gallery failed"),
-                Err(e) => tracing::error!(error = %e, "preparing the gallery panicked"),
-            }
-        });
-    }
+    warm_then_serve(&gallery, &health_reporter);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -178,10 +262,19 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);
 
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let addr = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
-    let local = listener.local_addr()?;
+        .map_err(|source| ServeError::Bind {
+            what: "server.listen",
+            addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        what: "server.listen",
+        addr,
+        source,
+    })?;
     tracing::info!(%local, "abis serving");
     // A line on stdout that scripts and tests can wait for.
     println!("listening on {local}");
@@ -219,13 +312,25 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
         );
+    drain(server, draining_rx, config.server.shutdown_grace_s).await?;
+    let _ = stop_metrics.send(());
+    checkpoint(gallery);
+    Ok(())
+}
+
+/// Runs the server until it stops; once draining has begun, waits at most `grace_s` for
+/// in-flight requests.
+async fn drain(
+    server: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    draining: tokio::sync::oneshot::Receiver<()>,
+    grace_s: u64,
+) -> Result<(), ServeError> {
     tokio::pin!(server);
-    let grace = Duration::from_secs(config.server.shutdown_grace_s);
     tokio::select! {
         r = &mut server => r?,
         _ = async {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(grace).await
+            if draining.await.is_ok() {
+                tokio::time::sleep(Duration::from_secs(grace_s)).await
             } else {
                 std::future::pending::<()>().await
             }
@@ -233,9 +338,12 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
             tracing::warn!("drain time limit reached: abandoning in-flight requests");
         }
     }
-    let _ = stop_metrics.send(());
-    // Every acknowledged write is already durable in the log; a checkpoint makes the next start
-    // faster (less to replay).
+    Ok(())
+}
+
+/// Every acknowledged write is already durable in the log; a checkpoint at exit makes the next
+/// start faster (less to replay).
+fn checkpoint(gallery: Arc<Gallery>) {
     match Arc::try_unwrap(gallery) {
         Ok(gallery) => {
             if let Err(e) = gallery.into_store().close() {
@@ -246,7 +354,6 @@ async fn serve(config: Config, engines: Arc<Engines>, gallery: Arc<Gallery>) -> 
             "requests still running at exit; the log will be replayed at the next start"
         ),
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,4 +1,5 @@
-//! TLS and mutual TLS for the gRPC server and client (rustls via tonic's `tls-ring`).
+//! TLS and mutual TLS for the gRPC server (rustls via tonic's `tls-ring`); the client side is
+//! `abis_client::tls_config`.
 //!
 //! Why: API keys and biometric images must not cross a network in clear, and a bank's counter
 //! application can prove who it is with a client certificate instead of a shared secret. All
@@ -13,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::TlsConfig;
 
@@ -99,31 +100,6 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<ServerTlsConfig>, TlsE
     Ok(Some(tls))
 }
 
-/// Client-side TLS for `abis client`: trust `ca` (PEM; default: the system's webpki roots are
-/// *not* used, a CA is required), present `cert`/`key` for mutual TLS, and check the server
-/// name `domain` (default: the host of the URL the channel connects to).
-pub fn client_config(
-    ca: &Path,
-    identity: Option<(&Path, &Path)>,
-    domain: Option<&str>,
-) -> Result<ClientTlsConfig, TlsError> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(
-        "CA certificate",
-        ca,
-        CERT,
-    )?));
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(
-            read_pem("client certificate", cert, CERT)?,
-            read_pem("client private key", key, KEY)?,
-        ));
-    }
-    if let Some(domain) = domain {
-        tls = tls.domain_name(domain);
-    }
-    Ok(tls)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -131,12 +107,14 @@ pub(crate) mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
 
-    use tonic::transport::{Channel, Server};
+    use abis_client::tls_config as client_config;
+    use tonic::transport::{Channel, ClientTlsConfig, Server};
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
-    use crate::auth::{Access, Authenticator, KeyStore, Role, Roles};
+    use crate::access::{Access, Role, Roles};
+    use crate::auth::{Authenticator, KeyStore};
 
     /// Throwaway PKI: a CA, a server certificate for localhost / 127.0.0.1, and client
     /// certificates by common name, written as PEM files.
@@ -214,7 +192,7 @@ pub(crate) mod tests {
         if path.starts_with("/grpc.health.v1.Health/") {
             Access::AnyOf(&[Role::Verify])
         } else {
-            crate::auth::required_access(path)
+            crate::access::required_access(path)
         }
     }
 

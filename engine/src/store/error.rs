@@ -26,10 +26,10 @@ pub enum StoreError {
     /// damaged entry in the middle of the log, inconsistent replay.
     #[error("corrupt store file {file}: {detail}")]
     Corrupt { file: String, detail: String },
-    /// Insert of a referenceId that is stored with different content (MOSIP code 10).
+    /// Insert of a referenceId that is stored with different content.
     #[error("referenceId already exists with different content")]
     AlreadyExists,
-    /// Delete or lookup of a referenceId that is not stored (MOSIP code 12).
+    /// Delete or lookup of a referenceId that is not stored.
     #[error("referenceId not found")]
     NotFound,
     /// The record breaks a rule of the data model; `field` names the part.
@@ -73,22 +73,32 @@ impl StoreError {
         }
     }
 
-    /// MOSIP ABIS failure reason code for this error (1 internal, 4 invalid request structure,
-    /// 5 missing referenceId, 10 referenceId already exists, 11 no biometric data, 12 referenceId
-    /// not found, 16 invalid biometric record format).
-    pub fn mosip_failure_code(&self) -> u8 {
+    /// Which part of a record an [`StoreError::InvalidRecord`] is about (`None` for other
+    /// errors), so the service can tell the caller what kind of input to fix.
+    pub fn record_defect(&self) -> Option<RecordDefect> {
         match self {
-            StoreError::AlreadyExists => 10,
-            StoreError::NotFound => 12,
-            StoreError::InvalidRecord { field, detail } => match *field {
-                "reference_id" if detail.starts_with("empty") => 5,
-                "biometrics" => 11,
-                "fingers" | "faces" => 16,
-                _ => 4,
-            },
-            _ => 1,
+            StoreError::InvalidRecord { field, detail } => Some(match *field {
+                "reference_id" if detail.starts_with("empty") => RecordDefect::MissingReferenceId,
+                "biometrics" => RecordDefect::NoBiometrics,
+                "fingers" | "faces" => RecordDefect::Biometric,
+                _ => RecordDefect::Structure,
+            }),
+            _ => None,
         }
     }
+}
+
+/// The part of a record that breaks the data model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordDefect {
+    /// The referenceId is empty.
+    MissingReferenceId,
+    /// Neither a finger nor a face.
+    NoBiometrics,
+    /// A finger template or face embedding is malformed.
+    Biometric,
+    /// Anything else: id syntax, metadata, counts.
+    Structure,
 }
 
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;

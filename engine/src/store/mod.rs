@@ -75,8 +75,8 @@
 //! - Identify: take [`Store::snapshot`] once per request and scan
 //!   [`Snapshot::segments`] (in parallel; [`SegmentView::faces`] / [`SegmentView::fingers`]
 //!   read in place, skip `!is_live(ord)`) plus [`Snapshot::recent`].
-//! - Errors: [`StoreError`] maps to gRPC codes as its docs say, and to MOSIP failure codes via
-//!   [`StoreError::mosip_failure_code`].
+//! - Errors: [`StoreError`] maps to gRPC codes as its docs say; [`StoreError::record_defect`]
+//!   tells which part of a refused record is wrong.
 //!
 //! Testing: [`MemDirectory`] implements [`Directory`] in memory and simulates power loss
 //! (unsynced bytes and directory entries are lost, or torn) and fsync failures; the tests in
@@ -105,7 +105,7 @@ use std::time::{Duration, Instant};
 
 pub use bitmap::DeletionBitmap;
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
-pub use error::StoreError;
+pub use error::{RecordDefect, StoreError};
 pub use memdir::{CrashMode, MemDirectory};
 pub use record::{
     validate_reference_id, FingerEntry, Record, MAX_FACES, MAX_FACE_DIM, MAX_FINGERS,

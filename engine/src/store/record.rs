@@ -484,7 +484,10 @@ mod tests {
             ..Record::default()
         };
         let e = empty.validate(16).unwrap_err();
-        assert_eq!(e.mosip_failure_code(), 11);
+        assert_eq!(
+            e.record_defect(),
+            Some(crate::store::RecordDefect::NoBiometrics)
+        );
     }
 
     proptest! {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::audit::{verify_dir, AuditError};
+use abis_server::audit::{verify_dir, AuditError};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {

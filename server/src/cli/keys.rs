@@ -1,11 +1,12 @@
-//! `abis keys ...`: create and list API keys in a keys file (hashes only, see `crate::auth`).
+//! `abis keys ...`: create and list API keys in a keys file (hashes only, see `abis_server::auth`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::auth::{add_key, KeyStore, Roles};
+use abis_server::access::Roles;
+use abis_server::auth::{add_key, KeyStore};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {

@@ -1,11 +1,10 @@
 //! Command-line subcommands. Each prints JSON on stdout, errors on stderr, non-zero on failure.
 
 pub mod audit;
-pub mod client;
 pub mod face;
 pub mod finger;
 pub mod keys;
-pub mod load;
+pub mod serve;
 pub mod store;
 
 use std::path::PathBuf;

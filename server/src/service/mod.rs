@@ -29,9 +29,9 @@ use crate::audit::{AuditRecord, Auditor};
 use crate::auth;
 use crate::metrics::Metrics;
 
+use abis_proto::FailureReason;
 pub use samples::Engines;
 use samples::Item;
-use status::FailureReason;
 
 /// Metadata bounds: small annotations, never a side channel for personal data.
 const MAX_METADATA_ENTRIES: usize = 16;

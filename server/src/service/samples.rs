@@ -9,7 +9,9 @@ use abis_engine::template::{FingerPosition, FingerTemplate};
 use abis_proto::v1::{sample, Modality, Sample};
 use tonic::{Code, Status};
 
-use super::status::{self, FailureReason};
+use abis_proto::FailureReason;
+
+use super::status;
 
 /// Most samples one request may carry: ten fingers with a few impressions each, and faces.
 pub const MAX_SAMPLES: usize = 48;

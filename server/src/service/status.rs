@@ -5,34 +5,12 @@
 use abis_engine::face::FaceError;
 use abis_engine::finger::FingerError;
 use abis_engine::gallery::GalleryError;
+use abis_engine::store::RecordDefect;
 use abis_engine::store::StoreError;
 use abis_engine::template::TemplateError;
+pub use abis_proto::failure::status;
+use abis_proto::FailureReason;
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// MOSIP ABIS failure reasons (see ../shared/docs/abis.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureReason {
-    Internal = 1,
-    Unexpected = 3,
-    InvalidRequest = 4,
-    MissingReferenceId = 5,
-    ReferenceIdExists = 10,
-    NoBiometricData = 11,
-    ReferenceIdNotFound = 12,
-    InvalidBiometricFormat = 16,
-    QualityCheckFailed = 18,
-}
-
-pub fn status(code: Code, reason: FailureReason, message: impl Into<String>) -> Status {
-    let n = reason as u32;
-    let details = ErrorDetails::with_error_info(
-        format!("MOSIP_{n}"),
-        "abis.v1",
-        [("failureReason".to_string(), n.to_string())],
-    );
-    Status::with_error_details(code, message, details)
-}
 
 pub fn invalid(field: &str, detail: impl std::fmt::Display) -> Status {
     status(
@@ -55,6 +33,7 @@ pub fn internal(what: &str) -> Status {
 }
 
 pub fn from_store(e: StoreError) -> Status {
+    let defect = e.record_defect();
     match e {
         StoreError::AlreadyExists => status(
             Code::AlreadyExists,
@@ -66,7 +45,15 @@ pub fn from_store(e: StoreError) -> Status {
             FailureReason::ReferenceIdNotFound,
             "referenceId not found",
         ),
-        StoreError::InvalidRecord { field, detail } => invalid(field, detail),
+        StoreError::InvalidRecord { field, detail } => {
+            let reason = match defect {
+                Some(RecordDefect::MissingReferenceId) => FailureReason::MissingReferenceId,
+                Some(RecordDefect::NoBiometrics) => FailureReason::NoBiometricData,
+                Some(RecordDefect::Biometric) => FailureReason::InvalidBiometricFormat,
+                Some(RecordDefect::Structure) | None => FailureReason::InvalidRequest,
+            };
+            status(Code::InvalidArgument, reason, format!("{field}: {detail}"))
+        }
         StoreError::Full { detail } => {
             status(Code::ResourceExhausted, FailureReason::Internal, detail)
         }

@@ -1,26 +1,20 @@
 //! `abis client load`: a bounded load generator for one RPC against a running server, for the
-//! load figures in the README and the loopback load test. Prints one JSON object: requests, the
-//! rate held, latency percentiles and errors by status code.
+//! README's load figures and the loopback load tests. Prints one JSON object: requests, the rate
+//! held, latency percentiles and errors by status code.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use abis_engine::store::synth::{mix, synthetic_template};
-use abis_proto::v1::abis_client::AbisClient;
 use abis_proto::v1::{
     identify_request, sample, verify_request, IdentifyRequest, InsertRequest, Modality, Sample,
     SampleList, VerifyRequest,
 };
 use clap::{Args, ValueEnum};
 use serde_json::json;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
-use crate::auth::ApiKeyInterceptor;
-
-pub type Client = AbisClient<InterceptedService<Channel, ApiKeyInterceptor>>;
+use crate::{synthetic_iso_template, Client, ClientError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LoadRpc {
@@ -32,45 +26,45 @@ pub enum LoadRpc {
     Verify,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     #[arg(long, value_enum)]
-    rpc: LoadRpc,
+    pub rpc: LoadRpc,
     /// Requests to send in all.
     #[arg(long, default_value_t = 1000)]
-    requests: u64,
+    pub requests: u64,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
-    concurrency: u64,
+    pub concurrency: u64,
     /// Stop sending after this many seconds even if requests remain.
     #[arg(long, default_value_t = 60.0)]
-    max_seconds: f64,
+    pub max_seconds: f64,
     /// Insert: records carry this many synthetic finger templates (random minutiae, distinct
     /// per record) instead of the given samples.
     #[arg(long, default_value_t = 0)]
-    synthetic_fingers: u8,
+    pub synthetic_fingers: u8,
     /// Insert: referenceIds are PREFIX followed by the request number.
     #[arg(long, default_value = "load-")]
-    id_prefix: String,
+    pub id_prefix: String,
     /// Insert: first request number (to grow a gallery over several runs).
     #[arg(long, default_value_t = 0)]
-    first: u64,
+    pub first: u64,
     /// Verify: the stored record to compare with.
     #[arg(long)]
-    id: Option<String>,
+    pub id: Option<String>,
 }
 
-/// Outcome of one request: latency, or the status code name.
+/// Outcome of one request: latency, or the status code.
 type Outcome = Result<Duration, tonic::Code>;
 
-fn synthetic_record_samples(seed: u64, fingers: u8) -> Vec<Sample> {
+fn synthetic_record_samples(number: u64, fingers: u8) -> Vec<Sample> {
     (1..=fingers)
         .map(|pos| Sample {
             modality: Modality::Finger as i32,
             finger_position: pos.into(),
             ppi: 0.0,
-            data: Some(sample::Data::Template(synthetic_template(
-                mix(seed ^ u64::from(pos)),
+            data: Some(sample::Data::Template(synthetic_iso_template(
+                number.wrapping_mul(16) ^ u64::from(pos),
                 pos,
                 40,
             ))),
@@ -84,7 +78,7 @@ async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -
         LoadRpc::Insert => {
             let number = args.first + n;
             let samples = if args.synthetic_fingers > 0 {
-                synthetic_record_samples(mix(number), args.synthetic_fingers)
+                synthetic_record_samples(number, args.synthetic_fingers)
             } else {
                 samples.to_vec()
             };
@@ -122,7 +116,7 @@ async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -
     r.map(|()| t0.elapsed()).map_err(|s| s.code())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -130,21 +124,27 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+fn check(args: &LoadArgs, samples: &[Sample]) -> Result<(), ClientError> {
+    let usage = |m: &str| Err(ClientError::Usage(m.to_string()));
+    if args.rpc == LoadRpc::Verify && args.id.is_none() {
+        return usage("--rpc verify needs --id");
+    }
+    if args.rpc != LoadRpc::Insert && samples.is_empty() {
+        return usage("give the probe with --finger POS=FILE and/or --face FILE");
+    }
+    if args.rpc == LoadRpc::Insert && samples.is_empty() && args.synthetic_fingers == 0 {
+        return usage("give samples or --synthetic-fingers K");
+    }
+    Ok(())
+}
+
 /// Runs the load and returns its JSON summary.
 pub async fn run(
     client: Client,
     args: LoadArgs,
     samples: Vec<Sample>,
-) -> anyhow::Result<serde_json::Value> {
-    if args.rpc == LoadRpc::Verify && args.id.is_none() {
-        anyhow::bail!("--rpc verify needs --id");
-    }
-    if args.rpc != LoadRpc::Insert && samples.is_empty() {
-        anyhow::bail!("give the probe with --finger POS=FILE and/or --face FILE");
-    }
-    if args.rpc == LoadRpc::Insert && samples.is_empty() && args.synthetic_fingers == 0 {
-        anyhow::bail!("give samples or --synthetic-fingers K");
-    }
+) -> Result<serde_json::Value, ClientError> {
+    check(&args, &samples)?;
     let args = Arc::new(args);
     let samples = Arc::new(samples);
     let next = Arc::new(AtomicU64::new(0));
@@ -172,17 +172,22 @@ pub async fn run(
         }));
     }
     for t in tasks {
-        t.await?;
+        t.await.map_err(|e| ClientError::Task(e.to_string()))?;
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+    let outcomes: Vec<Outcome> =
+        std::mem::take(&mut *outcomes.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(summary(&args, &outcomes, seconds))
+}
+
+fn summary(args: &LoadArgs, outcomes: &[Outcome], seconds: f64) -> serde_json::Value {
     let mut ok: Vec<Duration> = outcomes.iter().filter_map(|o| o.ok()).collect();
     ok.sort_unstable();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for code in outcomes.iter().filter_map(|o| o.err()) {
         *errors.entry(format!("{code:?}")).or_default() += 1;
     }
-    Ok(json!({
+    json!({
         "rpc": format!("{:?}", args.rpc).to_lowercase(),
         "requests": outcomes.len(),
         "concurrency": args.concurrency,
@@ -190,9 +195,9 @@ pub async fn run(
         "errors": errors,
         "seconds": seconds,
         "ok_per_s": ok.len() as f64 / seconds.max(1e-9),
-        "p50_ms": percentile(&ok, 0.50),
-        "p90_ms": percentile(&ok, 0.90),
-        "p99_ms": percentile(&ok, 0.99),
+        "p50_ms": percentile_ms(&ok, 0.50),
+        "p90_ms": percentile_ms(&ok, 0.90),
+        "p99_ms": percentile_ms(&ok, 0.99),
         "max_ms": ok.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-    }))
+    })
 }
