@@ -7,9 +7,9 @@
 
 use std::hint::black_box;
 
+use abis_engine::hash::mix;
 use abis_engine::index::face_scan::{top_k, top_k_batch, Int8Rows};
 use abis_engine::index::int8;
-use abis_engine::store::synth::mix;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 

@@ -8,11 +8,11 @@
 
 use std::hint::black_box;
 
+use abis_engine::hash::mix;
 use abis_engine::index::finger_code::{
     and_popcount, CodeIndex, CodeProbe, FingerCode, FingerCoder, CODE_BYTES, FINGERS,
 };
 use abis_engine::matcher::Matcher;
-use abis_engine::store::synth::mix;
 use abis_engine::synth::MasterFinger;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

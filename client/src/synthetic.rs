@@ -36,7 +36,11 @@ pub fn synthetic_iso_template(seed: u64, position: u8, minutiae: usize) -> Vec<u
     for _ in 0..n {
         let x = (next(&mut state) % u64::from(WIDTH)) as u16;
         let y = (next(&mut state) % u64::from(HEIGHT)) as u16;
-        let kind: u16 = if next(&mut state) % 2 == 0 { 1 } else { 2 }; // ending, bifurcation
+        let kind: u16 = if next(&mut state).is_multiple_of(2) {
+            1
+        } else {
+            2
+        }; // ending, bifurcation
         let angle = (next(&mut state) % 256) as u8;
         let q = (next(&mut state) % 101) as u8;
         out.extend_from_slice(&((kind << 14) | x).to_be_bytes());

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use abis_engine::store::synth::{mix, synthetic_record};
+use abis_engine::hash::mix;
+use abis_engine::store::synth::synthetic_record;
 use abis_engine::store::{
     Directory, InsertOutcome, MemDirectory, Record, Store, StoreConfig, StoreError,
 };

@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use abis_engine::store::synth::{mix, synthetic_record};
+use abis_engine::hash::mix;
+use abis_engine::store::synth::synthetic_record;
 use abis_engine::store::{Record, Store, StoreConfig};
 
 const DIM: usize = 64;

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use abis_engine::hash::mix;
 use abis_engine::store::encryption::{EncryptedDirectory, Keyring};
-use abis_engine::store::synth::{mix, synthetic_record};
+use abis_engine::store::synth::synthetic_record;
 use abis_engine::store::{
     CrashMode, Directory, InsertOutcome, MemDirectory, Record, RecoveryReport, Store, StoreConfig,
     StoreError,

@@ -49,17 +49,21 @@ fn note_allocation(size: usize) {
 unsafe impl GlobalAlloc for TrackingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_allocation(layout.size());
+        // SAFETY: the caller upholds GlobalAlloc's contract, which System requires too.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note_allocation(layout.size());
+        // SAFETY: the caller upholds GlobalAlloc's contract, which System requires too.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note_allocation(new_size);
+        // SAFETY: the caller upholds GlobalAlloc's contract, which System requires too.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds GlobalAlloc's contract, which System requires too.
         unsafe { System.dealloc(ptr, layout) }
     }
 }

@@ -40,7 +40,7 @@ enum Command {
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
     /// Talk to a running server: insert, identify, verify, delete, count, get.
-    Client(abis_client::ClientArgs),
+    Client(Box<abis_client::ClientArgs>),
 }
 
 fn main() -> ExitCode {
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => cli::audit::run(c),
         Command::Store(c) => cli::store::run(c),
         Command::Face(c) => cli::face::run(c, &models),
-        Command::Client(a) => abis_client::run(a).map_err(anyhow::Error::from),
+        Command::Client(a) => abis_client::run(*a).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,7 +166,7 @@ struct Query {
 
 fn quantise(query: &[f32]) -> Query {
     let mut q = vec![0i8; query.len()];
-    let scale = int8::quantise(query, &mut q);
+    let scale = crate::store::quantise(query, &mut q);
     Query { q, scale }
 }
 
@@ -228,7 +228,8 @@ pub fn top_k(rows: &Int8Rows<'_>, query: &[f32], k: usize) -> Result<Vec<Hit>, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::synth::{mix, synthetic_face};
+    use crate::hash::mix;
+    use crate::store::synth::synthetic_face;
 
     /// Rows quantised as the segment writer does, plus their f32 originals.
     fn gallery(n: usize, dim: usize, stride: usize) -> (Vec<i8>, Vec<f32>, Vec<Vec<f32>>) {

@@ -30,8 +30,8 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 use thiserror::Error;
 
+use crate::hash::mix;
 use crate::matcher::{PreparedTemplate, CYLINDER_LAYERS, CYLINDER_RADIUS, CYLINDER_SIDE};
-use crate::store::synth::mix;
 
 /// Hash functions (blocks) per code.
 pub const TABLES: usize = 64;

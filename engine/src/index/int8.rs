@@ -10,21 +10,6 @@ use std::sync::OnceLock;
 /// Longest row [`dots`] accepts (the store's face dimension limit is far below it).
 pub const MAX_DIM: usize = 65_536;
 
-/// Quantises `v` into `out` (same length) as `v ≈ out · scale` with `scale = max|v| / 127`, the
-/// layout of the gallery segments; returns `scale` (0 for an all-zero vector).
-pub fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
-    for (o, x) in out.iter_mut().zip(v) {
-        *o = if scale > 0.0 {
-            (x / scale).round().clamp(-127.0, 127.0) as i8
-        } else {
-            0
-        };
-    }
-    scale
-}
-
 /// Scores `query` against `rows` (row `r` at `rows[r * stride..][..query.len()]`), writing one
 /// dot product per row into `out` (`out.len()` rows). Panics if a row is out of bounds.
 pub fn dots(query: &[i8], rows: &[i8], stride: usize, out: &mut [i32]) {

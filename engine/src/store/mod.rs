@@ -88,11 +88,13 @@ pub mod bitmap;
 mod dir;
 pub mod encryption;
 mod error;
+#[cfg(feature = "fault-injection")]
 mod memdir;
 pub mod meta;
 mod record;
 pub mod segment;
 mod snapshot;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod wal;
 
@@ -106,13 +108,14 @@ use std::time::{Duration, Instant};
 pub use bitmap::DeletionBitmap;
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
+#[cfg(feature = "fault-injection")]
 pub use memdir::{CrashMode, MemDirectory};
 pub use record::{
     validate_reference_id, FingerEntry, Record, MAX_FACES, MAX_FACE_DIM, MAX_FINGERS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_REFERENCE_ID_LEN,
     MAX_TEMPLATE_LEN,
 };
-pub use segment::{FaceMatrix, FingerTemplates};
+pub use segment::{quantise, FaceMatrix, FingerTemplates};
 pub use snapshot::{SegmentView, Snapshot};
 
 use bitmap::bitmap_name;

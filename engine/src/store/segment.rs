@@ -36,7 +36,6 @@ use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::index::int8::quantise;
 use crate::template::FingerPosition;
 
 use super::dir::{Directory, FileBytes, FileWriter};
@@ -61,6 +60,22 @@ const NSEC: usize = 11;
 const FOOTER_LEN: usize = NSEC * 24 + 48;
 const TRAILER_LEN: usize = 16;
 const FINGER_ROW: usize = 16;
+
+/// Quantises `v` into `out` (same length) as `v ≈ out · scale` with `scale = max|v| / 127`: the
+/// int8 face rows of a segment (and the queries scanned against them); returns `scale` (0 for an
+/// all-zero vector).
+pub fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 0.0 };
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = if scale > 0.0 {
+            (x / scale).round().clamp(-127.0, 127.0) as i8
+        } else {
+            0
+        };
+    }
+    scale
+}
 
 pub(crate) fn segment_name(id: u64) -> String {
     format!("seg-{id:010}.seg")
@@ -126,11 +141,17 @@ fn round_up(x: usize, to: usize) -> usize {
 }
 
 mod pod {
-    /// Types for which every bit pattern is a valid value.
-    pub trait Pod: Copy {}
-    impl Pod for u64 {}
-    impl Pod for f32 {}
-    impl Pod for i8 {}
+    /// Types for which every bit pattern is a valid value, with no padding and no pointers.
+    ///
+    /// # Safety
+    /// Implement only for such types: [`super::cast`] reinterprets file bytes as them.
+    pub unsafe trait Pod: Copy {}
+    // SAFETY: plain integers and floats; every bit pattern is a value (NaNs included).
+    unsafe impl Pod for u64 {}
+    // SAFETY: as above.
+    unsafe impl Pod for f32 {}
+    // SAFETY: as above.
+    unsafe impl Pod for i8 {}
 }
 
 /// Views aligned little-endian bytes as `T` in place; empty if misaligned (checked at open).

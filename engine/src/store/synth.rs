@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::hash::mix;
 use crate::template::{
     encode_native, FingerPosition, FingerTemplate, Impression, Minutia, MinutiaKind,
 };
@@ -13,14 +14,6 @@ use super::error::{Result, StoreError};
 use super::meta::{Meta, SegmentMeta};
 use super::record::{FingerEntry, Record};
 use super::segment::{build_segment, fill_from_record, RecordBuf, SegmentSource, Want};
-
-/// splitmix64 step.
-pub fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// A valid native template with `minutiae` random minutiae at ISO `position` (0..=10).
 pub fn synthetic_template(seed: u64, position: u8, minutiae: usize) -> Vec<u8> {

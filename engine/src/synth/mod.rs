@@ -13,5 +13,5 @@ pub use rng::Rng;
 
 /// The seed of person `index` in a population drawn from `population_seed`.
 pub fn person_seed(population_seed: u64, index: u64) -> u64 {
-    crate::store::synth::mix(population_seed.wrapping_mul(0x100_0000_01B3) ^ index)
+    crate::hash::mix(population_seed.wrapping_mul(0x100_0000_01B3) ^ index)
 }

@@ -4,7 +4,7 @@
 
 use std::f32::consts::TAU;
 
-use crate::store::synth::mix;
+use crate::hash::mix;
 
 /// Deterministic random source (splitmix64 stream).
 #[derive(Debug, Clone)]

@@ -5,10 +5,9 @@
 //! images (every unordered pair; a failure to extract counts with the lowest score, never
 //! skipped), writes every pair's score and prints one JSON line of figures.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use abis_engine::eval;
 use abis_engine::finger::{CaptureInfo, FingerExtractor};
 use abis_engine::image::Limits;
 use abis_engine::matcher::{self, Matcher};
@@ -55,6 +54,7 @@ pub enum FingerCommand {
     },
     /// FVC protocol on a folder of `<finger>_<impression>` images: EER, FMR100, FMR1000,
     /// ZeroFMR.
+    #[cfg(feature = "eval")]
     Eval {
         dir: PathBuf,
         /// Resolution of the images, pixels per inch (default: from the files, else 500;
@@ -117,12 +117,13 @@ pub fn run(command: FingerCommand, models: &ModelsDir) -> anyhow::Result<()> {
             Ok(())
         }
         FingerCommand::Match { a, b, ppi, fmr } => match_pair(models, &a, &b, ppi, fmr),
+        #[cfg(feature = "eval")]
         FingerCommand::Eval {
             dir,
             ppi,
             scores,
             det,
-        } => evaluate(models, &dir, ppi, &scores, det.as_deref()),
+        } => super::finger_eval::evaluate(models, &dir, ppi, &scores, det.as_deref()),
     }
 }
 
@@ -131,21 +132,21 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Prints `v` as one line of JSON on stdout.
-fn print_line(v: &serde_json::Value) -> anyhow::Result<()> {
+pub(super) fn print_line(v: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = serde_json::to_vec(v)?;
     out.push(b'\n');
     std::io::stdout().write_all(&out)?;
     Ok(())
 }
 
-fn check_ppi(ppi: Option<f32>) -> anyhow::Result<()> {
+pub(super) fn check_ppi(ppi: Option<f32>) -> anyhow::Result<()> {
     match ppi {
         Some(p) if !(p.is_finite() && p > 0.0) => bail!("--ppi must be positive, got {p}"),
         _ => Ok(()),
     }
 }
 
-fn open_extractor(models: &ModelsDir) -> anyhow::Result<FingerExtractor> {
+pub(super) fn open_extractor(models: &ModelsDir) -> anyhow::Result<FingerExtractor> {
     let runtime = models.open_runtime()?;
     Ok(FingerExtractor::new(&runtime, Limits::default())?)
 }
@@ -198,56 +199,5 @@ fn match_pair(
         "decision": matcher::decide(c.score, fmr),
         "target_fmr": fmr,
         "pairs": c.pairs,
-    }))
-}
-
-fn evaluate(
-    models: &ModelsDir,
-    dir: &Path,
-    ppi: Option<f32>,
-    scores: &Path,
-    det: Option<&Path>,
-) -> anyhow::Result<()> {
-    check_ppi(ppi)?;
-    // `EvalError` messages already name their cause: flattened so it is not printed twice.
-    let flat = |e: eval::EvalError| anyhow::anyhow!("{e}");
-    // Refuse a folder without samples before loading the model.
-    eval::list_samples(dir).map_err(flat)?;
-    let extractor = open_extractor(models)?;
-    // Created before the (long) run, so a bad path fails at once.
-    let file =
-        std::fs::File::create(scores).with_context(|| format!("creating {}", scores.display()))?;
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let report =
-        eval::run_fvc_with_progress(dir, &extractor, &Matcher::new(), ppi, &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })
-        .map_err(flat)?;
-    bar.finish_and_clear();
-    eval::write_scores_csv(std::io::BufWriter::new(file), &report.rows)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", scores.display()))?;
-    let m = &report.metrics;
-    if let Some(path) = det {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("scores");
-        eval::draw_det_png(path, &[(name, &m.curve)], 800, 600)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    print_line(&json!({
-        "samples": report.samples,
-        "genuine": m.genuine,
-        "impostor": m.impostor,
-        "failures_to_extract": report.failed_to_extract,
-        "eer": m.eer,
-        "fmr100": m.fmr100,
-        "fmr1000": m.fmr1000,
-        "zerofmr": m.zero_fmr,
-        "mean_extraction_ms": report.mean_extract_ms,
-        "mean_comparison_us": report.mean_compare_us,
-        "scores": scores,
     }))
 }

@@ -2,7 +2,11 @@
 
 pub mod audit;
 pub mod face;
+#[cfg(feature = "eval")]
+pub mod face_eval;
 pub mod finger;
+#[cfg(feature = "eval")]
+pub mod finger_eval;
 pub mod keys;
 pub mod serve;
 pub mod store;

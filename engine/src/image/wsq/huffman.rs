@@ -21,7 +21,7 @@
 //! Everything is bounds-checked: decoding stops with an error rather than writing past the
 //! number of coefficients the image can hold.
 
-use super::segments::corrupt;
+use super::errors::corrupt;
 use crate::image::ImageError;
 
 const MAX_CODE_LEN: usize = 16;

@@ -29,6 +29,7 @@
 //! rest) and even-length filter banks (never used by WSQ encoders). A DRT (restart interval)
 //! segment is skipped; restart markers inside block data are not supported.
 
+mod errors;
 mod huffman;
 mod quant;
 mod segments;
@@ -36,10 +37,11 @@ mod tree;
 mod wavelet;
 
 use super::{GrayImage, ImageError, Limits};
+use errors::corrupt;
 use huffman::HuffmanTable;
 use segments::{
-    corrupt, marker_name, Cursor, FrameHeader, QuantTable, TransformTable, COM, DHT, DQT, DRT, DTT,
-    EOI, MAX_HUFFMAN_TABLES, SOB, SOF, SOI,
+    marker_name, Cursor, FrameHeader, QuantTable, TransformTable, COM, DHT, DQT, DRT, DTT, EOI,
+    MAX_HUFFMAN_TABLES, SOB, SOF, SOI,
 };
 
 /// A decoded WSQ image and the resolution its NISTCOM comment states, if any.

@@ -18,6 +18,7 @@
 //! Nothing here trusts a length or count read from the file: [`Cursor`] refuses to read past
 //! the segment it was given, and table sizes are checked against fixed caps before use.
 
+use super::errors::{corrupt, unsupported};
 use super::huffman::HuffmanTable;
 use crate::image::ImageError;
 
@@ -46,22 +47,6 @@ pub(super) const MAX_SUBBANDS: usize = 64;
 pub(super) const MAX_HUFFMAN_TABLES: usize = 8;
 /// Longest filter accepted. The standard filter bank is 9/7 taps.
 pub(super) const MAX_FILTER_TAPS: usize = 31;
-
-/// Builds the decoder's error for malformed input, naming what was wrong and where.
-pub(super) fn corrupt(offset: usize, detail: impl std::fmt::Display) -> ImageError {
-    ImageError::Corrupt {
-        format: "WSQ",
-        detail: format!("{detail} (at byte offset {offset})"),
-    }
-}
-
-/// Builds the decoder's error for a well-formed feature it does not implement.
-pub(super) fn unsupported(offset: usize, detail: impl std::fmt::Display) -> ImageError {
-    ImageError::Unsupported {
-        format: "WSQ",
-        detail: format!("{detail} (at byte offset {offset})"),
-    }
-}
 
 /// The name of a marker, for error messages.
 pub(super) fn marker_name(marker: u16) -> String {

@@ -18,7 +18,8 @@
 //! then high-band terms), which makes our output match it exactly, not just to within a
 //! grey level.
 
-use super::segments::{unsupported, TransformTable};
+use super::errors::unsupported;
+use super::segments::TransformTable;
 use super::tree::{Geometry, MIN_SIDE};
 use crate::image::ImageError;
 
