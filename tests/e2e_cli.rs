@@ -235,18 +235,9 @@ fn eval_runs_the_fvc_protocol_on_db3() {
     if !support::models_ready() {
         return;
     }
-    let Some(data) = support::shared_data() else {
-        eprintln!("SKIPPED eval_runs_the_fvc_protocol_on_db3: no shared data (FVC2002 DB3_B)");
+    let Some(set) = abis_testkit::shared("fingerprint/FVC2002_DB3_B") else {
         return;
     };
-    let set = data.join("fingerprint/FVC2002_DB3_B");
-    if !set.is_dir() {
-        eprintln!(
-            "SKIPPED eval_runs_the_fvc_protocol_on_db3: {} not found",
-            set.display()
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let (scores, det) = (dir.path().join("scores.csv"), dir.path().join("det.png"));
     let v = run_json(&[

@@ -1,24 +1,17 @@
 //! End-to-end: `abis face ...` as a person would run it, on ATT/ORL faces.
-//! Skips (saying why) when the face models or the data are absent.
+//! Skipped, counted, without the face models or the data (a failure under ABIS_REQUIRE_DATA=1).
 
 mod support;
 
 use std::path::PathBuf;
 
+#[track_caller]
 fn att() -> Option<PathBuf> {
-    let dir = support::repo_root().join("../shared/data/face/ATT_ORL");
-    let ok = dir.join("s1/1.pgm").is_file()
-        && support::repo_root()
-            .join("models/cache/face/mobilefacenet.onnx")
-            .is_file()
-        && support::models_ready();
-    if !ok {
-        eprintln!(
-            "SKIPPED: face models or ATT_ORL ({}) missing",
-            dir.display()
-        );
+    if !support::face_models_ready() {
+        return None;
     }
-    ok.then_some(dir)
+    abis_testkit::shared("face/ATT_ORL/s1/1.pgm")?;
+    abis_testkit::shared("face/ATT_ORL")
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {

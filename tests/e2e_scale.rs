@@ -25,7 +25,6 @@ fn id(person: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identify_through_the_indexes_on_a_written_gallery() {
     if !support::models_ready() {
-        eprintln!("SKIPPED: models are not set up (run `make setup`)");
         return;
     }
     let data = tempfile::tempdir().expect("temp dir");

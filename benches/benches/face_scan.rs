@@ -1,7 +1,7 @@
 //! Exact int8 face search against the memory bandwidth of the same machine, in the same run.
 //!
 //! `cargo bench -p abis-bench --bench face_scan` (ABIS_FACE_SCAN_ROWS=10000000 for the 10 M
-//! gallery of issue 6; default 1 M). Throughput is in bytes of the int8 matrix read per second:
+//! national-scale gallery; default 1 M). Throughput is in bytes of the int8 matrix read per second:
 //! compare `scan_1_query` with `read_bandwidth` (a parallel read of the same buffer, the most a
 //! scan could reach); `scan_batch_32` scores 32 queries per pass (duplicate search).
 

@@ -1,8 +1,8 @@
 //! Fingerprint candidate codes: the AND-popcount kernel, encoding a template, and a ten-finger
 //! scan of the person-major code index.
 //!
-//! `cargo bench -p abis-bench --bench finger_code` (ABIS_CODE_PEOPLE=100000 for the gallery size
-//! of issue 6; default 20,000). The index holds random codes at the fill rate real ones have
+//! `cargo bench -p abis-bench --bench finger_code` (ABIS_CODE_PEOPLE=100000 for a 100k-person
+//! gallery; default 20,000). The index holds random codes at the fill rate real ones have
 //! (~1 bit in 8): the scan reads every code whatever its content, so its speed does not depend
 //! on it. Throughput is in bytes of codes read per second.
 

@@ -1,5 +1,6 @@
 //! The face pipeline on real faces (ATT/ORL from ../shared/data) with the real models.
-//! Each test skips, saying why, when the models (`make setup`) or the data are absent.
+//! Without the models (`make setup`) or the data a test skips, counted (and fails under
+//! `ABIS_REQUIRE_DATA=1`): see `abis_testkit`.
 //! No timing decides anything here.
 
 use std::path::{Path, PathBuf};
@@ -13,40 +14,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+#[track_caller]
 fn att() -> Option<PathBuf> {
-    let dir = std::env::var_os("ABIS_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
-        .join("face/ATT_ORL");
-    if dir.join("s1/1.pgm").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: ATT_ORL not found at {}", dir.display());
-        None
-    }
+    abis_testkit::shared("face/ATT_ORL/s1/1.pgm")?;
+    abis_testkit::shared("face/ATT_ORL")
 }
 
 /// One engine for the whole test binary (ONNX Runtime loads once per process).
+#[track_caller]
 fn engine() -> Option<&'static FaceEngine> {
-    static ENGINE: OnceLock<Option<FaceEngine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let cache = root().join("models/cache");
-            if !cache.join("face/mobilefacenet.onnx").is_file()
-                || !cache.join("lib/libonnxruntime.so.1.32.0").is_file()
-            {
-                eprintln!(
-                    "SKIPPED: face models not set up in {}; run `make setup`",
-                    cache.display()
-                );
-                return None;
-            }
-            let mut config = RuntimeConfig::for_models_dir(&root().join("models"));
-            config.intra_threads = 2;
-            let runtime: Arc<Runtime> = Runtime::open(config).expect("runtime");
-            Some(FaceEngine::open(&runtime, Limits::default()).expect("face engine"))
-        })
-        .as_ref()
+    static ENGINE: OnceLock<FaceEngine> = OnceLock::new();
+    if !abis_testkit::face_models_ready() {
+        return None;
+    }
+    Some(ENGINE.get_or_init(|| {
+        let mut config = RuntimeConfig::for_models_dir(&root().join("models"));
+        config.intra_threads = 2;
+        let runtime: Arc<Runtime> = Runtime::open(config).expect("runtime");
+        FaceEngine::open(&runtime, Limits::default()).expect("face engine")
+    }))
 }
 
 fn read(p: &Path) -> Vec<u8> {
@@ -167,11 +153,9 @@ fn jpeg2000_copy_gives_the_same_embedding() {
     let (Some(e), Some(att)) = (engine(), att()) else {
         return;
     };
-    let py = root().join("models/cache/venv/bin/python");
-    if !py.is_file() {
-        eprintln!("SKIPPED: no tools venv (Pillow) to write JPEG 2000");
+    let Some(py) = abis_testkit::tools_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (png, jp2, j2k) = (
         dir.path().join("a.png"),
@@ -316,13 +300,7 @@ fn several_faces_need_a_choice() {
         )
         .unwrap();
     let (_, faces) = e.detect(&bytes).unwrap();
-    if faces.len() != 2 {
-        eprintln!(
-            "SKIPPED: detector found {} faces on the composite",
-            faces.len()
-        );
-        return;
-    }
+    assert_eq!(faces.len(), 2, "both faces of the composite are found");
     assert!(matches!(
         e.extract(&bytes, FaceOptions::default()),
         Err(FaceError::SeveralFaces { count: 2 })

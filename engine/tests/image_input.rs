@@ -232,10 +232,36 @@ fn every_truncation_of_every_format_is_an_error_not_a_panic() {
         image::ImageFormat::Gif,
     ] {
         let bytes = encode(&img, format);
+        let mut errors = 0;
         for len in 0..bytes.len() {
-            // Some truncations still decode (trailing padding); none may panic.
-            let _ = decode(&bytes[..len], &Limits::default());
+            // A truncation that still decodes lost only trailing bytes the decoder does not need
+            // (padding, end markers): it must give the whole image. Every other one is an error
+            // of the kinds a damaged file can cause, never a panic.
+            match decode(&bytes[..len], &Limits::default()) {
+                Ok(d) => assert_eq!(
+                    (d.image.width, d.image.height),
+                    (40, 36),
+                    "{format:?} cut at {len} decoded to another size"
+                ),
+                Err(e) => {
+                    errors += 1;
+                    assert!(
+                        matches!(
+                            e,
+                            ImageError::Empty
+                                | ImageError::UnknownFormat
+                                | ImageError::Corrupt { .. }
+                                | ImageError::Unsupported { .. }
+                                | ImageError::BadDimensions { .. }
+                        ),
+                        "{format:?} cut at {len}: unexpected error {e:?}"
+                    );
+                }
+            }
         }
+        assert!(errors > 0, "{format:?}: no truncation was refused");
+        let empty = decode(&[], &Limits::default());
+        assert_eq!(empty.map(drop), Err(ImageError::Empty));
     }
 }
 

@@ -41,31 +41,42 @@ fn cached(name: &str, samples: &[Sample]) -> Option<Vec<FingerTemplate>> {
         .collect()
 }
 
-/// DB1..DB3 templates as the extractor makes them, loaded once for all tests; `None` skips.
+/// DB1..DB3 templates as the extractor makes them, loaded once for all tests; `None` skips
+/// (counted, or a failure under `ABIS_REQUIRE_DATA=1`) in every test that asks.
+#[track_caller]
 fn sets() -> Option<&'static [Set]> {
-    static SETS_CELL: OnceLock<Option<Vec<Set>>> = OnceLock::new();
-    SETS_CELL
-        .get_or_init(|| {
-            let data = common::shared_data()?.join("fingerprint");
-            let mut out = Vec::new();
-            for (name, ppi) in SETS {
-                let samples = eval::list_samples(&data.join(name)).ok()?;
-                let templates = match cached(name, &samples) {
-                    Some(t) => t,
-                    None => {
-                        let extractor = common::extractor()?;
-                        eprintln!("extracting {name} (no template cache)");
-                        eval::extract_all(&samples, extractor, Some(*ppi))
-                            .into_iter()
-                            .map(|e| e.template.expect("FVC images extract"))
-                            .collect()
-                    }
-                };
-                out.push(Set { samples, templates });
+    static SETS_CELL: OnceLock<Result<Vec<Set>, String>> = OnceLock::new();
+    match SETS_CELL.get_or_init(load_sets) {
+        Ok(sets) => Some(sets),
+        Err(what) => {
+            abis_testkit::skip(
+                what,
+                "run `make setup` and place ../shared beside the repository",
+            );
+            None
+        }
+    }
+}
+
+fn load_sets() -> Result<Vec<Set>, String> {
+    let mut out = Vec::new();
+    for (name, ppi) in SETS {
+        let dir = abis_testkit::locate_shared(&format!("fingerprint/{name}"))?;
+        let samples = eval::list_samples(&dir).map_err(|e| e.to_string())?;
+        let templates = match cached(name, &samples) {
+            Some(t) => t,
+            None => {
+                let extractor = common::try_extractor()?;
+                eprintln!("extracting {name} (no template cache)");
+                eval::extract_all(&samples, extractor, Some(*ppi))
+                    .into_iter()
+                    .map(|e| e.template.expect("FVC images extract"))
+                    .collect()
             }
-            Some(out)
-        })
-        .as_deref()
+        };
+        out.push(Set { samples, templates });
+    }
+    Ok(out)
 }
 
 fn prepared(m: &Matcher, set: &Set) -> Vec<PreparedTemplate> {

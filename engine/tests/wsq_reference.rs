@@ -261,11 +261,9 @@ fn committed_wsq_fixtures_match_the_reference_decoder() {
 fn real_fingerprint_wsq_fixtures_match_the_reference_decoder() {
     let dir = cache_dir();
     if !dir.is_dir() {
-        eprintln!(
-            "NOTE: no WSQ fixtures from real fingerprints at {} (set ABIS_WSQ_FIXTURES or run the \
-             project setup, which makes them with scripts/wsq_fixtures.py); only the committed \
-             synthetic fixtures were checked",
-            dir.display()
+        abis_testkit::skip(
+            &format!("WSQ fixtures from real fingerprints at {}", dir.display()),
+            "run `make setup` (scripts/wsq_fixtures.py) or set ABIS_WSQ_FIXTURES",
         );
         return;
     }

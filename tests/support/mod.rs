@@ -20,18 +20,11 @@ pub fn abis() -> Command {
     c
 }
 
-/// True when `make setup` has put the runtime and models in place; otherwise says so.
+/// True when `make setup` has put the runtime and models in place; otherwise the test is
+/// skipped, counted (or fails under `ABIS_REQUIRE_DATA=1`): see `abis_testkit`.
+#[track_caller]
 pub fn models_ready() -> bool {
-    let cache = repo_root().join("models/cache");
-    let ok = cache.join("lib/libonnxruntime.so.1.32.0").is_file()
-        && cache.join("leader/LEADER.onnx").is_file();
-    if !ok {
-        eprintln!(
-            "SKIPPED: models are not set up in {}; run `make setup`",
-            cache.display()
-        );
-    }
-    ok
+    abis_testkit::models_ready()
 }
 
 pub fn afis_sample(name: &str) -> PathBuf {
@@ -52,31 +45,16 @@ impl Server {
     }
 }
 
-/// True when the face models were converted by setup.
+/// True when the face models were converted by setup (skipped or failed like [`models_ready`]).
+#[track_caller]
 pub fn face_models_ready() -> bool {
-    let ok = repo_root()
-        .join("models/cache/face/mobilefacenet.onnx")
-        .is_file();
-    if !ok {
-        eprintln!("SKIPPED (face part): face models are not set up; run `make setup`");
-    }
-    ok
+    abis_testkit::face_models_ready()
 }
 
-/// `../shared/data` (or ABIS_SHARED_DATA), or `None` with a message.
+/// `../shared/data` (or ABIS_SHARED_DATA), or `None` (skipped or failed like [`models_ready`]).
+#[track_caller]
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("ABIS_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: shared data not found at {} (set ABIS_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
+    abis_testkit::shared_data()
 }
 
 impl Server {

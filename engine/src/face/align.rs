@@ -30,11 +30,6 @@ impl Similarity {
         self.a.hypot(self.b)
     }
 
-    /// Rotation in degrees.
-    pub fn angle_deg(&self) -> f64 {
-        self.b.atan2(self.a).to_degrees()
-    }
-
     pub fn inverse(&self) -> Option<Similarity> {
         let d = self.a * self.a + self.b * self.b;
         if !(d.is_finite() && d > 1e-12) {

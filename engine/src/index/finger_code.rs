@@ -314,11 +314,6 @@ impl CodeIndex {
         self.ones.is_empty()
     }
 
-    /// Bytes held per person.
-    pub fn bytes_per_person() -> usize {
-        FINGERS * (CODE_BYTES + 4)
-    }
-
     /// Appends a person (`codes[p]` is ISO position `p + 1`; `None` for a finger not enrolled).
     /// Returns the person's index.
     pub fn push(&mut self, codes: &[Option<FingerCode>; FINGERS]) -> u32 {

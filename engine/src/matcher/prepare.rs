@@ -62,11 +62,6 @@ impl PreparedTemplate {
         self.minutiae.len()
     }
 
-    /// Number of minutiae with a valid cylinder (the ones local matching can use).
-    pub fn descriptor_count(&self) -> usize {
-        self.cylinders.len()
-    }
-
     /// Each usable cylinder's cell bits and validity mask (bit `layer·256 + row·16 + column`),
     /// for the fixed-length codes of the candidate index.
     pub(crate) fn cylinder_words(&self) -> impl Iterator<Item = (&[u64], &[u64])> {

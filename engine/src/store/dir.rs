@@ -22,7 +22,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub trait Directory: Send + Sync + fmt::Debug {
     /// Names of the files in the directory.
     fn list(&self) -> io::Result<Vec<String>>;
-    /// Creates `name` empty (replacing any file of that name) for appending.
+    /// Creates `name` empty (replacing any file of that name) for appending. A name is one path
+    /// component, not `.` or `..` (else `InvalidInput`).
     fn create(&self, name: &str) -> io::Result<Box<dyn FileWriter>>;
     /// Opens an existing `name` for appending at its end.
     fn append(&self, name: &str) -> io::Result<Box<dyn FileWriter>>;
@@ -30,7 +31,7 @@ pub trait Directory: Send + Sync + fmt::Debug {
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
     /// The file's bytes, memory-mapped where possible, always 64-byte aligned.
     fn map(&self, name: &str) -> io::Result<FileBytes>;
-    /// Shrinks `name` to `len` bytes, durably.
+    /// Shrinks `name` to `len` bytes, durably; a `len` beyond the end is `InvalidInput`.
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
@@ -117,6 +118,25 @@ impl fmt::Debug for FileBytes {
     }
 }
 
+/// The names every [`Directory`] accepts: one path component, not `.` or `..`.
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad store file name",
+        ));
+    }
+    Ok(())
+}
+
+/// The error of a [`Directory::truncate`] that would grow a file.
+pub(crate) fn growing_truncation() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "truncation beyond the end of the file",
+    )
+}
+
 /// A real directory. Holds an exclusive lock on `LOCK` for its lifetime.
 #[derive(Debug)]
 pub struct FsDirectory {
@@ -154,12 +174,7 @@ impl FsDirectory {
     }
 
     fn p(&self, name: &str) -> io::Result<PathBuf> {
-        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "bad store file name",
-            ));
-        }
+        check_name(name)?;
         Ok(self.root.join(name))
     }
 }
@@ -222,6 +237,9 @@ impl Directory for FsDirectory {
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
         let f = OpenOptions::new().write(true).open(self.p(name)?)?;
+        if len > f.metadata()?.len() {
+            return Err(growing_truncation());
+        }
         f.set_len(len)?;
         f.sync_all()
     }

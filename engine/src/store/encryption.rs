@@ -555,10 +555,7 @@ impl Directory for EncryptedDirectory {
         let f = self.open(name)?;
         let len = usize::try_from(len).map_err(|_| invalid("length out of range".into()))?;
         if len > f.plain.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "truncation beyond the end of the file",
-            ));
+            return Err(super::dir::growing_truncation());
         }
         let Some((key, file_id)) = f.header else {
             return self.inner.truncate(name, 0);

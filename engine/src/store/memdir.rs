@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::dir::{Directory, FileBytes, FileWriter};
+use super::dir::{check_name, growing_truncation, Directory, FileBytes, FileWriter};
 
 /// What happens to bytes written but not yet synced when the power goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,11 +167,6 @@ impl MemDirectory {
         fs.fail_sync_from = Some(fs.syncs + n.max(1));
     }
 
-    /// Whether this handle's boot has ended in a crash.
-    pub fn is_dead(&self) -> bool {
-        self.lock().boot != self.boot
-    }
-
     /// A handle for the current boot (after a crash: the machine came back up).
     pub fn reboot(&self) -> MemDirectory {
         let boot = self.lock().boot;
@@ -245,6 +240,7 @@ impl Directory for MemDirectory {
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn FileWriter>> {
+        check_name(name)?;
         let mut fs = self.op(true)?;
         fs.next_ino += 1;
         let ino = fs.next_ino;
@@ -283,7 +279,10 @@ impl Directory for MemDirectory {
         let mut fs = self.op(true)?;
         let ino = *fs.names.get(name).ok_or_else(not_found)?;
         let f = fs.files.get_mut(&ino).ok_or_else(not_found)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(f.data.len());
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= f.data.len())
+            .ok_or_else(growing_truncation)?;
         f.data.truncate(len);
         f.synced = f.synced.min(len);
         // The truncation itself is durable (the contract); bytes before `len` that were not
@@ -292,6 +291,7 @@ impl Directory for MemDirectory {
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        check_name(to)?;
         let mut fs = self.op(true)?;
         let ino = fs.names.remove(from).ok_or_else(not_found)?;
         fs.names.insert(to.to_owned(), ino);

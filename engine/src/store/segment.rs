@@ -540,137 +540,223 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// The footer's description of a segment file: where every section lies, the counts that size
+/// them, and the chunk checksum table.
+struct Footer {
+    secs: [SecInfo; NSEC],
+    rows: usize,
+    fingers: usize,
+    stride_f: usize,
+    stride_8: usize,
+    table_off: usize,
+    nchunks: usize,
+    table_crc: u32,
+}
+
+/// Checks the header of a segment file and returns its record count.
+fn read_header(h: &[u8], id: u64, dim: usize, bad: &dyn Fn(String) -> StoreError) -> Result<usize> {
+    if &h[0..8] != MAGIC {
+        return Err(bad("bad magic".into()));
+    }
+    if u32_at(h, 60) != crc32fast::hash(&h[..60]) {
+        return Err(bad("header checksum mismatch".into()));
+    }
+    if u32_at(h, 8) != VERSION {
+        return Err(StoreError::Incompatible {
+            detail: format!("segment version {}", u32_at(h, 8)),
+        });
+    }
+    let hdim = u32_at(h, 12) as usize;
+    if hdim != dim {
+        return Err(bad(format!(
+            "face dimension {hdim}, the gallery uses {dim}"
+        )));
+    }
+    if u64_at(h, 16) != id {
+        return Err(bad("header names another segment".into()));
+    }
+    if u32_at(h, 32) as usize != CHUNK {
+        return Err(bad("unexpected chunk size".into()));
+    }
+    usize::try_from(u64_at(h, 24)).map_err(|_| bad("record count".into()))
+}
+
+/// Reads the trailer and footer of a whole segment file and checks that the sections and the
+/// chunk table lie in order, aligned, within the file.
+fn read_footer(data: &[u8], bad: &dyn Fn(String) -> StoreError) -> Result<Footer> {
+    let len = data.len();
+    if len < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
+        return Err(bad(format!("{len} bytes, too short for a segment")));
+    }
+    let t = &data[len - TRAILER_LEN..];
+    if &t[8..16] != END_MAGIC || u32_at(t, 0) as usize != FOOTER_LEN {
+        return Err(bad("bad trailer (incomplete file?)".into()));
+    }
+    let foot_at = len - TRAILER_LEN - FOOTER_LEN;
+    let f = &data[foot_at..len - TRAILER_LEN];
+    if u32_at(t, 4) != crc32fast::hash(f) {
+        return Err(bad("footer checksum mismatch".into()));
+    }
+    let big = |v: u64| usize::try_from(v).map_err(|_| bad("footer value too large".into()));
+    let mut secs = [SecInfo::default(); NSEC];
+    let mut end = HEADER_LEN;
+    let mut chunk_sum = 0usize;
+    for (k, s) in secs.iter_mut().enumerate() {
+        *s = SecInfo {
+            offset: big(u64_at(f, k * 24))?,
+            len: big(u64_at(f, k * 24 + 8))?,
+            first_chunk: big(u64_at(f, k * 24 + 16))?,
+        };
+        let s_end = s.offset.checked_add(s.len).filter(|&e| e <= foot_at);
+        if s.offset % ALIGN != 0 || s.offset < end || s_end.is_none() {
+            return Err(bad(format!("section {} out of place", SEC_NAMES[k])));
+        }
+        if s.first_chunk != chunk_sum {
+            return Err(bad(format!("section {} chunk numbering", SEC_NAMES[k])));
+        }
+        chunk_sum += s.chunks();
+        end = s_end.unwrap_or(foot_at);
+    }
+    let g = NSEC * 24;
+    let footer = Footer {
+        secs,
+        rows: big(u64_at(f, g))?,
+        fingers: big(u64_at(f, g + 8))?,
+        stride_f: u32_at(f, g + 16) as usize,
+        stride_8: u32_at(f, g + 20) as usize,
+        table_off: big(u64_at(f, g + 24))?,
+        nchunks: big(u64_at(f, g + 32))?,
+        table_crc: u32_at(f, g + 40),
+    };
+    if footer.nchunks != chunk_sum
+        || !footer.table_off.is_multiple_of(ALIGN)
+        || footer.table_off < end
+        || footer
+            .table_off
+            .checked_add(footer.nchunks.saturating_mul(4))
+            != Some(foot_at)
+    {
+        return Err(bad("chunk table out of place".into()));
+    }
+    Ok(footer)
+}
+
+/// Alignment padding between the parts must be zero: every byte of the file is accounted for.
+fn check_padding(data: &[u8], footer: &Footer, bad: &dyn Fn(String) -> StoreError) -> Result<()> {
+    let mut prev_end = HEADER_LEN;
+    let mut gaps: Vec<Range<usize>> = Vec::with_capacity(NSEC + 1);
+    for s in &footer.secs {
+        gaps.push(prev_end..s.offset);
+        prev_end = s.offset + s.len;
+    }
+    gaps.push(prev_end..footer.table_off);
+    if gaps.into_iter().any(|g| data[g].iter().any(|&b| b != 0)) {
+        return Err(bad("non-zero padding between sections".into()));
+    }
+    Ok(())
+}
+
+/// Each section's length must be the one its counts imply (records `n`, face rows, finger
+/// entries, dimension `dim`), so no later read can run past a section.
+fn check_section_sizes(
+    footer: &Footer,
+    n: usize,
+    dim: usize,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<()> {
+    let Footer {
+        secs,
+        rows,
+        fingers,
+        stride_f,
+        stride_8,
+        ..
+    } = footer;
+    if dim > MAX_FACE_DIM || *stride_f != round_up(dim, 16) || *stride_8 != round_up(dim, 64) {
+        return Err(bad("face geometry".into()));
+    }
+    let expect = |k: Sec, want: Option<usize>| -> Result<()> {
+        if want != Some(secs[k as usize].len) {
+            return Err(bad(format!(
+                "section {} has {} bytes, the counts imply {want:?}",
+                SEC_NAMES[k as usize], secs[k as usize].len
+            )));
+        }
+        Ok(())
+    };
+    let idx_len = n.checked_add(1).and_then(|x| x.checked_mul(8));
+    expect(Sec::IdOffsets, idx_len)?;
+    expect(Sec::FingerIndex, idx_len)?;
+    expect(Sec::FaceIndex, idx_len)?;
+    expect(Sec::MetaOffsets, idx_len)?;
+    expect(Sec::FingerTable, fingers.checked_mul(FINGER_ROW))?;
+    expect(
+        Sec::FaceF32,
+        rows.checked_mul(*stride_f).and_then(|x| x.checked_mul(4)),
+    )?;
+    expect(Sec::FaceI8, rows.checked_mul(*stride_8))?;
+    expect(Sec::FaceScale, rows.checked_mul(4))?;
+    if dim == 0 && *rows != 0 {
+        return Err(bad("face rows without a face dimension".into()));
+    }
+    Ok(())
+}
+
+/// Where each part of a segment file lies, by name (`"header"`, each section of the module
+/// docs' table, `"chunk table"`, `"footer"`, `"trailer"`), read from its footer. For tools
+/// and tests that need to point into a file; the footer is checked, the data is not.
+pub fn layout(file: &[u8]) -> std::result::Result<Vec<(&'static str, Range<usize>)>, String> {
+    let footer =
+        read_footer(file, &|d| StoreError::corrupt("segment", d)).map_err(|e| e.to_string())?;
+    let len = file.len();
+    let mut parts = vec![("header", 0..HEADER_LEN)];
+    for (k, s) in footer.secs.iter().enumerate() {
+        parts.push((SEC_NAMES[k], s.offset..s.offset + s.len));
+    }
+    let foot_at = len - TRAILER_LEN - FOOTER_LEN;
+    parts.push(("chunk table", footer.table_off..foot_at));
+    parts.push(("footer", foot_at..len - TRAILER_LEN));
+    parts.push(("trailer", len - TRAILER_LEN..len));
+    Ok(parts)
+}
+
 impl Segment {
-    /// Maps and checks segment `id` (see the module docs for what is verified when).
+    /// Maps and checks segment `id` (see the module docs for what is verified when): header,
+    /// footer, padding, section sizes and the chunk table at once; the id sections in full.
     pub(crate) fn open(dir: &dyn Directory, id: u64, dim: usize) -> Result<Segment> {
         let name = segment_name(id);
         let data = dir
             .map(&name)
             .map_err(|e| StoreError::io("map", name.clone(), e))?;
         let bad = |d: String| StoreError::corrupt(name.clone(), d);
-        let len = data.len();
-        if len < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
-            return Err(bad(format!("{len} bytes, too short for a segment")));
+        if data.len() < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
+            return Err(bad(format!(
+                "{} bytes, too short for a segment",
+                data.len()
+            )));
         }
         if !(data.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(bad("file bytes not 64-byte aligned in memory".into()));
         }
-        let h = &data[..HEADER_LEN];
-        if &h[0..8] != MAGIC {
-            return Err(bad("bad magic".into()));
-        }
-        if u32_at(h, 60) != crc32fast::hash(&h[..60]) {
-            return Err(bad("header checksum mismatch".into()));
-        }
-        if u32_at(h, 8) != VERSION {
-            return Err(StoreError::Incompatible {
-                detail: format!("{name}: segment version {}", u32_at(h, 8)),
-            });
-        }
-        let hdim = u32_at(h, 12) as usize;
-        if hdim != dim {
-            return Err(bad(format!(
-                "face dimension {hdim}, the gallery uses {dim}"
-            )));
-        }
-        if u64_at(h, 16) != id {
-            return Err(bad("header names another segment".into()));
-        }
-        if u32_at(h, 32) as usize != CHUNK {
-            return Err(bad("unexpected chunk size".into()));
-        }
-        let n = usize::try_from(u64_at(h, 24)).map_err(|_| bad("record count".into()))?;
-
-        let t = &data[len - TRAILER_LEN..];
-        if &t[8..16] != END_MAGIC || u32_at(t, 0) as usize != FOOTER_LEN {
-            return Err(bad("bad trailer (incomplete file?)".into()));
-        }
-        let foot_at = len - TRAILER_LEN - FOOTER_LEN;
-        let f = &data[foot_at..len - TRAILER_LEN];
-        if u32_at(t, 4) != crc32fast::hash(f) {
-            return Err(bad("footer checksum mismatch".into()));
-        }
-        let big = |v: u64| usize::try_from(v).map_err(|_| bad("footer value too large".into()));
-        let mut secs = [SecInfo::default(); NSEC];
-        let mut end = HEADER_LEN;
-        let mut chunk_sum = 0usize;
-        for (k, s) in secs.iter_mut().enumerate() {
-            *s = SecInfo {
-                offset: big(u64_at(f, k * 24))?,
-                len: big(u64_at(f, k * 24 + 8))?,
-                first_chunk: big(u64_at(f, k * 24 + 16))?,
-            };
-            let s_end = s.offset.checked_add(s.len).filter(|&e| e <= foot_at);
-            if s.offset % ALIGN != 0 || s.offset < end || s_end.is_none() {
-                return Err(bad(format!("section {} out of place", SEC_NAMES[k])));
-            }
-            if s.first_chunk != chunk_sum {
-                return Err(bad(format!("section {} chunk numbering", SEC_NAMES[k])));
-            }
-            chunk_sum += s.chunks();
-            end = s_end.unwrap_or(foot_at);
-        }
-        let g = NSEC * 24;
-        let rows = big(u64_at(f, g))?;
-        let fingers = big(u64_at(f, g + 8))?;
-        let stride_f = u32_at(f, g + 16) as usize;
-        let stride_8 = u32_at(f, g + 20) as usize;
-        let table_off = big(u64_at(f, g + 24))?;
-        let nchunks = big(u64_at(f, g + 32))?;
-        if nchunks != chunk_sum
-            || table_off % ALIGN != 0
-            || table_off < end
-            || table_off.checked_add(nchunks.saturating_mul(4)) != Some(foot_at)
-        {
-            return Err(bad("chunk table out of place".into()));
-        }
-        // Alignment padding between the parts must be zero: every byte is accounted for.
-        let mut gaps: Vec<Range<usize>> = Vec::with_capacity(NSEC + 1);
-        let mut prev_end = HEADER_LEN;
-        for s in &secs {
-            gaps.push(prev_end..s.offset);
-            prev_end = s.offset + s.len;
-        }
-        gaps.push(prev_end..table_off);
-        if gaps.into_iter().any(|g| data[g].iter().any(|&b| b != 0)) {
-            return Err(bad("non-zero padding between sections".into()));
-        }
-        let table = &data[table_off..foot_at];
-        if crc32fast::hash(table) != u32_at(f, g + 40) {
+        let n = read_header(&data[..HEADER_LEN], id, dim, &bad).map_err(|e| match e {
+            StoreError::Incompatible { detail } => StoreError::Incompatible {
+                detail: format!("{name}: {detail}"),
+            },
+            other => other,
+        })?;
+        let footer = read_footer(&data, &bad)?;
+        check_padding(&data, &footer, &bad)?;
+        let foot_at = data.len() - TRAILER_LEN - FOOTER_LEN;
+        let table = &data[footer.table_off..foot_at];
+        if crc32fast::hash(table) != footer.table_crc {
             return Err(bad("chunk table checksum mismatch".into()));
         }
         let crcs: Vec<u32> = table
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        if dim > MAX_FACE_DIM || stride_f != round_up(dim, 16) || stride_8 != round_up(dim, 64) {
-            return Err(bad("face geometry".into()));
-        }
-        let expect = |k: Sec, want: Option<usize>| -> Result<()> {
-            if want != Some(secs[k as usize].len) {
-                return Err(bad(format!(
-                    "section {} has {} bytes, the counts imply {want:?}",
-                    SEC_NAMES[k as usize], secs[k as usize].len
-                )));
-            }
-            Ok(())
-        };
-        let idx_len = n.checked_add(1).and_then(|x| x.checked_mul(8));
-        expect(Sec::IdOffsets, idx_len)?;
-        expect(Sec::FingerIndex, idx_len)?;
-        expect(Sec::FaceIndex, idx_len)?;
-        expect(Sec::MetaOffsets, idx_len)?;
-        expect(Sec::FingerTable, fingers.checked_mul(FINGER_ROW))?;
-        expect(
-            Sec::FaceF32,
-            rows.checked_mul(stride_f).and_then(|x| x.checked_mul(4)),
-        )?;
-        expect(Sec::FaceI8, rows.checked_mul(stride_8))?;
-        expect(Sec::FaceScale, rows.checked_mul(4))?;
-        if dim == 0 && rows != 0 {
-            return Err(bad("face rows without a face dimension".into()));
-        }
-        let verified = (0..nchunks.div_ceil(64))
+        check_section_sizes(&footer, n, dim, &bad)?;
+        let verified = (0..footer.nchunks.div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
         let seg = Segment {
@@ -678,12 +764,12 @@ impl Segment {
             id,
             n,
             dim,
-            rows,
-            fingers,
-            stride_f,
-            stride_8,
+            rows: footer.rows,
+            fingers: footer.fingers,
+            stride_f: footer.stride_f,
+            stride_8: footer.stride_8,
             data,
-            secs,
+            secs: footer.secs,
             crcs,
             verified,
             full: Default::default(),
@@ -1082,18 +1168,6 @@ impl<'a> FingerTemplates<'a> {
         let off = u64_at(self.table, at) as usize;
         let len = u32_at(self.table, at + 8) as usize;
         &self.blob[off..off + len]
-    }
-    /// Entries (indices) taken at finger `position`, increasing; map them to records with
-    /// [`FingerTemplates::entry_owner`].
-    pub fn with_position(&self, position: FingerPosition) -> impl Iterator<Item = usize> + '_ {
-        let code = position.code();
-        (0..self.len()).filter(move |&e| self.table[e * FINGER_ROW + 12] == code)
-    }
-    /// Record ordinal that entry `e` belongs to.
-    pub fn entry_owner(&self, e: usize) -> usize {
-        self.index
-            .partition_point(|&x| x <= e as u64)
-            .saturating_sub(1)
     }
     /// `(position, template)` of record `ord`, in insertion order.
     pub fn of_record(&self, ord: usize) -> impl Iterator<Item = (FingerPosition, &'a [u8])> + '_ {

@@ -41,10 +41,6 @@ impl SegmentView {
     pub fn is_empty(&self) -> bool {
         self.seg.len() == 0
     }
-    /// Records not deleted.
-    pub fn live_count(&self) -> usize {
-        self.seg.len() - self.deleted.deleted()
-    }
     /// Whether ordinal `ord` is a live record (scans skip the others).
     #[inline]
     pub fn is_live(&self, ord: usize) -> bool {

@@ -233,11 +233,6 @@ impl MasterFinger {
         }
     }
 
-    /// Number of minutiae on the whole pad.
-    pub fn master_minutiae(&self) -> usize {
-        self.minutiae.len()
-    }
-
     /// One plain capture of this finger, drawn from `seed` (different seeds, different
     /// placements, pressure, distortion and noise).
     pub fn impression(&self, seed: u64) -> FingerTemplate {

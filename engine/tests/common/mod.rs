@@ -18,46 +18,38 @@ pub fn models_config() -> RuntimeConfig {
     config
 }
 
-/// The shared extractor, or `None` (with a message saying why and how to fix it) when setup
-/// has not been run. `make test` always runs setup first, so in CI this is never `None`.
+/// The shared extractor, or `None` when setup has not been run (skipped, or a failure under
+/// `ABIS_REQUIRE_DATA=1`: see `abis_testkit`). `make test` runs setup first.
+#[track_caller]
 pub fn extractor() -> Option<&'static FingerExtractor> {
-    static EXTRACTOR: OnceLock<Option<FingerExtractor>> = OnceLock::new();
+    match try_extractor() {
+        Ok(x) => Some(x),
+        Err(what) => {
+            abis_testkit::skip(&what, "run `make setup`");
+            None
+        }
+    }
+}
+
+/// The shared extractor, or what is missing (not reported: for data loaded once).
+pub fn try_extractor() -> Result<&'static FingerExtractor, String> {
+    static EXTRACTOR: OnceLock<Result<FingerExtractor, String>> = OnceLock::new();
     EXTRACTOR
         .get_or_init(|| {
-            let runtime: Arc<Runtime> = match Runtime::open(models_config()) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("SKIPPED: models are not set up ({e}); run `make setup`");
-                    return None;
-                }
-            };
-            match FingerExtractor::new(&runtime, Limits::default()) {
-                Ok(x) => Some(x),
-                Err(e) => {
-                    eprintln!("SKIPPED: LEADER model unavailable ({e}); run `make setup`");
-                    None
-                }
-            }
+            let runtime: Arc<Runtime> =
+                Runtime::open(models_config()).map_err(|e| e.to_string())?;
+            FingerExtractor::new(&runtime, Limits::default()).map_err(|e| e.to_string())
         })
         .as_ref()
+        .map_err(|e| format!("the LEADER extractor ({e})"))
 }
 
 pub fn models_cache() -> PathBuf {
     models_config().cache_dir
 }
 
-/// `../shared/data` beside the repository, or `None` with a message.
+/// `../shared/data` beside the repository (see `abis_testkit::shared_data`).
+#[track_caller]
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("ABIS_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: shared data not found at {} (set ABIS_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
+    abis_testkit::shared_data()
 }
