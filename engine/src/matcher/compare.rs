@@ -278,12 +278,50 @@ pub(super) fn compare_raw(
     if na == 0 || nb == 0 {
         return RawComparison::default();
     }
-    local_pairs(a, b, t, &mut s.pairs);
-    if s.pairs.is_empty() {
+    let n_r = select_local_pairs(a, b, t, s);
+    if n_r == 0 {
         return RawComparison::default();
     }
-    // LSS: the n_R best local pairs.
-    let n_r = na.min(nb).min(MAX_NR).min(s.pairs.len());
+    relax(a, b, t, s, n_r);
+    let (local, n_p) = local_score(s, na.min(nb), n_r);
+    let best = align_globally(a, b, s, local);
+    let (a_inside, b_inside) = match best.transform {
+        Some(tr) => overlap(a, b, &tr),
+        None => (0, 0),
+    };
+    let n_min = GEO_MIN_AREA_COUNT as f32;
+    let geometric = best.weight * best.weight
+        / (f32::from(a_inside).max(n_min) * f32::from(b_inside).max(n_min));
+    RawComparison {
+        raw: (local * geometric.min(1.0)).sqrt(),
+        pairs: n_p as u16,
+        local,
+        matched: best.matched,
+        a_inside,
+        b_inside,
+        weight: best.weight,
+    }
+}
+
+/// Local Similarity Sort: the `n_R` best pairs of cylinders, best first, into `s.sel_a`,
+/// `s.sel_b` (minutia indices) and `s.lambda0` (their similarities). Returns `n_R` (0: none).
+#[inline]
+fn select_local_pairs(
+    a: &PreparedTemplate,
+    b: &PreparedTemplate,
+    t: &Tables,
+    s: &mut Scratch,
+) -> usize {
+    local_pairs(a, b, t, &mut s.pairs);
+    if s.pairs.is_empty() {
+        return 0;
+    }
+    let n_r = a
+        .cylinders
+        .len()
+        .min(b.cylinders.len())
+        .min(MAX_NR)
+        .min(s.pairs.len());
     if n_r < s.pairs.len() {
         s.pairs.select_nth_unstable_by(n_r - 1, |x, y| y.cmp(x));
         s.pairs.truncate(n_r);
@@ -298,9 +336,47 @@ pub(super) fn compare_raw(
         s.sel_a.push(a.cyl_index[((k >> 8) & 0xFF) as usize]);
         s.sel_b.push(b.cyl_index[(k & 0xFF) as usize]);
     }
+    n_r
+}
 
-    // Relaxation: compatibility of every two selected pairs, kept sparse (most pairs of an
-    // impostor comparison are incompatible). Angles first: they need no table look-up.
+/// Relaxation (LSS-R): each selected pair's similarity is reinforced by the pairs geometrically
+/// compatible with it, over `RELAX_ITERATIONS` rounds; the result is left in `s.lambda`.
+#[inline]
+fn relax(a: &PreparedTemplate, b: &PreparedTemplate, t: &Tables, s: &mut Scratch, n_r: usize) {
+    compatibility_edges(a, b, t, s, n_r);
+    s.lambda.clear();
+    s.lambda.extend_from_slice(&s.lambda0);
+    s.next.clear();
+    s.next.resize(n_r, 0.0);
+    let spread = if n_r > 1 {
+        (1.0 - RELAX_WEIGHT) / (n_r - 1) as f32
+    } else {
+        0.0
+    };
+    for _ in 0..RELAX_ITERATIONS {
+        for (n, l) in s.next.iter_mut().zip(&s.lambda) {
+            *n = RELAX_WEIGHT * l;
+        }
+        for &(i, j, r) in &s.edges {
+            let (i, j) = (usize::from(i), usize::from(j));
+            let w = spread * r;
+            s.next[i] += w * s.lambda[j];
+            s.next[j] += w * s.lambda[i];
+        }
+        std::mem::swap(&mut s.lambda, &mut s.next);
+    }
+}
+
+/// Compatibility of every two selected pairs, kept sparse in `s.edges` (most pairs of an
+/// impostor comparison are incompatible). Angles first: they need no table look-up.
+#[inline]
+fn compatibility_edges(
+    a: &PreparedTemplate,
+    b: &PreparedTemplate,
+    t: &Tables,
+    s: &mut Scratch,
+    n_r: usize,
+) {
     s.dir_a.clear();
     s.dir_b.clear();
     for i in 0..n_r {
@@ -335,30 +411,16 @@ pub(super) fn compare_raw(
             }
         }
     }
-    s.lambda.clear();
-    s.lambda.extend_from_slice(&s.lambda0);
-    s.next.clear();
-    s.next.resize(n_r, 0.0);
-    let spread = if n_r > 1 {
-        (1.0 - RELAX_WEIGHT) / (n_r - 1) as f32
-    } else {
-        0.0
-    };
-    for _ in 0..RELAX_ITERATIONS {
-        for (n, l) in s.next.iter_mut().zip(&s.lambda) {
-            *n = RELAX_WEIGHT * l;
-        }
-        for &(i, j, r) in &s.edges {
-            let (i, j) = (usize::from(i), usize::from(j));
-            let w = spread * r;
-            s.next[i] += w * s.lambda[j];
-            s.next[j] += w * s.lambda[i];
-        }
-        std::mem::swap(&mut s.lambda, &mut s.next);
-    }
+}
 
-    // The n_P most efficient pairs.
-    let n_p = (MIN_NP as f32 + (sigmoid_p(na.min(nb) as f32) * (MAX_NP - MIN_NP) as f32).round())
+/// The local score: the relaxed similarities of the `n_P` most efficient pairs (those the
+/// relaxation strengthened most), averaged over the full `n_P` for templates with `n_min`
+/// cylinders. Leaves the pairs ordered by efficiency in `s.order`; returns the score and `n_P`.
+#[inline]
+fn local_score(s: &mut Scratch, n_min: usize, n_r: usize) -> (f32, usize) {
+    let full_np =
+        (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round()) as usize;
+    let n_p = (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round())
         .min(n_r as f32) as usize;
     s.order.clear();
     s.order.extend(0..n_r as u32);
@@ -369,20 +431,26 @@ pub(super) fn compare_raw(
     let sum: f32 = s.order[..n_p].iter().map(|&i| s.lambda[i as usize]).sum();
     // Averaging over the n_P of the full count (not fewer when fewer pairs exist) penalises
     // comparisons with very few matchable descriptors.
-    let full_np = (MIN_NP as f32
-        + (sigmoid_p(na.min(nb) as f32) * (MAX_NP - MIN_NP) as f32).round())
-        as usize;
-    let local = sum / full_np.max(1) as f32;
+    (sum / full_np.max(1) as f32, n_p)
+}
 
-    // Seeds for the global alignment: the most efficient pairs.
+/// The global alignment: from each of the most efficient pairs (when the local score clears
+/// `GEO_GATE`), a rigid motion, a greedy pairing of minutiae under it, refined once by least
+/// squares; the best pairing found.
+#[inline]
+fn align_globally(
+    a: &PreparedTemplate,
+    b: &PreparedTemplate,
+    s: &mut Scratch,
+    local: f32,
+) -> Alignment {
     s.seeds.clear();
-    for &i in s.order.iter().take(GEO_SEEDS) {
-        s.seeds.push((s.sel_a[i as usize], s.sel_b[i as usize]));
+    if local >= GEO_GATE {
+        for &i in s.order.iter().take(GEO_SEEDS) {
+            s.seeds.push((s.sel_a[i as usize], s.sel_b[i as usize]));
+        }
     }
     let mut best = Alignment::default();
-    if local < GEO_GATE {
-        s.seeds.clear();
-    }
     // For each A minutia, 1 + its partner in the best alignment so far (0: none).
     let mut best_map = [0u8; 256];
     for k in 0..s.seeds.len() {
@@ -419,22 +487,7 @@ pub(super) fn compare_raw(
             }
         }
     }
-    let (a_inside, b_inside) = match best.transform {
-        Some(tr) => overlap(a, b, &tr),
-        None => (0, 0),
-    };
-    let n_min = GEO_MIN_AREA_COUNT as f32;
-    let geometric = best.weight * best.weight
-        / (f32::from(a_inside).max(n_min) * f32::from(b_inside).max(n_min));
-    RawComparison {
-        raw: (local * geometric.min(1.0)).sqrt(),
-        pairs: n_p as u16,
-        local,
-        matched: best.matched,
-        a_inside,
-        b_inside,
-        weight: best.weight,
-    }
+    best
 }
 
 /// A rigid motion from A's frame into B's: `p' = R·p + t`.

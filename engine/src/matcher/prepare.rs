@@ -172,11 +172,41 @@ pub(super) fn in_hull(hull: &[(f32, f32)], p: (f32, f32), margin: f32) -> bool {
     }
 }
 
-/// Converts, cleans and describes a template. See the module docs for the steps.
+/// Converts, cleans and describes a template, in four stages: matcher units, the pairwise
+/// geometry, one cylinder per usable minutia, and the symmetry key.
 pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError> {
     t.validate()?;
+    let minutiae = to_matcher_units(t);
+    let points: Vec<(f32, f32)> = minutiae.iter().map(|m| (m.x, m.y)).collect();
+    let hull = convex_hull(&points);
+    let geometry = pairwise_geometry(&minutiae);
+    let mut cylinders = Vec::new();
+    let mut cyl_index = Vec::new();
+    let mut cyl_dir = Vec::new();
+    let disc = disc();
+    let mut values = [0f32; NS * NS * ND];
+    for (mi, m) in minutiae.iter().enumerate() {
+        if let Some(c) = cylinder(mi, &minutiae, &hull, disc, &mut values) {
+            cylinders.push(c);
+            cyl_index.push(mi as u8);
+            cyl_dir.push(m.dir8);
+        }
+    }
+    Ok(PreparedTemplate {
+        key: order_key(&minutiae),
+        minutiae,
+        cylinders,
+        cyl_index,
+        cyl_dir,
+        geometry,
+        hull,
+    })
+}
+
+/// Minutiae in 500 ppi-equivalent pixels; exact duplicates (same place and direction) kept once.
+#[inline]
+fn to_matcher_units(t: &FingerTemplate) -> Vec<PMinutia> {
     let scale = REFERENCE_PPI / f32::from(t.ppi);
-    // Physical units; exact duplicates (same place and direction) are kept once.
     let mut minutiae: Vec<PMinutia> = Vec::with_capacity(t.minutiae.len());
     for m in &t.minutiae {
         let p = PMinutia {
@@ -198,12 +228,13 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
             minutiae.push(p);
         }
     }
+    minutiae
+}
+
+/// `n x n` distances (1/8 px) and radial angles (1/256 turn) between every two minutiae.
+#[inline]
+fn pairwise_geometry(minutiae: &[PMinutia]) -> Vec<u32> {
     let n = minutiae.len();
-
-    let points: Vec<(f32, f32)> = minutiae.iter().map(|m| (m.x, m.y)).collect();
-    let hull = convex_hull(&points);
-
-    // Pairwise geometry.
     let mut geometry = vec![0u32; n * n];
     for (i, a) in minutiae.iter().enumerate() {
         for (j, b) in minutiae.iter().enumerate() {
@@ -216,117 +247,135 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
             geometry[i * n + j] = d | (radial << 16);
         }
     }
+    geometry
+}
 
-    // Cylinders.
-    let delta_s = 2.0 * RADIUS / NS as f32;
+/// The cells inside a cylinder's disc, with their centres in the minutia's local frame
+/// (`u` along its direction): the same for every minutia, computed once per process.
+fn disc() -> &'static [(usize, f32, f32)] {
+    static DISC: std::sync::OnceLock<Vec<(usize, f32, f32)>> = std::sync::OnceLock::new();
+    DISC.get_or_init(|| {
+        let delta_s = 2.0 * RADIUS / NS as f32;
+        (0..NS * NS)
+            .map(|c| {
+                let (i, j) = (c % NS, c / NS);
+                let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+                let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
+                (c, u, v)
+            })
+            .filter(|&(_, u, v)| u * u + v * v <= RADIUS * RADIUS)
+            .collect()
+    })
+}
+
+/// The bit cylinder of minutia `mi`: each cell's valid bit (in the disc and within the print's
+/// area) and, per direction layer, whether the neighbours' Gaussian contributions exceed
+/// `MU_PSI`. `None` when too few cells are valid or too few neighbours are near (an unreliable
+/// descriptor). `values` is scratch space.
+#[inline]
+fn cylinder(
+    mi: usize,
+    minutiae: &[PMinutia],
+    hull: &[(f32, f32)],
+    disc: &[(usize, f32, f32)],
+    values: &mut [f32; NS * NS * ND],
+) -> Option<Cylinder> {
+    let m = &minutiae[mi];
+    let (cos, sin) = (m.dir.cos(), m.dir.sin());
+    // Valid cells: in the disc and within the print's area.
+    let mut mask = [0u64; MASK_WORDS];
+    let mut valid_cells = 0usize;
+    for &(c, u, v) in disc {
+        // Local frame: u along the minutia direction.
+        let p = (m.x + u * cos - v * sin, m.y + u * sin + v * cos);
+        if in_hull(hull, p, HULL_MARGIN) {
+            mask[c / 64] |= 1 << (c % 64);
+            valid_cells += 1;
+        }
+    }
+    let neighbours = contributions(mi, minutiae, disc, values);
+    if (valid_cells as f32) < MIN_VALID_CELLS * disc.len() as f32 || neighbours < MIN_NEIGHBOURS {
+        return None;
+    }
+    let mut bits = [0u64; BIT_WORDS];
+    for (e, &v) in values.iter().enumerate() {
+        let c = e % (NS * NS);
+        if v > MU_PSI && mask[c / 64] & (1 << (c % 64)) != 0 {
+            bits[e / 64] |= 1 << (e % 64);
+        }
+    }
+    Some(Cylinder {
+        bits,
+        mask,
+        ones: bits.iter().map(|w| w.count_ones()).sum::<u32>() as u16,
+        valid: valid_cells as u16,
+    })
+}
+
+/// Accumulates into `values` (layer-major cells) the spatial × directional contribution of
+/// every neighbour of minutia `mi`; returns the number of neighbours inside the disc.
+#[inline]
+fn contributions(
+    mi: usize,
+    minutiae: &[PMinutia],
+    disc: &[(usize, f32, f32)],
+    values: &mut [f32; NS * NS * ND],
+) -> usize {
+    let m = &minutiae[mi];
+    let (cos, sin) = (m.dir.cos(), m.dir.sin());
     let delta_d = TAU / ND as f32;
-    let mut cylinders = Vec::new();
-    let mut cyl_index = Vec::new();
-    let mut cyl_dir = Vec::new();
     let reach = RADIUS + 3.0 * SIGMA_S;
-    let mut values = [0f32; NS * NS * ND];
-    // The cells inside the cylinder's disc, with their centres in the minutia's local frame
-    // (computed once: both loops below visit them for every minutia and neighbour).
-    let disc: Vec<(usize, f32, f32)> = (0..NS * NS)
-        .map(|c| {
-            let (i, j) = (c % NS, c / NS);
-            let u = (i as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-            let v = (j as f32 - (NS as f32 - 1.0) / 2.0) * delta_s;
-            (c, u, v)
-        })
-        .filter(|&(_, u, v)| u * u + v * v <= RADIUS * RADIUS)
-        .collect();
-    let disc_cells = disc.len();
     let gs_norm = 1.0 / (SIGMA_S * (TAU).sqrt());
     let sqrt2_sd = std::f32::consts::SQRT_2 * SIGMA_D;
-    for (mi, m) in minutiae.iter().enumerate() {
-        let (cos, sin) = (m.dir.cos(), m.dir.sin());
-        // Valid cells: in the disc and within the print's area.
-        let mut mask = [0u64; MASK_WORDS];
-        let mut valid_cells = 0usize;
-        for &(c, u, v) in &disc {
-            // Local frame: u along the minutia direction.
-            let p = (m.x + u * cos - v * sin, m.y + u * sin + v * cos);
-            if in_hull(&hull, p, HULL_MARGIN) {
-                mask[c / 64] |= 1 << (c % 64);
-                valid_cells += 1;
-            }
-        }
-        // Neighbours in the local frame.
-        values.fill(0.0);
-        let mut neighbours = 0usize;
-        for (ti, t) in minutiae.iter().enumerate() {
-            if ti == mi {
-                continue;
-            }
-            let (dx, dy) = (t.x - m.x, t.y - m.y);
-            if dx * dx + dy * dy > reach * reach {
-                continue;
-            }
-            if dx * dx + dy * dy <= RADIUS * RADIUS {
-                neighbours += 1;
-            }
-            let lu = dx * cos + dy * sin;
-            let lv = -dx * sin + dy * cos;
-            let dd = dphi(m.dir, t.dir);
-            let mut gd = [0f32; ND];
-            for (k, g) in gd.iter_mut().enumerate() {
-                let phi_k = -PI + (k as f32 + 0.5) * delta_d;
-                let alpha = dphi(phi_k, dd);
-                *g = 0.5
-                    * (erf((alpha + delta_d / 2.0) / sqrt2_sd)
-                        - erf((alpha - delta_d / 2.0) / sqrt2_sd));
-            }
-            for &(c, u, v) in &disc {
-                let d2 = (u - lu) * (u - lu) + (v - lv) * (v - lv);
-                if d2 > 9.0 * SIGMA_S * SIGMA_S {
-                    continue;
-                }
-                let gs = gs_norm * (-d2 / (2.0 * SIGMA_S * SIGMA_S)).exp();
-                for (k, g) in gd.iter().enumerate() {
-                    values[k * NS * NS + c] += gs * g;
-                }
-            }
-        }
-        if (valid_cells as f32) < MIN_VALID_CELLS * disc_cells as f32 || neighbours < MIN_NEIGHBOURS
-        {
+    values.fill(0.0);
+    let mut neighbours = 0usize;
+    for (ti, t) in minutiae.iter().enumerate() {
+        if ti == mi {
             continue;
         }
-        let mut bits = [0u64; BIT_WORDS];
-        for (e, &v) in values.iter().enumerate() {
-            let c = e % (NS * NS);
-            if v > MU_PSI && mask[c / 64] & (1 << (c % 64)) != 0 {
-                bits[e / 64] |= 1 << (e % 64);
+        let (dx, dy) = (t.x - m.x, t.y - m.y);
+        if dx * dx + dy * dy > reach * reach {
+            continue;
+        }
+        if dx * dx + dy * dy <= RADIUS * RADIUS {
+            neighbours += 1;
+        }
+        let lu = dx * cos + dy * sin;
+        let lv = -dx * sin + dy * cos;
+        let dd = dphi(m.dir, t.dir);
+        let mut gd = [0f32; ND];
+        for (k, g) in gd.iter_mut().enumerate() {
+            let phi_k = -PI + (k as f32 + 0.5) * delta_d;
+            let alpha = dphi(phi_k, dd);
+            *g = 0.5
+                * (erf((alpha + delta_d / 2.0) / sqrt2_sd)
+                    - erf((alpha - delta_d / 2.0) / sqrt2_sd));
+        }
+        for &(c, u, v) in disc {
+            let d2 = (u - lu) * (u - lu) + (v - lv) * (v - lv);
+            if d2 > 9.0 * SIGMA_S * SIGMA_S {
+                continue;
+            }
+            let gs = gs_norm * (-d2 / (2.0 * SIGMA_S * SIGMA_S)).exp();
+            for (k, g) in gd.iter().enumerate() {
+                values[k * NS * NS + c] += gs * g;
             }
         }
-        cylinders.push(Cylinder {
-            bits,
-            mask,
-            ones: bits.iter().map(|w| w.count_ones()).sum::<u32>() as u16,
-            valid: valid_cells as u16,
-        });
-        cyl_index.push(mi as u8);
-        cyl_dir.push(m.dir8);
     }
+    neighbours
+}
 
-    // FNV-1a over the kept minutiae: the order key for exact symmetry.
+/// FNV-1a over the kept minutiae: the order key that makes comparisons exactly symmetric.
+#[inline]
+fn order_key(minutiae: &[PMinutia]) -> u64 {
     let mut key: u64 = 0xcbf2_9ce4_8422_2325;
-    for m in &minutiae {
+    for m in minutiae {
         for v in [m.x.to_bits(), m.y.to_bits(), u32::from(m.dir8)] {
             key ^= u64::from(v);
             key = key.wrapping_mul(0x0100_0000_01b3);
         }
     }
-
-    Ok(PreparedTemplate {
-        minutiae,
-        cylinders,
-        cyl_index,
-        cyl_dir,
-        geometry,
-        hull,
-        key,
-    })
+    key
 }
 
 #[cfg(test)]
