@@ -190,3 +190,35 @@ async fn list_services(channel: tonic::transport::Channel) -> Vec<String> {
         other => panic!("unexpected reflection reply {other:?}"),
     }
 }
+
+/// `abis client` takes the address as grpcurl users type it (`HOST:PORT`) as well as a URL, and
+/// says clearly when nothing listens there.
+#[test]
+fn client_accepts_host_and_port_without_a_scheme() {
+    if !support::models_ready() {
+        return;
+    }
+    let server = Server::start();
+    let bare = server.addr.trim_start_matches("http://").to_string();
+    for addr in [bare.as_str(), server.addr.as_str()] {
+        let out = support::abis()
+            .args(["client", "--addr", addr, "count"])
+            .output()
+            .expect("run abis client");
+        assert!(
+            out.status.success(),
+            "--addr {addr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["count"], 0, "--addr {addr}");
+    }
+    drop(server);
+    let out = support::abis()
+        .args(["client", "--addr", &bare, "count"])
+        .output()
+        .expect("run abis client");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting to"), "{err}");
+}

@@ -361,6 +361,24 @@ impl Config {
 
     /// Checks values, files and the exposure rule. Messages name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_server()?;
+        self.validate_tls()?;
+        self.validate_files()?;
+        self.validate_limits()?;
+        self.validate_observability()?;
+        let (s, t) = (&self.server, &self.tls);
+        let has_credentials = self.auth.keys_file.is_some() || t.client_ca.is_some();
+        check_exposure(
+            s.listen,
+            has_credentials,
+            t.enabled(),
+            s.allow_plaintext_non_loopback,
+        )
+        .map_err(|e| value_error("server.listen", e))
+    }
+
+    /// `[server]` bounds and the search short list.
+    fn validate_server(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         if !(1024..=(1 << 30)).contains(&s.max_message_bytes) {
             return Err(value_error(
@@ -386,7 +404,12 @@ impl Config {
                 "must be between 1 and 100000",
             ));
         }
+        Ok(())
+    }
 
+    /// `[tls]`: certificate and key together, mutual TLS only with a server certificate,
+    /// certificate roles only with mutual TLS.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
         let t = &self.tls;
         match (&t.cert, &t.key) {
             (Some(_), None) => {
@@ -423,6 +446,12 @@ impl Config {
                 "must be between 1 and 300",
             ));
         }
+        Ok(())
+    }
+
+    /// Every file and directory the configuration names exists.
+    fn validate_files(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
         file_exists("tls.cert", t.cert.as_deref())?;
         file_exists("tls.key", t.key.as_deref())?;
         file_exists("tls.client_ca", t.client_ca.as_deref())?;
@@ -439,7 +468,11 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
 
+    /// `[limits]`: concurrency at least 1, overrides only for RPCs that exist.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         if l.default.max_concurrency == 0 {
             return Err(value_error(
@@ -462,27 +495,23 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
 
+    /// `[audit]`, `[logging]` and `[metrics]`.
+    fn validate_observability(&self) -> Result<(), ConfigError> {
         if self.audit.max_file_bytes < 4096 {
             return Err(value_error("audit.max_file_bytes", "at least 4096"));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.logging.filter) {
             return Err(value_error("logging.filter", e.to_string()));
         }
-        if self.metrics.enabled && self.metrics.listen == s.listen {
+        if self.metrics.enabled && self.metrics.listen == self.server.listen {
             return Err(value_error(
                 "metrics.listen",
                 "must differ from server.listen",
             ));
         }
-        let has_credentials = self.auth.keys_file.is_some() || t.client_ca.is_some();
-        check_exposure(
-            s.listen,
-            has_credentials,
-            t.enabled(),
-            s.allow_plaintext_non_loopback,
-        )
-        .map_err(|e| value_error("server.listen", e))?;
         Ok(())
     }
 

@@ -315,7 +315,9 @@ pub(crate) struct Built {
     pub file_len: usize,
 }
 
-/// Writes segment `id` from `src` and fsyncs it (the caller fsyncs the directory).
+/// Writes segment `id` from `src` and fsyncs it (the caller fsyncs the directory): the header,
+/// then the sections in the order of the module docs' table, then the chunk table, footer and
+/// trailer.
 pub(crate) fn build_segment(
     dir: &dyn Directory,
     id: u64,
@@ -339,6 +341,23 @@ pub(crate) fn build_segment(
         cur: SecInfo::default(),
     };
     let bug = |d: &str| StoreError::corrupt(name.clone(), format!("segment builder: {d}"));
+    w.raw(&header(id, dim, n))?;
+    let mut b = RecordBuf::default();
+    write_ids(&mut w, src, &mut b, &bug)?;
+    let fingers = write_fingers(&mut w, src, &mut b, &bug)?;
+    let rows = write_faces(&mut w, src, &mut b, dim, &bug)?;
+    write_metadata(&mut w, src, &mut b)?;
+    write_tail(&mut w, rows, fingers, dim)?;
+    let file_len = w.finish()?;
+    Ok(Built {
+        records: n,
+        file_len,
+    })
+}
+
+type Bug<'a> = dyn Fn(&str) -> StoreError + 'a;
+
+fn header(id: u64, dim: usize, n: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -348,19 +367,23 @@ pub(crate) fn build_segment(
     h[32..36].copy_from_slice(&(CHUNK as u32).to_le_bytes());
     let crc = crc32fast::hash(&h[..60]);
     h[60..64].copy_from_slice(&crc.to_le_bytes());
-    w.raw(&h)?;
+    h
+}
 
-    let mut b = RecordBuf::default();
-    let stride_f = round_up(dim, 16);
-    let stride_8 = round_up(dim, 64);
-
-    // IdOffsets, checking the order on the way.
+/// IdOffsets (checking the order on the way) and IdBlob.
+fn write_ids(
+    w: &mut SecWriter,
+    src: &dyn SegmentSource,
+    b: &mut RecordBuf,
+    bug: &Bug<'_>,
+) -> Result<()> {
+    let n = src.len();
     w.begin()?;
     let mut off = 0u64;
     w.put(&off.to_le_bytes())?;
     let mut prev: Vec<u8> = Vec::new();
     for i in 0..n {
-        src.fill(i, Want::Shape, &mut b)?;
+        src.fill(i, Want::Shape, b)?;
         if i > 0 && b.id <= prev {
             return Err(bug("ids not strictly increasing"));
         }
@@ -369,28 +392,36 @@ pub(crate) fn build_segment(
         w.put(&off.to_le_bytes())?;
     }
     w.end();
-    // IdBlob
     w.begin()?;
     for i in 0..n {
-        src.fill(i, Want::Shape, &mut b)?;
+        src.fill(i, Want::Shape, b)?;
         w.put(&b.id)?;
     }
     w.end();
-    // FingerIndex
+    Ok(())
+}
+
+/// FingerIndex, FingerTable and FingerBlob; returns the number of finger entries.
+fn write_fingers(
+    w: &mut SecWriter,
+    src: &dyn SegmentSource,
+    b: &mut RecordBuf,
+    bug: &Bug<'_>,
+) -> Result<u64> {
+    let n = src.len();
     w.begin()?;
     let mut fingers = 0u64;
     w.put(&fingers.to_le_bytes())?;
     for i in 0..n {
-        src.fill(i, Want::Shape, &mut b)?;
+        src.fill(i, Want::Shape, b)?;
         fingers += b.finger_pos.len() as u64;
         w.put(&fingers.to_le_bytes())?;
     }
     w.end();
-    // FingerTable
     w.begin()?;
     let mut blob = 0u64;
     for i in 0..n {
-        src.fill(i, Want::Shape, &mut b)?;
+        src.fill(i, Want::Shape, b)?;
         for (&pos, &len) in b.finger_pos.iter().zip(&b.finger_len) {
             let mut row = [0u8; FINGER_ROW];
             row[0..8].copy_from_slice(&blob.to_le_bytes());
@@ -401,22 +432,33 @@ pub(crate) fn build_segment(
         }
     }
     w.end();
-    // FingerBlob
     w.begin()?;
     for i in 0..n {
-        src.fill(i, Want::FingerBytes, &mut b)?;
+        src.fill(i, Want::FingerBytes, b)?;
         w.put(&b.finger_bytes)?;
     }
     w.end();
     if w.secs[Sec::FingerBlob as usize].len as u64 != blob {
         return Err(bug("finger bytes disagree with lengths"));
     }
-    // FaceIndex
+    Ok(fingers)
+}
+
+/// FaceIndex, then FaceF32, FaceI8 and FaceScale in one pass each over the embeddings; returns
+/// the number of face rows.
+fn write_faces(
+    w: &mut SecWriter,
+    src: &dyn SegmentSource,
+    b: &mut RecordBuf,
+    dim: usize,
+    bug: &Bug<'_>,
+) -> Result<u64> {
+    let n = src.len();
     w.begin()?;
     let mut rows = 0u64;
     w.put(&rows.to_le_bytes())?;
     for i in 0..n {
-        src.fill(i, Want::Shape, &mut b)?;
+        src.fill(i, Want::Shape, b)?;
         rows += b.n_faces as u64;
         w.put(&rows.to_le_bytes())?;
     }
@@ -424,15 +466,14 @@ pub(crate) fn build_segment(
     if rows > 0 && dim == 0 {
         return Err(bug("faces in a gallery without face dimension"));
     }
-    // FaceF32, FaceI8, FaceScale: one pass each over the embeddings.
-    let mut row_bytes = vec![0u8; stride_f * 4];
-    let mut row_i8 = vec![0i8; stride_8];
-    let mut row_i8_bytes = vec![0u8; stride_8];
+    let mut row_bytes = vec![0u8; round_up(dim, 16) * 4];
+    let mut row_i8 = vec![0i8; round_up(dim, 64)];
+    let mut row_i8_bytes = vec![0u8; round_up(dim, 64)];
     for pass in [Sec::FaceF32, Sec::FaceI8, Sec::FaceScale] {
         w.begin()?;
         let mut seen = 0u64;
         for i in 0..n {
-            src.fill(i, Want::Faces, &mut b)?;
+            src.fill(i, Want::Faces, b)?;
             if b.faces.len() != b.n_faces * dim {
                 return Err(bug("face data disagrees with its count"));
             }
@@ -464,24 +505,33 @@ pub(crate) fn build_segment(
             return Err(bug("face rows disagree with the index"));
         }
     }
-    // MetaOffsets, MetaBlob
+    Ok(rows)
+}
+
+/// MetaOffsets and MetaBlob.
+fn write_metadata(w: &mut SecWriter, src: &dyn SegmentSource, b: &mut RecordBuf) -> Result<()> {
+    let n = src.len();
     w.begin()?;
     let mut moff = 0u64;
     w.put(&moff.to_le_bytes())?;
     for i in 0..n {
-        src.fill(i, Want::Meta, &mut b)?;
+        src.fill(i, Want::Meta, b)?;
         moff += b.meta.len() as u64;
         w.put(&moff.to_le_bytes())?;
     }
     w.end();
     w.begin()?;
     for i in 0..n {
-        src.fill(i, Want::Meta, &mut b)?;
+        src.fill(i, Want::Meta, b)?;
         w.put(&b.meta)?;
     }
     w.end();
+    Ok(())
+}
 
-    // Chunk table, footer, trailer.
+/// The chunk table, the footer (every section's place, the counts, the table's checksum) and
+/// the trailer (footer length, footer checksum, end magic).
+fn write_tail(w: &mut SecWriter, rows: u64, fingers: u64, dim: usize) -> Result<()> {
     w.pad()?;
     let table_off = w.pos;
     let crcs = std::mem::take(&mut w.crcs);
@@ -495,8 +545,8 @@ pub(crate) fn build_segment(
     }
     f.extend_from_slice(&rows.to_le_bytes());
     f.extend_from_slice(&fingers.to_le_bytes());
-    f.extend_from_slice(&(stride_f as u32).to_le_bytes());
-    f.extend_from_slice(&(stride_8 as u32).to_le_bytes());
+    f.extend_from_slice(&(round_up(dim, 16) as u32).to_le_bytes());
+    f.extend_from_slice(&(round_up(dim, 64) as u32).to_le_bytes());
     f.extend_from_slice(&(table_off as u64).to_le_bytes());
     f.extend_from_slice(&(crcs.len() as u64).to_le_bytes());
     f.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
@@ -507,12 +557,7 @@ pub(crate) fn build_segment(
     t[0..4].copy_from_slice(&(FOOTER_LEN as u32).to_le_bytes());
     t[4..8].copy_from_slice(&crc32fast::hash(&f).to_le_bytes());
     t[8..16].copy_from_slice(END_MAGIC);
-    w.raw(&t)?;
-    let file_len = w.finish()?;
-    Ok(Built {
-        records: n,
-        file_len,
-    })
+    w.raw(&t)
 }
 
 /// An open, verified-on-demand segment.

@@ -1,0 +1,411 @@
+//! Checkpoints: the memtable becomes an immutable segment (or, when compacting, every segment
+//! and the memtable are merged into one without the deleted records), changed deletion bitmaps
+//! are written, and a new meta file names the result. Step 4 of the durability argument in
+//! [`super`]: nothing acknowledged is ever only in a file the meta does not name.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bitmap::{bitmap_name, DeletionBitmap};
+use super::dir::Directory;
+use super::error::{Result, StoreError};
+use super::meta::{Meta, SegmentMeta, META_FILE};
+use super::record::Record;
+use super::segment::{build_segment, segment_name, Built, Item, MergeSource, Segment};
+use super::wal::{self, wal_name};
+use super::{create_wal, lock, write_meta, CheckpointReport, Frozen, Inner, MemRec, SegSlot};
+
+/// A checkpoint error, and whether it leaves the store's files in a state only a reopen can
+/// resolve (then the store fails).
+struct CkptErr {
+    err: StoreError,
+    fatal: bool,
+}
+
+fn soft(err: StoreError) -> CkptErr {
+    CkptErr { err, fatal: false }
+}
+
+fn hard(err: StoreError) -> CkptErr {
+    CkptErr { err, fatal: true }
+}
+
+/// A segment as the checkpoint found it: its deletions at that moment, and whether they changed
+/// since they were last written.
+struct Captured {
+    seg: Arc<Segment>,
+    deleted: Arc<DeletionBitmap>,
+    version: u64,
+    dirty: bool,
+}
+
+/// What phase 1 of a checkpoint took: the frozen memtable, the captured segments, the new log
+/// generation and the first sequence number it will hold.
+struct Frozen1 {
+    records: Arc<Vec<Arc<Record>>>,
+    captured: Vec<Captured>,
+    new_gen: u64,
+    next_seq: u64,
+}
+
+/// Deletion bitmaps written by a checkpoint (`(captured index, generation)`) and the files the
+/// new meta no longer names.
+#[derive(Default)]
+struct Bitmaps {
+    written: Vec<(usize, Option<u64>)>,
+    removable: Vec<String>,
+}
+
+impl Inner {
+    /// Writes the memtable (and changed bitmaps) into a new segment; with `compact`, merges all
+    /// segments into one without the deleted records.
+    pub(super) fn checkpoint(&self, compact: bool) -> Result<CheckpointReport> {
+        let t0 = Instant::now();
+        let mut meta = lock(&self.maint);
+        self.check_failed(&lock(&self.commit))?;
+        let Some(frozen) = self.freeze(compact)? else {
+            let v = self.read_visible();
+            return Ok(CheckpointReport {
+                segments_before: v.segments.len(),
+                segments_after: v.segments.len(),
+                elapsed: t0.elapsed(),
+                ..CheckpointReport::default()
+            });
+        };
+        match self.build_and_install(&mut meta, &frozen, compact) {
+            Ok(mut r) => {
+                r.elapsed = t0.elapsed();
+                self.checkpoints.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    compact,
+                    segment_records = r.segment_records,
+                    segments = r.segments_after,
+                    bitmaps = r.bitmaps_written,
+                    elapsed_ms = r.elapsed.as_millis() as u64,
+                    "gallery store checkpoint"
+                );
+                Ok(r)
+            }
+            Err(CkptErr { err, fatal }) => {
+                if fatal {
+                    self.fail(err.to_string());
+                } else {
+                    self.thaw();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Phase 1: rotate the log, freeze the memtable, capture the segments' bitmaps — all while
+    /// holding the log lock, so every synced batch is in exactly one of the frozen state and the
+    /// new generation. `None` when there is nothing to write.
+    fn freeze(&self, compact: bool) -> Result<Option<Frozen1>> {
+        let mut wal = lock(&self.wal);
+        {
+            let v = self.read_visible();
+            let dirty = v.segments.iter().any(|s| s.version != s.persisted_version);
+            let merge = compact
+                && (v.segments.len() > 1 || v.segments.iter().any(|s| s.deleted.deleted() > 0));
+            if v.active.is_empty() && !dirty && !merge {
+                return Ok(None);
+            }
+        }
+        let new_gen = wal.gen + 1;
+        let file = match create_wal(&*self.dir, new_gen) {
+            Ok(f) => f,
+            Err(e) => {
+                // A failed fsync of the new log or the directory: fatal (never retried).
+                if matches!(&e, StoreError::Io { op, .. } if op.starts_with("fsync")) {
+                    self.fail(e.to_string());
+                }
+                return Err(e);
+            }
+        };
+        wal.file = file;
+        wal.gen = new_gen;
+        wal.len = wal::WAL_HEADER_LEN as u64;
+        let next_seq = wal.last_seq + 1;
+        let mut v = self.write_visible();
+        let mut recs: Vec<Arc<Record>> = v.active.drain().map(|(_, m)| m.rec).collect();
+        v.active_bytes = 0;
+        recs.sort_unstable_by(|a, b| a.reference_id.cmp(&b.reference_id));
+        let records = Arc::new(recs);
+        v.frozen = Some(Frozen {
+            records: Arc::clone(&records),
+            tombstones: HashSet::new(),
+        });
+        let captured = v
+            .segments
+            .iter()
+            .map(|s| Captured {
+                seg: Arc::clone(&s.seg),
+                deleted: Arc::clone(&s.deleted),
+                version: s.version,
+                dirty: s.version != s.persisted_version,
+            })
+            .collect();
+        Ok(Some(Frozen1 {
+            records,
+            captured,
+            new_gen,
+            next_seq,
+        }))
+    }
+
+    /// After a failure that left nothing on disk referring to the new files: the frozen records
+    /// go back into the memtable.
+    fn thaw(&self) {
+        let mut v = self.write_visible();
+        if let Some(f) = v.frozen.take() {
+            for r in f.records.iter() {
+                if !f.tombstones.contains(&r.reference_id) {
+                    let bytes = r.encode().map(|b| b.len()).unwrap_or(0);
+                    v.active_bytes += bytes;
+                    v.active.insert(
+                        r.reference_id.clone(),
+                        MemRec {
+                            rec: Arc::clone(r),
+                            bytes,
+                        },
+                    );
+                }
+            }
+        }
+        v.version += 1;
+    }
+
+    /// Phase 2: write the new segment and bitmaps, commit them with a new meta file, install
+    /// them in the visible state, and remove what they replace.
+    fn build_and_install(
+        &self,
+        meta: &mut Meta,
+        frozen: &Frozen1,
+        compact: bool,
+    ) -> Result<CheckpointReport, CkptErr> {
+        let dir = &*self.dir;
+        let dim = self.cfg.face_dim;
+        let mut next = meta.clone();
+        let segs: Vec<Arc<Segment>> = frozen.captured.iter().map(|c| Arc::clone(&c.seg)).collect();
+        let items = merge_items(&frozen.captured, &frozen.records, compact)?;
+        let new_seg = write_segment(dir, &mut next, dim, &items, &segs)?;
+        let mut bitmaps = write_bitmaps(dir, meta, &mut next, &frozen.captured, compact)?;
+        if let Some((id, b)) = &new_seg {
+            next.segments.push(SegmentMeta {
+                id: *id,
+                records: b.records as u64,
+                file_len: b.file_len as u64,
+                deletions_gen: None,
+                deleted: 0,
+            });
+        }
+        dir.sync_dir()
+            .map_err(|e| hard(StoreError::io("fsync directory", ".", e)))?;
+        for g in meta.wal_gen..frozen.new_gen {
+            bitmaps.removable.push(wal_name(g));
+        }
+        next.wal_gen = frozen.new_gen;
+        next.next_seq = frozen.next_seq;
+        // From the rename on, the files on disk say the new state: any failure is fatal.
+        write_meta(dir, &next).map_err(hard)?;
+        let opened = match &new_seg {
+            Some((id, _)) => Some(Arc::new(Segment::open(dir, *id, dim).map_err(hard)?)),
+            None => None,
+        };
+        let report = self.install(opened, &items, &frozen.captured, &bitmaps, compact);
+        let report = CheckpointReport {
+            segment_records: new_seg.as_ref().map_or(0, |(_, b)| b.records),
+            ..report
+        };
+        *meta = next;
+        remove_garbage(dir, &bitmaps.removable);
+        Ok(report)
+    }
+
+    /// Makes the new segment and bitmaps what reads see: the new segment's deletions are the
+    /// merged records deleted while the checkpoint ran.
+    fn install(
+        &self,
+        opened: Option<Arc<Segment>>,
+        items: &[Item],
+        captured: &[Captured],
+        bitmaps: &Bitmaps,
+        compact: bool,
+    ) -> CheckpointReport {
+        let mut v = self.write_visible();
+        let before = v.segments.len();
+        let tombstones = v.frozen.take().map(|f| f.tombstones).unwrap_or_default();
+        let new_slot = opened.map(|seg| {
+            let mut bits = DeletionBitmap::new(seg.len());
+            for (o, item) in items.iter().enumerate() {
+                let gone = match item {
+                    Item::Mem(r) => tombstones.contains(&r.reference_id),
+                    Item::Seg(k, ord) => v
+                        .segments
+                        .get(*k)
+                        .is_some_and(|s| s.deleted.is_deleted(*ord)),
+                };
+                if gone {
+                    bits.set(o);
+                }
+            }
+            let n = bits.deleted() as u64;
+            SegSlot {
+                seg,
+                deleted: Arc::new(bits),
+                version: n,
+                persisted_version: 0,
+                persisted_gen: None,
+            }
+        });
+        if compact {
+            v.segments.clear();
+        } else {
+            for (k, gen) in &bitmaps.written {
+                if let Some(s) = v.segments.get_mut(*k) {
+                    s.persisted_version = captured[*k].version;
+                    s.persisted_gen = *gen;
+                }
+            }
+        }
+        if let Some(s) = new_slot {
+            v.segments.push(s);
+        }
+        v.version += 1;
+        CheckpointReport {
+            segment_records: 0,
+            segments_before: before,
+            segments_after: v.segments.len(),
+            bitmaps_written: bitmaps.written.iter().filter(|(_, g)| g.is_some()).count(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// What goes into the new segment, in referenceId order: the frozen records, and with
+/// `compact` every live record of every segment too (each segment verified first).
+fn merge_items(
+    captured: &[Captured],
+    frozen: &Arc<Vec<Arc<Record>>>,
+    compact: bool,
+) -> Result<Vec<Item>, CkptErr> {
+    if !compact {
+        return Ok(frozen.iter().map(|r| Item::Mem(Arc::clone(r))).collect());
+    }
+    for c in captured {
+        c.seg.verify_all().map_err(soft)?;
+    }
+    let mut keyed: Vec<(&str, Item)> = Vec::new();
+    for (k, c) in captured.iter().enumerate() {
+        for o in 0..c.seg.len() {
+            if !c.deleted.is_deleted(o) {
+                keyed.push((c.seg.id(o), Item::Seg(k, o)));
+            }
+        }
+    }
+    for r in frozen.iter() {
+        keyed.push((r.reference_id.as_str(), Item::Mem(Arc::clone(r))));
+    }
+    keyed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Ok(keyed.into_iter().map(|(_, i)| i).collect())
+}
+
+/// Writes `items` as the next segment (none when there are no items). A failed fsync is fatal;
+/// any other failure removes the partial file and leaves the store as it was.
+fn write_segment(
+    dir: &dyn Directory,
+    next: &mut Meta,
+    dim: usize,
+    items: &[Item],
+    segs: &[Arc<Segment>],
+) -> Result<Option<(u64, Built)>, CkptErr> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let id = next.next_segment_id;
+    next.next_segment_id += 1;
+    let src = MergeSource { items, segs };
+    match build_segment(dir, id, dim, &src) {
+        Ok(b) => Ok(Some((id, b))),
+        Err(e) => {
+            let _ = dir.remove(&segment_name(id));
+            Err(if matches!(&e, StoreError::Io { op: "fsync", .. }) {
+                hard(e)
+            } else {
+                soft(e)
+            })
+        }
+    }
+}
+
+/// The deletion bitmaps of the segments that stay and changed since they were last written
+/// (compaction drops every segment and bitmap instead), with the files they replace.
+fn write_bitmaps(
+    dir: &dyn Directory,
+    meta: &Meta,
+    next: &mut Meta,
+    captured: &[Captured],
+    compact: bool,
+) -> Result<Bitmaps, CkptErr> {
+    let mut out = Bitmaps::default();
+    if compact {
+        for c in captured {
+            out.removable.push(segment_name(c.seg.id));
+        }
+        for sm in &meta.segments {
+            if let Some(g) = sm.deletions_gen {
+                out.removable.push(bitmap_name(sm.id, g));
+            }
+        }
+        next.segments.clear();
+        return Ok(out);
+    }
+    for (k, c) in captured.iter().enumerate() {
+        if !c.dirty {
+            continue;
+        }
+        let sm = next
+            .segments
+            .iter_mut()
+            .find(|s| s.id == c.seg.id)
+            .ok_or_else(|| hard(StoreError::corrupt(META_FILE, "segment list out of step")))?;
+        if let Some(g) = sm.deletions_gen {
+            out.removable.push(bitmap_name(sm.id, g));
+        }
+        let gen = if c.deleted.deleted() > 0 {
+            let g = next.next_file_gen;
+            next.next_file_gen += 1;
+            let name = bitmap_name(c.seg.id, g);
+            let mut f = dir
+                .create(&name)
+                .map_err(|e| soft(StoreError::io("create", name.clone(), e)))?;
+            f.write_all(&c.deleted.encode(c.seg.id))
+                .map_err(|e| soft(StoreError::io("write", name.clone(), e)))?;
+            f.sync()
+                .map_err(|e| hard(StoreError::io("fsync", name.clone(), e)))?;
+            Some(g)
+        } else {
+            None
+        };
+        sm.deletions_gen = gen;
+        sm.deleted = c.deleted.deleted() as u64;
+        out.written.push((k, gen));
+    }
+    Ok(out)
+}
+
+/// Old files are garbage once the new meta is durable; a failure to remove them is cleaned up
+/// at the next open.
+fn remove_garbage(dir: &dyn Directory, removable: &[String]) {
+    let mut removed = 0;
+    for name in removable {
+        if dir.remove(name).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        let _ = dir.sync_dir();
+    }
+}
