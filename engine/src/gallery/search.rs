@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::fusion;
 use crate::index::finger_code::{and_popcount, similarity, FingerCode, FingerCoder};
 use crate::matcher::{Matcher, PreparedTemplate, Scratch};
-use crate::store::{Record, Snapshot, Store, StoreError};
+use crate::store::{Record, ReplicatedOp, ReplicatedOutcome, Snapshot, Store, StoreError};
 use crate::template::{decode_native, FingerPosition, FingerTemplate, TemplateError};
 
 /// Why a search could not run.
@@ -216,6 +216,57 @@ impl Gallery {
             decode_native(&f.template).map_err(|e| GalleryError::Probe(e.to_string()))?;
         }
         Ok(self.store.insert(record)?)
+    }
+
+    /// Applies operations of a replicated log (see [`Store::apply_replicated`]): a record whose
+    /// templates do not decode is rejected like an invalid one (the position still moves), and
+    /// deleted records are forgotten by the caches.
+    pub fn apply_replicated(
+        &self,
+        ops: Vec<(u64, ReplicatedOp)>,
+    ) -> Result<Vec<ReplicatedOutcome>, GalleryError> {
+        let mut rejected = Vec::new();
+        let ops = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, (position, op))| match op {
+                ReplicatedOp::Insert(r) => {
+                    match r
+                        .fingers
+                        .iter()
+                        .try_for_each(|f| decode_native(&f.template).map(drop))
+                    {
+                        Ok(()) => (position, ReplicatedOp::Insert(r)),
+                        Err(e) => {
+                            rejected.push((i, e.to_string()));
+                            (position, ReplicatedOp::Skip)
+                        }
+                    }
+                }
+                other => (position, other),
+            })
+            .collect::<Vec<_>>();
+        let deleted: Vec<String> = ops
+            .iter()
+            .filter_map(|(_, op)| match op {
+                ReplicatedOp::Delete(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut outcomes = self.store.apply_replicated(ops)?;
+        for (i, why) in rejected {
+            if outcomes[i] != ReplicatedOutcome::AlreadyApplied {
+                outcomes[i] = ReplicatedOutcome::Rejected(why);
+            }
+        }
+        if !deleted.is_empty() {
+            self.deletions.fetch_add(1, Ordering::SeqCst);
+            let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
+            for id in &deleted {
+                cache.remove(id);
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Deletes a record and forgets its prepared form.

@@ -45,6 +45,8 @@ struct Captured {
 /// generation and the first sequence number it will hold.
 struct Frozen1 {
     records: Arc<Vec<Arc<Record>>>,
+    /// The replicated position the frozen state includes.
+    replicated: u64,
     captured: Vec<Captured>,
     new_gen: u64,
     next_seq: u64,
@@ -148,6 +150,7 @@ impl Inner {
             })
             .collect();
         Ok(Some(Frozen1 {
+            replicated: v.replicated,
             records,
             captured,
             new_gen,
@@ -208,6 +211,7 @@ impl Inner {
         }
         next.wal_gen = frozen.new_gen;
         next.next_seq = frozen.next_seq;
+        next.replicated_position = frozen.replicated;
         // From the rename on, the files on disk say the new state: any failure is fatal.
         write_meta(dir, &next).map_err(hard)?;
         let opened = match &new_seg {

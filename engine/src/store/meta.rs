@@ -33,6 +33,10 @@ pub(crate) struct Meta {
     pub next_seq: u64,
     pub next_segment_id: u64,
     pub next_file_gen: u64,
+    /// Position of the last replicated-log operation in the segments (0: none; absent in meta
+    /// files written before replication existed).
+    #[serde(default)]
+    pub replicated_position: u64,
 }
 
 impl Meta {
@@ -45,6 +49,7 @@ impl Meta {
             next_seq: 1,
             next_segment_id: 1,
             next_file_gen: 1,
+            replicated_position: 0,
         }
     }
 

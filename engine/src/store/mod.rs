@@ -86,6 +86,7 @@
 // codecs stay crate-private.
 pub mod bitmap;
 mod checkpoint;
+mod commit;
 mod dir;
 pub mod encryption;
 mod error;
@@ -108,6 +109,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use bitmap::DeletionBitmap;
+pub use commit::{ReplicatedOp, ReplicatedOutcome};
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
 #[cfg(feature = "fault-injection")]
@@ -120,10 +122,11 @@ pub use record::{
 pub use segment::{quantise, FaceMatrix, FingerTemplates};
 pub use snapshot::{SegmentView, Snapshot};
 
+use commit::CommitState;
 use error::Result;
 use meta::{Meta, META_FILE, META_TMP};
 use segment::Segment;
-use wal::{encode_entry, parse_wal_name, wal_name, EntryKind};
+use wal::{parse_wal_name, wal_name};
 
 /// How a store is opened.
 #[derive(Debug, Clone)]
@@ -209,33 +212,6 @@ pub struct CheckpointReport {
     pub elapsed: Duration,
 }
 
-enum Op {
-    Insert(Arc<Record>, Arc<[u8]>),
-    Delete(String),
-}
-
-struct Queued {
-    seq: u64,
-    op: Op,
-}
-
-/// Latest in-flight operation on an id: an insert (with its bytes) or a delete.
-struct PendingOp {
-    seq: u64,
-    insert: Option<Arc<[u8]>>,
-}
-
-#[derive(Default)]
-struct CommitState {
-    queue: Vec<Queued>,
-    pending: HashMap<String, PendingOp>,
-    pending_inserts: u64,
-    next_seq: u64,
-    durable_seq: u64,
-    leader: bool,
-    failed: Option<String>,
-}
-
 struct WalState {
     file: Box<dyn FileWriter>,
     gen: u64,
@@ -265,6 +241,8 @@ struct SegSlot {
 
 #[derive(Default)]
 struct Visible {
+    /// Position of the last replicated-log operation applied (0: none).
+    replicated: u64,
     active: HashMap<String, MemRec>,
     active_bytes: usize,
     frozen: Option<Frozen>,
@@ -486,6 +464,24 @@ impl Store {
         self.inner.delete(id)
     }
 
+    /// Applies operations of a replicated log (a cluster replica's shard of the write stream)
+    /// in order, in one group commit, each with its position in that log. Positions at or
+    /// below [`Store::replicated_position`] are skipped as redeliveries; every other operation
+    /// moves the position durably and atomically with its effect, even when it changes nothing
+    /// (see [`ReplicatedOutcome`]). Positions must increase.
+    pub fn apply_replicated(
+        &self,
+        ops: Vec<(u64, ReplicatedOp)>,
+    ) -> Result<Vec<ReplicatedOutcome>> {
+        self.inner.apply_replicated(ops)
+    }
+
+    /// Position of the last replicated-log operation applied (0: none). Survives crashes
+    /// exactly: it is written in the same log entry as the operation.
+    pub fn replicated_position(&self) -> u64 {
+        self.inner.read_visible().replicated
+    }
+
     /// The live record `id`, if any.
     pub fn get(&self, id: &str) -> Result<Option<Record>> {
         validate_reference_id(id)?;
@@ -644,185 +640,6 @@ impl Inner {
         }
         drop(st);
         self.committed.notify_all();
-    }
-
-    fn insert(&self, record: Record) -> Result<InsertOutcome> {
-        record.validate(self.cfg.face_dim)?;
-        let payload: Arc<[u8]> = record.encode()?.into();
-        let mut st = lock(&self.commit);
-        self.check_failed(&st)?;
-        match st.pending.get(&record.reference_id) {
-            Some(PendingOp {
-                seq,
-                insert: Some(bytes),
-            }) => {
-                if **bytes != *payload {
-                    return Err(StoreError::AlreadyExists);
-                }
-                // The same record is in flight: answer once it is durable.
-                let seq = *seq;
-                self.wait_durable(st, seq)?;
-                return Ok(InsertOutcome::AlreadyPresent);
-            }
-            Some(PendingOp { insert: None, .. }) => {} // deleted in flight: absent
-            None => {
-                let v = self.read_visible();
-                if let Some(loc) = v.locate(&record.reference_id) {
-                    let same = match loc {
-                        Loc::Active => v
-                            .active
-                            .get(&record.reference_id)
-                            .is_some_and(|m| m.rec.same_content(&record)),
-                        Loc::Frozen(i) => v
-                            .frozen
-                            .as_ref()
-                            .and_then(|f| f.records.get(i))
-                            .is_some_and(|r| r.same_content(&record)),
-                        Loc::Seg(k, o) => v.segments[k].seg.record(o)?.same_content(&record),
-                    };
-                    return if same {
-                        Ok(InsertOutcome::AlreadyPresent)
-                    } else {
-                        Err(StoreError::AlreadyExists)
-                    };
-                }
-            }
-        }
-        if let Some(max) = self.cfg.max_records {
-            if self.read_visible().live + st.pending_inserts >= max {
-                return Err(StoreError::Full {
-                    detail: format!("the gallery holds its configured maximum of {max} records"),
-                });
-            }
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        st.pending.insert(
-            record.reference_id.clone(),
-            PendingOp {
-                seq,
-                insert: Some(Arc::clone(&payload)),
-            },
-        );
-        st.pending_inserts += 1;
-        st.queue.push(Queued {
-            seq,
-            op: Op::Insert(Arc::new(record), payload),
-        });
-        self.wait_durable(st, seq)?;
-        Ok(InsertOutcome::Inserted)
-    }
-
-    fn delete(&self, id: &str) -> Result<()> {
-        validate_reference_id(id)?;
-        let mut st = lock(&self.commit);
-        self.check_failed(&st)?;
-        let exists = match st.pending.get(id) {
-            Some(p) => p.insert.is_some(),
-            None => self.read_visible().locate(id).is_some(),
-        };
-        if !exists {
-            return Err(StoreError::NotFound);
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        st.pending
-            .insert(id.to_owned(), PendingOp { seq, insert: None });
-        st.queue.push(Queued {
-            seq,
-            op: Op::Delete(id.to_owned()),
-        });
-        self.wait_durable(st, seq)
-    }
-
-    /// Group commit: waits until entry `seq` is durable, leading a batch when no one else is.
-    fn wait_durable<'a>(&'a self, mut st: MutexGuard<'a, CommitState>, seq: u64) -> Result<()> {
-        loop {
-            if st.durable_seq >= seq {
-                return Ok(());
-            }
-            self.check_failed(&st)?;
-            if !st.leader && !st.queue.is_empty() {
-                st.leader = true;
-                let batch = std::mem::take(&mut st.queue);
-                let inserts = batch
-                    .iter()
-                    .filter(|q| matches!(q.op, Op::Insert(..)))
-                    .count() as u64;
-                drop(st);
-                let res = self.write_batch(batch);
-                st = lock(&self.commit);
-                st.leader = false;
-                st.pending_inserts -= inserts;
-                match res {
-                    Ok(last) => {
-                        st.durable_seq = last;
-                        st.pending.retain(|_, p| p.seq > last);
-                    }
-                    Err(reason) => {
-                        tracing::error!(reason = %reason, "log write failed; gallery store refuses writes until reopened");
-                        st.failed.get_or_insert(reason);
-                    }
-                }
-                self.committed.notify_all();
-            } else {
-                st = self.committed.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        }
-    }
-
-    /// Writes and fsyncs one batch, then applies it. `Err` is fatal.
-    fn write_batch(&self, batch: Vec<Queued>) -> Result<u64, String> {
-        let mut wal = lock(&self.wal);
-        let first = batch.first().map_or(0, |q| q.seq);
-        let last = batch.last().map_or(0, |q| q.seq);
-        let mut buf = std::mem::take(&mut wal.buf);
-        buf.clear();
-        for q in &batch {
-            match &q.op {
-                Op::Insert(_, p) => encode_entry(&mut buf, EntryKind::Insert, q.seq, first, p),
-                Op::Delete(id) => {
-                    encode_entry(&mut buf, EntryKind::Delete, q.seq, first, id.as_bytes())
-                }
-            }
-        }
-        let name = wal_name(wal.gen);
-        wal.file
-            .write_all(&buf)
-            .map_err(|e| format!("write to {name}: {e}"))?;
-        wal.file
-            .sync()
-            .map_err(|e| format!("fsync of {name}: {e}"))?;
-        wal.len += buf.len() as u64;
-        wal.last_seq = last;
-        self.wal_syncs.fetch_add(1, Ordering::Relaxed);
-        self.wal_entries
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.wal_bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if buf.capacity() <= 8 << 20 {
-            wal.buf = buf;
-        }
-        // Apply under the log lock, so a checkpoint's rotation sees every synced batch applied.
-        let mut v = self.write_visible();
-        for q in batch {
-            let r = match q.op {
-                Op::Insert(rec, p) => v.apply_insert(rec, p.len()),
-                Op::Delete(id) => v.apply_delete(&id),
-            };
-            r.map_err(|d| format!("internal inconsistency at entry {}: {d}", q.seq))?;
-        }
-        v.version += 1;
-        let over = v.active.len() >= self.cfg.memtable_max_records
-            || v.active_bytes >= self.cfg.memtable_max_bytes
-            || v.segments.len() > self.cfg.max_segments;
-        drop(v);
-        drop(wal);
-        if over && self.cfg.background {
-            lock(&self.bg).wake = true;
-            self.bg_cv.notify_all();
-        }
-        Ok(last)
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {

@@ -100,7 +100,10 @@ fn read_or_create_meta(
 
 /// Every segment the meta lists, with its deletion bitmap, checked against the meta's counts.
 fn open_segments(dir: &dyn Directory, meta: &Meta, dim: usize) -> Result<Visible> {
-    let mut v = Visible::default();
+    let mut v = Visible {
+        replicated: meta.replicated_position,
+        ..Visible::default()
+    };
     for sm in &meta.segments {
         let seg = Segment::open(dir, sm.id, dim)?;
         if seg.len() as u64 != sm.records || seg.file_len() as u64 != sm.file_len {
@@ -238,21 +241,46 @@ fn replay_generation(
     let s = wal::scan(buf, expected, is_last).map_err(|d| StoreError::corrupt(name, d))?;
     for e in &s.entries {
         let bad = |d: String| StoreError::corrupt(name, format!("entry {}: {d}", e.seq));
+        let (position, payload) = match e.kind {
+            EntryKind::Insert | EntryKind::Delete => (None, e.payload),
+            EntryKind::InsertAt | EntryKind::DeleteAt | EntryKind::Advance => {
+                let (p, rest) = e
+                    .payload
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| bad("replicated entry without a position".into()))?;
+                let p = u64::from_le_bytes(*p);
+                if p <= v.replicated {
+                    return Err(bad(format!(
+                        "replicated position {p} after {}",
+                        v.replicated
+                    )));
+                }
+                (Some(p), rest)
+            }
+        };
         match e.kind {
-            EntryKind::Insert => {
-                let rec = Record::decode(e.payload).map_err(|err| bad(err.to_string()))?;
+            EntryKind::Insert | EntryKind::InsertAt => {
+                let rec = Record::decode(payload).map_err(|err| bad(err.to_string()))?;
                 rec.validate(cfg.face_dim)
                     .map_err(|err| bad(err.to_string()))?;
-                v.apply_insert(Arc::new(rec), e.payload.len())
+                v.apply_insert(Arc::new(rec), payload.len())
                     .map_err(|d| bad(d.into()))?;
             }
-            EntryKind::Delete => {
-                let id = std::str::from_utf8(e.payload)
+            EntryKind::Delete | EntryKind::DeleteAt => {
+                let id = std::str::from_utf8(payload)
                     .ok()
                     .filter(|id| validate_reference_id(id).is_ok())
                     .ok_or_else(|| bad("delete of an invalid referenceId".into()))?;
                 v.apply_delete(id).map_err(|d| bad(d.into()))?;
             }
+            EntryKind::Advance => {
+                if !payload.is_empty() {
+                    return Err(bad("advance entry with a payload".into()));
+                }
+            }
+        }
+        if let Some(p) = position {
+            v.replicated = p;
         }
         expected = e.seq + 1;
         report.entries_replayed += 1;
@@ -300,11 +328,7 @@ fn assemble(
     let last_seq = replayed.next_seq - 1;
     Inner {
         dir,
-        commit: Mutex::new(CommitState {
-            next_seq: replayed.next_seq,
-            durable_seq: last_seq,
-            ..CommitState::default()
-        }),
+        commit: Mutex::new(CommitState::resuming_after(last_seq)),
         committed: Condvar::new(),
         wal: Mutex::new(WalState {
             file: replayed.file,

@@ -20,12 +20,17 @@
 //! | offset | size | field                                                               |
 //! |-------:|-----:|---------------------------------------------------------------------|
 //! | 0      | 4    | payload length L (≤ 1 MiB)                                          |
-//! | 4      | 1    | kind: 1 insert (payload = record encoding), 2 delete (payload = id) |
+//! | 4      | 1    | kind (below)                                                        |
 //! | 5      | 3    | reserved, 0                                                         |
 //! | 8      | 8    | sequence number (consecutive over the whole store, from 1)          |
 //! | 16     | 8    | sequence number of the first entry of this entry's fsync batch     |
 //! | 24     | 4    | CRC-32 of header bytes 0..24 followed by the payload                |
 //! | 28     | L    | payload                                                             |
+//!
+//! Kinds: 1 insert (payload = record encoding), 2 delete (payload = id); for operations of a
+//! replicated log (a cluster replica), 3 insert, 4 delete and 5 advance carry the log position
+//! as a u64 before the same payloads (advance: the position alone), so the position a store
+//! has applied is as durable as the operations up to it.
 //!
 //! Why the batch field: the writer writes one batch, fsyncs it, and only then writes the next.
 //! So at most the last batch can be torn by a crash, and bytes of a torn batch may reach the
@@ -62,6 +67,12 @@ pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
 pub(crate) enum EntryKind {
     Insert = 1,
     Delete = 2,
+    /// A replicated-log insert: position u64, then the record encoding.
+    InsertAt = 3,
+    /// A replicated-log delete: position u64, then the id.
+    DeleteAt = 4,
+    /// A replicated-log entry with no effect here: position u64 only.
+    Advance = 5,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +161,9 @@ pub(crate) fn parse_entry(buf: &[u8]) -> Result<(Entry<'_>, usize), &'static str
     let kind = match h[4] {
         1 => EntryKind::Insert,
         2 => EntryKind::Delete,
+        3 => EntryKind::InsertAt,
+        4 => EntryKind::DeleteAt,
+        5 => EntryKind::Advance,
         _ => return Err("unknown entry kind"),
     };
     if h[5..8] != [0, 0, 0] {
