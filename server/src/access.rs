@@ -157,6 +157,7 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("Insert", Access::AnyOf(&[Role::Enroll])),
     ("InsertStream", Access::AnyOf(&[Role::Enroll])),
     ("Identify", Access::AnyOf(&[Role::Search])),
+    ("IdentifyBatch", Access::AnyOf(&[Role::Search])),
     ("Verify", Access::AnyOf(&[Role::Verify])),
     ("Delete", Access::AnyOf(&[Role::Admin])),
     ("Get", Access::AnyOf(&[Role::Enroll, Role::Admin])),

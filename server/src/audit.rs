@@ -66,6 +66,8 @@ const FILE_SUFFIX: &str = ".jsonl";
 pub struct AuditRecord {
     pub caller: String,
     pub rpc: String,
+    /// The node that served the call (empty: this process, before clusters existed).
+    pub node: String,
     pub refs: Vec<String>,
     pub decision: String,
     /// gRPC status code name (`OK`, `NOT_FOUND`, ...).
@@ -78,10 +80,17 @@ impl AuditRecord {
         AuditRecord {
             caller: caller.into(),
             rpc: rpc.into(),
+            node: String::new(),
             refs: Vec::new(),
             decision: "ok".to_string(),
             code: code_name(tonic::Code::Ok).to_string(),
         }
+    }
+
+    /// The node that served the call (a cluster node's name).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
     }
 
     /// Reference ids touched (the probe, the candidates returned, the record inserted...).
@@ -121,6 +130,9 @@ pub struct EntryBody<'a> {
     pub time: &'a str,
     pub caller: &'a str,
     pub rpc: &'a str,
+    /// Absent when empty, so entries written before nodes were recorded hash as they did.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub node: &'a str,
     pub refs: &'a [String],
     pub refs_omitted: u64,
     pub decision: &'a str,
@@ -136,6 +148,8 @@ pub struct Entry {
     pub time: String,
     pub caller: String,
     pub rpc: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
     pub refs: Vec<String>,
     pub refs_omitted: u64,
     pub decision: String,
@@ -151,6 +165,7 @@ impl Entry {
             time: &self.time,
             caller: &self.caller,
             rpc: &self.rpc,
+            node: &self.node,
             refs: &self.refs,
             refs_omitted: self.refs_omitted,
             decision: &self.decision,
@@ -563,6 +578,7 @@ impl AuditLog {
                 time: time.clone(),
                 caller: clip(&record.caller),
                 rpc: clip(&record.rpc),
+                node: clip(&record.node),
                 refs,
                 refs_omitted: refs_total.saturating_sub(MAX_REFS) as u64,
                 decision: clip(&record.decision),

@@ -731,7 +731,10 @@ mod tests {
                     "Extract",
                 ],
             ),
-            ("search", &["Identify", "ReferenceCount", "PendingJobs"]),
+            (
+                "search",
+                &["Identify", "IdentifyBatch", "ReferenceCount", "PendingJobs"],
+            ),
             ("admin", &["Delete", "Get", "ReferenceCount", "PendingJobs"]),
         ];
         for (role, allowed) in expect {

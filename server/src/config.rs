@@ -89,6 +89,22 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     pub request_timeout_s: u64,
     pub shutdown_grace_s: u64,
+    /// This node's name ("": the host name): audit entries say which node served each call.
+    pub node: String,
+}
+
+impl ServerConfig {
+    /// The configured node name, else the host name, else `abis`.
+    pub fn node_name(&self) -> String {
+        if !self.node.is_empty() {
+            return self.node.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "abis".to_string())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -26,7 +26,7 @@ use crate::auth::{cert_role_map, Authenticator, KeyStore};
 use crate::config::Config;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::service::{AbisService, Engines};
+use crate::service::{AbisService, Backend, Engines, LocalBackend};
 
 /// Embedding size of the default face model (MobileFaceNet), used to create a gallery when the
 /// face models are not installed.
@@ -253,9 +253,13 @@ async fn serve(
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(
+        Arc::clone(&gallery),
+        config.server.node_name(),
+    ));
     let abis = AbisServer::new(AbisService::new(
         engines,
-        Arc::clone(&gallery),
+        backend,
         auditor,
         Arc::clone(&metrics),
     ))

@@ -332,6 +332,18 @@ impl Gallery {
         Ok((candidates, threshold, searched))
     }
 
+    /// Searches several probes; each answer is exactly what [`Gallery::identify`] gives for
+    /// that probe alone.
+    pub fn identify_batch(
+        &self,
+        probes: &[(Probe, IdentifyOptions)],
+    ) -> Vec<Result<(Vec<Candidate>, f64, u64), GalleryError>> {
+        probes
+            .iter()
+            .map(|(probe, options)| self.identify(probe, options))
+            .collect()
+    }
+
     /// The targets the indexes keep: the best `shortlist` by fused finger-code similarity and
     /// the best `shortlist` by face cosine (exact, on the cached rows), merged.
     fn shortlist<'s>(

@@ -3,6 +3,7 @@
 //! Work that burns CPU (extraction, search) or waits on fsync (inserts) runs on the blocking
 //! thread pool, never on the async executor's threads.
 
+mod backend;
 mod extract;
 mod samples;
 mod status;
@@ -12,16 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abis_engine::gallery::{
-    fusion, Candidate as EngineCandidate, Gallery, IdentifyOptions, ModalityEvidence, Probe,
+    fusion, Candidate as EngineCandidate, IdentifyOptions, ModalityEvidence, Probe,
 };
 use abis_engine::store::{validate_reference_id, FingerEntry, InsertOutcome, Record};
 use abis_engine::template::encode_native;
 use abis_proto::v1::{
-    abis_server::Abis, identify_request, verify_request, Candidate, Decision, DeleteRequest,
-    DeleteResponse, EnrolledFinger, ExtractRequest, ExtractResponse, GetRequest, GetResponse,
-    IdentifyRequest, IdentifyResponse, InsertRequest, InsertResponse, InsertStreamResponse,
-    Modality, ModalityDecision, ModalityScore, PendingJobsRequest, PendingJobsResponse,
-    ReferenceCountRequest, ReferenceCountResponse, VerifyRequest, VerifyResponse,
+    abis_server::Abis, identify_batch_result, identify_request, verify_request, BatchError,
+    Candidate, Decision, DeleteRequest, DeleteResponse, EnrolledFinger, ExtractRequest,
+    ExtractResponse, GetRequest, GetResponse, IdentifyBatchRequest, IdentifyBatchResponse,
+    IdentifyBatchResult, IdentifyRequest, IdentifyResponse, InsertRequest, InsertResponse,
+    InsertStreamResponse, Modality, ModalityDecision, ModalityScore, PendingJobsRequest,
+    PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse, VerifyRequest,
+    VerifyResponse,
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -30,6 +33,7 @@ use crate::auth;
 use crate::metrics::Metrics;
 
 use abis_proto::FailureReason;
+pub use backend::{Backend, BackendStats, BoxFuture, Identified, LocalBackend};
 pub use samples::Engines;
 use samples::Item;
 
@@ -42,10 +46,12 @@ const MAX_RESULTS: usize = 1000;
 /// Default MOSIP target FPIR code (1e-3) and default 1:1 FMR.
 const DEFAULT_FPIR_CODE: u32 = 30;
 const DEFAULT_TARGET_FMR: f64 = 1e-4;
+/// Most requests of one IdentifyBatch.
+const MAX_BATCH: usize = 256;
 
 pub struct AbisService {
     engines: Arc<Engines>,
-    gallery: Arc<Gallery>,
+    backend: Arc<dyn Backend>,
     pending: Arc<AtomicU64>,
     auditor: Auditor,
     metrics: Arc<Metrics>,
@@ -54,13 +60,13 @@ pub struct AbisService {
 impl AbisService {
     pub fn new(
         engines: Arc<Engines>,
-        gallery: Arc<Gallery>,
+        backend: Arc<dyn Backend>,
         auditor: Auditor,
         metrics: Arc<Metrics>,
     ) -> Self {
         let service = AbisService {
             engines,
-            gallery,
+            backend,
             pending: Arc::new(AtomicU64::new(0)),
             auditor,
             metrics,
@@ -70,10 +76,10 @@ impl AbisService {
     }
 
     fn update_gauges(&self) {
-        let stats = self.gallery.store().stats();
+        let stats = self.backend.stats();
         self.metrics.set_gallery_size("all", stats.records);
         // Records acknowledged in the log but not yet in a segment: what a restart replays.
-        self.metrics.set_wal_lag(stats.memtable_records as u64);
+        self.metrics.set_wal_lag(stats.unflushed);
     }
 
     /// Writes the audit entry of a finished request (whatever its outcome) before answering.
@@ -91,6 +97,7 @@ impl AbisService {
             Err(_) => String::new(),
         };
         let record = AuditRecord::new(caller, rpc)
+            .node(self.backend.node())
             .refs(refs)
             .decision(decision)
             .outcome(&result);
@@ -98,17 +105,21 @@ impl AbisService {
         result
     }
 
-    /// Runs `f` on the blocking pool, counted as a pending job while it runs.
-    async fn job<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Engines, &Gallery) -> Result<T, Status> + Send + 'static,
-    ) -> Result<T, Status> {
-        let engines = Arc::clone(&self.engines);
-        let gallery = Arc::clone(&self.gallery);
+    /// Runs `work` counted as a pending job while it runs.
+    async fn job<T>(&self, work: impl std::future::Future<Output = T>) -> T {
         let pending = Arc::clone(&self.pending);
         pending.fetch_add(1, Ordering::SeqCst);
         let _done = PendingGuard(pending);
-        tokio::task::spawn_blocking(move || f(&engines, &gallery))
+        work.await
+    }
+
+    /// Runs extraction `f` on the blocking pool (models burn CPU).
+    async fn extract<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engines) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engines = Arc::clone(&self.engines);
+        tokio::task::spawn_blocking(move || f(&engines))
             .await
             .map_err(|_| {
                 status::status(
@@ -117,6 +128,11 @@ impl AbisService {
                     "request task failed",
                 )
             })?
+    }
+
+    async fn insert_one(&self, req: InsertRequest) -> Result<InsertOutcome, Status> {
+        let record = self.extract(move |e| build_record(e, req)).await?;
+        self.backend.insert(record).await
     }
 }
 
@@ -178,15 +194,6 @@ fn build_record(engines: &Engines, req: InsertRequest) -> Result<Record, Status>
     Ok(record)
 }
 
-fn insert_one(
-    engines: &Engines,
-    gallery: &Gallery,
-    req: InsertRequest,
-) -> Result<InsertOutcome, Status> {
-    let record = build_record(engines, req)?;
-    gallery.insert(record).map_err(status::from_gallery)
-}
-
 fn modality_score(modality: Modality, m: &ModalityEvidence) -> ModalityScore {
     ModalityScore {
         modality: modality as i32,
@@ -210,6 +217,14 @@ fn candidate(c: EngineCandidate) -> Candidate {
     }
 }
 
+fn identify_response(found: Identified) -> IdentifyResponse {
+    IdentifyResponse {
+        candidates: found.candidates.into_iter().map(candidate).collect(),
+        threshold: found.threshold,
+        gallery_size: found.searched,
+    }
+}
+
 fn decision(score: f64, target_fmr: f64) -> Decision {
     if score >= fusion::score_of(target_fmr) {
         Decision::Matched
@@ -227,7 +242,7 @@ impl Abis for AbisService {
         let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
         let id = req.reference_id.clone();
-        let result = self.job(move |e, g| insert_one(e, g, req)).await;
+        let result = self.job(self.insert_one(req)).await;
         let outcome = self
             .audited(caller, "Insert", vec![id], result, |o, _| {
                 if *o == InsertOutcome::AlreadyPresent {
@@ -255,7 +270,7 @@ impl Abis for AbisService {
         let result: Result<(), Status> = async {
             while let Some(req) = stream.message().await? {
                 ids.push(req.reference_id.clone());
-                match self.job(move |e, g| insert_one(e, g, req)).await? {
+                match self.job(self.insert_one(req)).await? {
                     InsertOutcome::AlreadyPresent => summary.already_present += 1,
                     InsertOutcome::Inserted => summary.inserted += 1,
                 }
@@ -282,10 +297,41 @@ impl Abis for AbisService {
             Some(identify_request::Probe::ReferenceId(id)) => vec![id.clone()],
             _ => vec![],
         };
-        let result = self.identify_inner(request.into_inner()).await;
+        let result = self.job(self.identify_inner(request.into_inner())).await;
         self.audited(caller, "Identify", probe_id, result, |r, refs| {
             refs.extend(r.candidates.iter().map(|c| c.reference_id.clone()));
             format!("candidates:{}", r.candidates.len())
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn identify_batch(
+        &self,
+        request: Request<IdentifyBatchRequest>,
+    ) -> Result<Response<IdentifyBatchResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let probe_ids: Vec<String> = request
+            .get_ref()
+            .requests
+            .iter()
+            .filter_map(|r| match &r.probe {
+                Some(identify_request::Probe::ReferenceId(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let result = self
+            .job(self.identify_batch_inner(request.into_inner()))
+            .await;
+        self.audited(caller, "IdentifyBatch", probe_ids, result, |r, refs| {
+            let mut candidates = 0;
+            for res in &r.results {
+                if let Some(identify_batch_result::Outcome::Response(resp)) = &res.outcome {
+                    candidates += resp.candidates.len();
+                    refs.extend(resp.candidates.iter().map(|c| c.reference_id.clone()));
+                }
+            }
+            format!("requests:{} candidates:{candidates}", r.results.len())
         })
         .await
         .map(Response::new)
@@ -300,7 +346,7 @@ impl Abis for AbisService {
             Some(verify_request::Reference::ReferenceId(id)) => vec![id.clone()],
             _ => vec![],
         };
-        let result = self.verify_inner(request.into_inner()).await;
+        let result = self.job(self.verify_inner(request.into_inner())).await;
         self.audited(caller, "Verify", reference, result, |r, _| {
             if r.decision == Decision::Matched as i32 {
                 "match"
@@ -322,8 +368,7 @@ impl Abis for AbisService {
         let target = id.clone();
         let result = async {
             reference_id("reference_id", &id)?;
-            self.job(move |_, g| g.delete(&id).map_err(status::from_gallery))
-                .await
+            self.job(self.backend.delete(id)).await
         }
         .await;
         self.audited(caller, "Delete", vec![target], result, |_, _| {
@@ -337,7 +382,7 @@ impl Abis for AbisService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let id = request.get_ref().reference_id.clone();
-        let result = self.get_inner(request.into_inner()).await;
+        let result = self.job(self.get_inner(request.into_inner())).await;
         self.audited(caller, "Get", vec![id], result, |_, _| "read".into())
             .await
             .map(Response::new)
@@ -349,7 +394,7 @@ impl Abis for AbisService {
         _: Request<ReferenceCountRequest>,
     ) -> Result<Response<ReferenceCountResponse>, Status> {
         Ok(Response::new(ReferenceCountResponse {
-            count: self.gallery.store().count(),
+            count: self.backend.count().await?,
         }))
     }
 
@@ -368,7 +413,9 @@ impl Abis for AbisService {
     ) -> Result<Response<ExtractResponse>, Status> {
         let caller = auth::caller(&request)?.name.clone();
         let req = request.into_inner();
-        let result = self.job(move |e, _| extract::extract(e, req)).await;
+        let result = self
+            .job(self.extract(move |e| extract::extract(e, req)))
+            .await;
         self.audited(caller, "Extract", vec![], result, |r, _| {
             format!("extracted:{}", r.results.len())
         })
@@ -378,12 +425,18 @@ impl Abis for AbisService {
 }
 
 impl AbisService {
-    async fn identify_inner(&self, req: IdentifyRequest) -> Result<IdentifyResponse, Status> {
+    /// Checks an Identify request and turns it into a probe and options (a stored probe record
+    /// is read from the backend).
+    async fn identify_request(
+        &self,
+        field: &str,
+        req: IdentifyRequest,
+    ) -> Result<(Probe, IdentifyOptions), Status> {
         let max_results = match req.max_results as usize {
             0 => DEFAULT_MAX_RESULTS,
             n if n > MAX_RESULTS => {
                 return Err(status::invalid(
-                    "max_results",
+                    &format!("{field}max_results"),
                     format!("at most {MAX_RESULTS}"),
                 ))
             }
@@ -394,63 +447,109 @@ impl AbisService {
             c @ 1..=200 => c,
             c => {
                 return Err(status::invalid(
-                    "target_fpir",
+                    &format!("{field}target_fpir"),
                     format!("{c} is not a MOSIP FPIR code (e.g. 30, 40, 50)"),
                 ))
             }
         };
         for (i, id) in req.gallery_reference_ids.iter().enumerate() {
-            reference_id(&format!("gallery_reference_ids[{i}]"), id)?;
+            reference_id(&format!("{field}gallery_reference_ids[{i}]"), id)?;
         }
         let only = (!req.gallery_reference_ids.is_empty()).then(|| {
             req.gallery_reference_ids
                 .into_iter()
                 .collect::<HashSet<_>>()
         });
-        let probe_spec = req
-            .probe
-            .ok_or_else(|| status::invalid("probe", "a reference_id or samples is required"))?;
-        let (candidates, threshold, size) = self
-            .job(move |engines, gallery| {
-                let (probe, exclude) = match probe_spec {
-                    identify_request::Probe::ReferenceId(id) => {
-                        reference_id("reference_id", &id)?;
-                        let record = gallery
-                            .store()
-                            .get(&id)
-                            .map_err(status::from_store)?
-                            .ok_or_else(|| {
-                                status::status(
-                                    Code::NotFound,
-                                    FailureReason::ReferenceIdNotFound,
-                                    "reference_id: not found",
-                                )
-                            })?;
-                        (
-                            Probe::from_record(&record).map_err(status::from_gallery)?,
-                            Some(id),
-                        )
-                    }
-                    identify_request::Probe::Samples(list) => {
-                        (engines.probe("samples", list.samples)?, None)
-                    }
-                };
-                let options = IdentifyOptions {
-                    max_results,
-                    target_fpir: fusion::fpir_from_mosip(fpir_code),
-                    exclude,
-                    only,
-                };
-                gallery
-                    .identify(&probe, &options)
-                    .map_err(status::from_gallery)
+        let probe_spec = req.probe.ok_or_else(|| {
+            status::invalid(
+                &format!("{field}probe"),
+                "a reference_id or samples is required",
+            )
+        })?;
+        let (probe, exclude) = match probe_spec {
+            identify_request::Probe::ReferenceId(id) => {
+                reference_id(&format!("{field}reference_id"), &id)?;
+                let record = self.backend.get(id.clone()).await?.ok_or_else(|| {
+                    status::status(
+                        Code::NotFound,
+                        FailureReason::ReferenceIdNotFound,
+                        format!("{field}reference_id: not found"),
+                    )
+                })?;
+                (
+                    Probe::from_record(&record).map_err(status::from_gallery)?,
+                    Some(id),
+                )
+            }
+            identify_request::Probe::Samples(list) => {
+                let list_field = format!("{field}samples");
+                let probe = self
+                    .extract(move |e| e.probe(&list_field, list.samples))
+                    .await?;
+                (probe, None)
+            }
+        };
+        let options = IdentifyOptions {
+            max_results,
+            target_fpir: fusion::fpir_from_mosip(fpir_code),
+            exclude,
+            only,
+        };
+        Ok((probe, options))
+    }
+
+    async fn identify_inner(&self, req: IdentifyRequest) -> Result<IdentifyResponse, Status> {
+        let probe = self.identify_request("", req).await?;
+        let result = self.backend.identify(vec![probe]).await.pop();
+        result
+            .unwrap_or_else(|| Err(status::internal("no search result")))
+            .map(identify_response)
+    }
+
+    /// Every request checked and its probe prepared, then one backend pass for all that are
+    /// valid; each request's outcome in its place.
+    async fn identify_batch_inner(
+        &self,
+        req: IdentifyBatchRequest,
+    ) -> Result<IdentifyBatchResponse, Status> {
+        if req.requests.is_empty() || req.requests.len() > MAX_BATCH {
+            return Err(status::invalid(
+                "requests",
+                format!("between 1 and {MAX_BATCH} requests"),
+            ));
+        }
+        let mut prepared = Vec::with_capacity(req.requests.len());
+        for (i, r) in req.requests.into_iter().enumerate() {
+            prepared.push(self.identify_request(&format!("requests[{i}]."), r).await);
+        }
+        let valid: Vec<(Probe, IdentifyOptions)> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
+        let mut searched = self.backend.identify(valid).await.into_iter();
+        let results = prepared
+            .into_iter()
+            .map(|p| {
+                let outcome = p.and_then(|_| {
+                    searched
+                        .next()
+                        .unwrap_or_else(|| Err(status::internal("no search result")))
+                });
+                IdentifyBatchResult {
+                    outcome: Some(match outcome {
+                        Ok(found) => {
+                            identify_batch_result::Outcome::Response(identify_response(found))
+                        }
+                        Err(s) => identify_batch_result::Outcome::Error(BatchError {
+                            code: s.code() as i32,
+                            message: s.message().to_string(),
+                            failure_reason: FailureReason::of(&s).map_or(0, |r| r.code()),
+                        }),
+                    }),
+                }
             })
-            .await?;
-        Ok(IdentifyResponse {
-            candidates: candidates.into_iter().map(candidate).collect(),
-            threshold,
-            gallery_size: size,
-        })
+            .collect();
+        Ok(IdentifyBatchResponse { results })
     }
 
     async fn verify_inner(&self, req: VerifyRequest) -> Result<VerifyResponse, Status> {
@@ -466,23 +565,21 @@ impl AbisService {
             .reference
             .ok_or_else(|| status::invalid("reference", "a reference_id or samples is required"))?;
         let probe_samples = req.probe;
-        let v = self
-            .job(move |engines, gallery| {
-                let probe = engines.probe("probe", probe_samples)?;
-                match reference {
-                    verify_request::Reference::ReferenceId(id) => {
-                        reference_id("reference_id", &id)?;
-                        gallery.verify(&probe, &id).map_err(status::from_gallery)
-                    }
-                    verify_request::Reference::Samples(list) => {
-                        let other = engines.probe("samples", list.samples)?;
-                        gallery
-                            .verify_samples(&probe, &other)
-                            .map_err(status::from_gallery)
-                    }
-                }
-            })
+        let probe = self
+            .extract(move |e| e.probe("probe", probe_samples))
             .await?;
+        let v = match reference {
+            verify_request::Reference::ReferenceId(id) => {
+                reference_id("reference_id", &id)?;
+                self.backend.verify(probe, id).await?
+            }
+            verify_request::Reference::Samples(list) => {
+                let other = self
+                    .extract(move |e| e.probe("samples", list.samples))
+                    .await?;
+                self.backend.verify_samples(probe, other).await?
+            }
+        };
         let mut modalities = Vec::new();
         for (modality, evidence) in [(Modality::Finger, &v.finger), (Modality::Face, &v.face)] {
             if let Some(m) = evidence {
@@ -508,16 +605,13 @@ impl AbisService {
     async fn get_inner(&self, req: GetRequest) -> Result<GetResponse, Status> {
         reference_id("reference_id", &req.reference_id)?;
         let id = req.reference_id.clone();
-        let record = self
-            .job(move |_, g| g.store().get(&id).map_err(status::from_store))
-            .await?
-            .ok_or_else(|| {
-                status::status(
-                    Code::NotFound,
-                    FailureReason::ReferenceIdNotFound,
-                    "reference_id: not found",
-                )
-            })?;
+        let record = self.backend.get(id).await?.ok_or_else(|| {
+            status::status(
+                Code::NotFound,
+                FailureReason::ReferenceIdNotFound,
+                "reference_id: not found",
+            )
+        })?;
         let mut fingers: BTreeMap<u8, EnrolledFinger> = BTreeMap::new();
         for f in &record.fingers {
             let e = fingers
