@@ -66,6 +66,10 @@ impl Probe {
     }
 }
 
+/// A 1:N answer: candidates best first, the threshold they cleared, the number of records
+/// searched.
+pub type Identified = Result<(Vec<Candidate>, f64, u64), GalleryError>;
+
 /// Search options (MOSIP flags).
 #[derive(Debug, Clone)]
 pub struct IdentifyOptions {
@@ -337,7 +341,7 @@ impl Gallery {
     pub fn identify_batch(
         &self,
         probes: &[(Probe, IdentifyOptions)],
-    ) -> Vec<Result<(Vec<Candidate>, f64, u64), GalleryError>> {
+    ) -> Vec<Identified> {
         probes
             .iter()
             .map(|(probe, options)| self.identify(probe, options))
