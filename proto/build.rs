@@ -18,5 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .codec_path("crate::codec::AbisCodec")
         .compile_fds(fds)?;
+
+    // The cluster's internal messages: plain prost types, no gRPC service, and not in the
+    // descriptor set served by reflection (they never cross the public API).
+    let internal = ["proto/abis/cluster/v1/cluster.proto"];
+    for f in internal {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .compile_fds(protox::compile(internal, ["proto"])?)?;
     Ok(())
 }

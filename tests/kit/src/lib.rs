@@ -7,8 +7,11 @@
 //! - otherwise it is **skipped, loudly and counted**: `SKIPPED <test>: <what>` on stderr, and a
 //!   line in the file `$ABIS_SKIP_LOG` when set, which `make test` totals at the end.
 //!
-//! A test asks with [`shared_data`], [`models_ready`], [`face_models_ready`], [`tools_python`] or
-//! [`require`], and returns early on `None`/`false`.
+//! A test asks with [`shared_data`], [`models_ready`], [`face_models_ready`], [`tools_python`],
+//! [`nats_server`] or [`require`], and returns early on `None`/`false`. [`nats`] runs real
+//! `nats-server` clusters for the cluster tests.
+
+pub mod nats;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -149,6 +152,28 @@ pub fn tools_python() -> Option<PathBuf> {
         found,
         &format!("reference tools {}", python.display()),
         "run `make setup`",
+    )
+}
+
+/// The `nats-server` binary `make setup` installs (Debian's `nats-server` package):
+/// `$ABIS_NATS_SERVER`, else the first `nats-server` on `PATH`, `/usr/sbin` or `/usr/local/sbin`
+/// (Debian installs it in `/usr/sbin`, which is not on every user's `PATH`).
+#[track_caller]
+pub fn nats_server() -> Option<PathBuf> {
+    let found = match std::env::var_os("ABIS_NATS_SERVER") {
+        Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        None => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        }
+    };
+    require(
+        found,
+        "the nats-server binary",
+        "run `make setup` (Debian package nats-server) or set ABIS_NATS_SERVER",
     )
 }
 
