@@ -1,0 +1,381 @@
+//! What a cluster is: the write-log stream, its number of shards, and the two KV buckets that
+//! describe it — all created once by `abis cluster init` and read by every node at start.
+//!
+//! - stream `ABIS` (configurable at init): subjects `abis.rec.>`, file storage, replicated on
+//!   `stream_replicas` NATS servers (3 in production), direct gets allowed (any replica answers
+//!   "last message of a subject", which replicas use to know how far to catch up), individual
+//!   message deletes denied (only the retention task purges, shard by shard);
+//! - KV bucket `abis_cluster`: `spec` (this [`ClusterSpec`], JSON) and `trimmed.<shard>` (the
+//!   log position below which the shard's messages may have been purged);
+//! - KV bucket `abis_replicas`: one heartbeat per replica (see [`membership`](crate::membership)),
+//!   expiring after `replica_grace_s`.
+//!
+//! The number of shards is fixed at creation: the shard of an id is a hash modulo it, so
+//! changing it would move records. Create many more shards than nodes (a node can host several
+//! shard replicas) so that growth means moving whole shards, not rehashing.
+//!
+//! KV buckets are created as streams here rather than with `create_key_value`: async-nats
+//! 0.52 asks the account's limits first, and the 2.9 server's answer does not parse.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
+use async_nats::jetstream::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClusterError;
+use crate::shard::{LOG_PREFIX, MAX_SHARDS};
+
+/// KV bucket of the cluster's description and trim points.
+pub const META_BUCKET: &str = "abis_cluster";
+/// KV bucket of replica heartbeats.
+pub const REPLICAS_BUCKET: &str = "abis_replicas";
+/// Default name of the write-log stream.
+pub const DEFAULT_STREAM: &str = "ABIS";
+const SPEC_KEY: &str = "spec";
+const SPEC_VERSION: u32 = 1;
+
+/// The cluster's fixed description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    pub version: u32,
+    /// The write-log stream.
+    pub stream: String,
+    /// Number of shards (fixed).
+    pub shards: u32,
+    /// NATS servers holding each message of the stream and of the KV buckets.
+    pub stream_replicas: usize,
+    /// A replica whose last heartbeat is older than this no longer holds back trimming of its
+    /// shard's log (it bootstraps from a peer when it comes back), in seconds.
+    pub replica_grace_s: u64,
+}
+
+/// What `abis cluster init` creates.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub stream: String,
+    pub shards: u32,
+    pub stream_replicas: usize,
+    pub replica_grace_s: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            stream: DEFAULT_STREAM.into(),
+            shards: 16,
+            stream_replicas: 3,
+            replica_grace_s: 600,
+        }
+    }
+}
+
+fn check_options(o: &InitOptions) -> Result<(), ClusterError> {
+    if !(1..=MAX_SHARDS).contains(&o.shards) {
+        return Err(ClusterError::Config(format!(
+            "--shards {}: between 1 and {MAX_SHARDS}",
+            o.shards
+        )));
+    }
+    if !(1..=5).contains(&o.stream_replicas) {
+        return Err(ClusterError::Config(format!(
+            "--replicas {}: between 1 and 5 NATS servers",
+            o.stream_replicas
+        )));
+    }
+    if !(2..=7 * 86_400).contains(&o.replica_grace_s) {
+        return Err(ClusterError::Config(format!(
+            "--replica-grace-s {}: between 2 s and 7 days",
+            o.replica_grace_s
+        )));
+    }
+    if o.stream.is_empty()
+        || !o
+            .stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ClusterError::Config(format!(
+            "--stream {:?}: letters, digits, - and _",
+            o.stream
+        )));
+    }
+    Ok(())
+}
+
+fn log_stream_config(spec: &ClusterSpec) -> stream::Config {
+    stream::Config {
+        name: spec.stream.clone(),
+        description: Some(format!(
+            "abis write log: {} shards, subjects {LOG_PREFIX}.<shard>.<key>",
+            spec.shards
+        )),
+        subjects: vec![format!("{LOG_PREFIX}.>")],
+        storage: StorageType::File,
+        num_replicas: spec.stream_replicas,
+        allow_direct: true,
+        deny_delete: true,
+        deny_purge: false,
+        ..Default::default()
+    }
+}
+
+fn bucket_config(bucket: &str, replicas: usize, max_age: Duration) -> stream::Config {
+    // What async-nats' own `create_key_value` would ask for (history 1).
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(String::new()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        num_replicas: replicas,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    }
+}
+
+async fn open_bucket(
+    js: &Context,
+    config: Option<stream::Config>,
+    bucket: &str,
+) -> Result<kv::Store, ClusterError> {
+    if let Some(config) = config {
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| ClusterError::nats("creating a KV bucket", e))?;
+    }
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| ClusterError::nats("opening a KV bucket", e))
+}
+
+/// Creates the cluster (idempotent: running it again with the same options succeeds and
+/// changes nothing; other options for an existing cluster are refused).
+pub async fn init(js: &Context, options: &InitOptions) -> Result<ClusterSpec, ClusterError> {
+    check_options(options)?;
+    let spec = ClusterSpec {
+        version: SPEC_VERSION,
+        stream: options.stream.clone(),
+        shards: options.shards,
+        stream_replicas: options.stream_replicas,
+        replica_grace_s: options.replica_grace_s,
+    };
+    let meta = open_bucket(
+        js,
+        Some(bucket_config(
+            META_BUCKET,
+            spec.stream_replicas,
+            Duration::ZERO,
+        )),
+        META_BUCKET,
+    )
+    .await?;
+    if let Some(existing) = read_spec(&meta).await? {
+        if existing != spec {
+            return Err(ClusterError::Config(format!(
+                "the cluster already exists with {} shards, stream {}, {} stream replicas, \
+                 replica grace {} s; the number of shards cannot change",
+                existing.shards,
+                existing.stream,
+                existing.stream_replicas,
+                existing.replica_grace_s
+            )));
+        }
+    }
+    js.get_or_create_stream(log_stream_config(&spec))
+        .await
+        .map_err(|e| ClusterError::nats("creating the log stream", e))?;
+    open_bucket(
+        js,
+        Some(bucket_config(
+            REPLICAS_BUCKET,
+            spec.stream_replicas,
+            Duration::from_secs(spec.replica_grace_s),
+        )),
+        REPLICAS_BUCKET,
+    )
+    .await?;
+    // Last: a cluster whose spec exists is complete.
+    let json = serde_json::to_vec(&spec).map_err(|e| ClusterError::Config(e.to_string()))?;
+    match meta.create(SPEC_KEY, json.into()).await {
+        Ok(_) => Ok(spec),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            // Another init ran at the same time: fine if it wrote the same.
+            match read_spec(&meta).await? {
+                Some(existing) if existing == spec => Ok(spec),
+                _ => Err(ClusterError::Config(
+                    "another `abis cluster init` created the cluster with other options".into(),
+                )),
+            }
+        }
+        Err(e) => Err(ClusterError::nats("writing the cluster spec", e)),
+    }
+}
+
+async fn read_spec(meta: &kv::Store) -> Result<Option<ClusterSpec>, ClusterError> {
+    let Some(bytes) = meta
+        .get(SPEC_KEY)
+        .await
+        .map_err(|e| ClusterError::nats("reading the cluster spec", e))?
+    else {
+        return Ok(None);
+    };
+    let spec: ClusterSpec = serde_json::from_slice(&bytes).map_err(|e| ClusterError::Spec {
+        bucket: META_BUCKET.into(),
+        detail: e.to_string(),
+    })?;
+    if spec.version != SPEC_VERSION || spec.shards == 0 || spec.shards > MAX_SHARDS {
+        return Err(ClusterError::Spec {
+            bucket: META_BUCKET.into(),
+            detail: format!("version {} with {} shards", spec.version, spec.shards),
+        });
+    }
+    Ok(Some(spec))
+}
+
+/// An opened cluster: its spec, log stream and buckets.
+#[derive(Clone)]
+pub struct Catalog {
+    pub js: Context,
+    pub spec: ClusterSpec,
+    pub stream: stream::Stream,
+    pub meta: kv::Store,
+    pub replicas: kv::Store,
+}
+
+impl Catalog {
+    /// Opens the cluster `abis cluster init` created.
+    pub async fn open(js: Context) -> Result<Catalog, ClusterError> {
+        let meta = open_bucket(&js, None, META_BUCKET).await.map_err(|_| {
+            ClusterError::NotInitialised {
+                bucket: META_BUCKET.into(),
+            }
+        })?;
+        let spec = read_spec(&meta)
+            .await?
+            .ok_or_else(|| ClusterError::NotInitialised {
+                bucket: META_BUCKET.into(),
+            })?;
+        let stream = js
+            .get_stream(&spec.stream)
+            .await
+            .map_err(|e| ClusterError::nats("opening the log stream", e))?;
+        let replicas = open_bucket(&js, None, REPLICAS_BUCKET).await?;
+        Ok(Catalog {
+            js,
+            spec,
+            stream,
+            meta,
+            replicas,
+        })
+    }
+
+    /// The position below which `shard`'s log messages may have been purged (0: never
+    /// trimmed). A replica that has applied less than `trimmed - 1` cannot catch up from the log.
+    pub async fn trimmed(&self, shard: u32) -> Result<u64, ClusterError> {
+        let value = self
+            .meta
+            .get(format!("trimmed.{shard}"))
+            .await
+            .map_err(|e| ClusterError::nats("reading a trim point", e))?;
+        Ok(value
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Records that `shard`'s messages below `position` are about to be purged. Written before
+    /// the purge, so whoever reads the subject after the purge reads this too.
+    pub async fn set_trimmed(&self, shard: u32, position: u64) -> Result<(), ClusterError> {
+        self.meta
+            .put(format!("trimmed.{shard}"), position.to_string().into())
+            .await
+            .map_err(|e| ClusterError::nats("writing a trim point", e))?;
+        Ok(())
+    }
+
+    /// The stream's last sequence, as its leader knows it: every message acknowledged so far is
+    /// at or below it.
+    pub async fn last_sequence(&self) -> Result<u64, ClusterError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| ClusterError::nats("reading the log's last sequence", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The sequence of `shard`'s last log message (0: none), as the stream leader knows it (a
+    /// direct get could be answered by a replica that has not stored the latest acknowledged
+    /// messages yet, and read-your-writes depends on this number).
+    pub async fn shard_last(&self, shard: u32) -> Result<u64, ClusterError> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&crate::shard::log_filter(shard))
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(ClusterError::nats("reading a shard's last message", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_options_are_checked() {
+        assert!(check_options(&InitOptions::default()).is_ok());
+        for bad in [
+            InitOptions {
+                shards: 0,
+                ..Default::default()
+            },
+            InitOptions {
+                shards: MAX_SHARDS + 1,
+                ..Default::default()
+            },
+            InitOptions {
+                stream_replicas: 0,
+                ..Default::default()
+            },
+            InitOptions {
+                replica_grace_s: 1,
+                ..Default::default()
+            },
+            InitOptions {
+                stream: "a.b".into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(check_options(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_stream_is_what_the_design_says() {
+        let spec = ClusterSpec {
+            version: 1,
+            stream: "ABIS".into(),
+            shards: 8,
+            stream_replicas: 3,
+            replica_grace_s: 600,
+        };
+        let c = log_stream_config(&spec);
+        assert_eq!(c.subjects, ["abis.rec.>"]);
+        assert_eq!(c.num_replicas, 3);
+        assert!(c.allow_direct && c.deny_delete && !c.deny_purge);
+        assert_eq!(c.storage, StorageType::File);
+        let b = bucket_config(REPLICAS_BUCKET, 3, Duration::from_secs(600));
+        assert_eq!(b.name, "KV_abis_replicas");
+        assert_eq!(b.max_messages_per_subject, 1);
+        assert_eq!(b.max_age, Duration::from_secs(600));
+    }
+}
