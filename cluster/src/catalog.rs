@@ -16,6 +16,11 @@
 //!
 //! KV buckets are created as streams here rather than with `create_key_value`: async-nats
 //! 0.52 asks the account's limits first, and the 2.9 server's answer does not parse.
+//!
+//! The spec and the trim points are read from the bucket stream's leader, not with the KV
+//! client's `get`: that uses direct gets, which any server holding the bucket answers — also one
+//! that has just restarted and not caught up, which answers "no such key". A trim point read as
+//! 0 that way would let a router take a trimmed id for a free one.
 
 use std::time::Duration;
 
@@ -34,6 +39,9 @@ pub const REPLICAS_BUCKET: &str = "abis_replicas";
 /// Default name of the write-log stream.
 pub const DEFAULT_STREAM: &str = "ABIS";
 const SPEC_KEY: &str = "spec";
+/// How long a starting node waits for NATS to answer (servers restarting, elections) before it
+/// gives up.
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 const SPEC_VERSION: u32 = 1;
 
 /// The cluster's fixed description.
@@ -176,7 +184,7 @@ pub async fn init(js: &Context, options: &InitOptions) -> Result<ClusterSpec, Cl
         META_BUCKET,
     )
     .await?;
-    if let Some(existing) = read_spec(&meta).await? {
+    if let Some(existing) = read_spec(js).await? {
         if existing != spec {
             return Err(ClusterError::Config(format!(
                 "the cluster already exists with {} shards, stream {}, {} stream replicas, \
@@ -207,7 +215,7 @@ pub async fn init(js: &Context, options: &InitOptions) -> Result<ClusterSpec, Cl
         Ok(_) => Ok(spec),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
             // Another init ran at the same time: fine if it wrote the same.
-            match read_spec(&meta).await? {
+            match read_spec(js).await? {
                 Some(existing) if existing == spec => Ok(spec),
                 _ => Err(ClusterError::Config(
                     "another `abis cluster init` created the cluster with other options".into(),
@@ -218,15 +226,40 @@ pub async fn init(js: &Context, options: &InitOptions) -> Result<ClusterSpec, Cl
     }
 }
 
-async fn read_spec(meta: &kv::Store) -> Result<Option<ClusterSpec>, ClusterError> {
-    let Some(bytes) = meta
-        .get(SPEC_KEY)
+/// Whether JetStream said the stream does not exist (rather than failing to answer).
+fn stream_missing(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// The value of `key` in `bucket` as the bucket stream's leader has it (`None`: no such key,
+/// or deleted).
+async fn leader_get(
+    bucket_stream: &stream::Stream,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<bytes::Bytes>, ClusterError> {
+    match bucket_stream
+        .get_last_raw_message_by_subject(&format!("$KV.{bucket}.{key}"))
         .await
-        .map_err(|e| ClusterError::nats("reading the cluster spec", e))?
-    else {
-        return Ok(None);
-    };
-    let spec: ClusterSpec = serde_json::from_slice(&bytes).map_err(|e| ClusterError::Spec {
+    {
+        Ok(m) => {
+            let deleted = m
+                .headers
+                .get("KV-Operation")
+                .is_some_and(|op| op.as_str() != "PUT");
+            Ok((!deleted).then_some(m.payload))
+        }
+        Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(ClusterError::nats("reading a KV key from its leader", e)),
+    }
+}
+
+fn parse_spec(bytes: &[u8]) -> Result<ClusterSpec, ClusterError> {
+    let spec: ClusterSpec = serde_json::from_slice(bytes).map_err(|e| ClusterError::Spec {
         bucket: META_BUCKET.into(),
         detail: e.to_string(),
     })?;
@@ -236,7 +269,18 @@ async fn read_spec(meta: &kv::Store) -> Result<Option<ClusterSpec>, ClusterError
             detail: format!("version {} with {} shards", spec.version, spec.shards),
         });
     }
-    Ok(Some(spec))
+    Ok(spec)
+}
+
+async fn read_spec(js: &Context) -> Result<Option<ClusterSpec>, ClusterError> {
+    let meta = js
+        .get_stream(format!("KV_{META_BUCKET}"))
+        .await
+        .map_err(|e| ClusterError::nats("opening the cluster's KV bucket", e))?;
+    leader_get(&meta, META_BUCKET, SPEC_KEY)
+        .await?
+        .map(|b| parse_spec(&b))
+        .transpose()
 }
 
 /// An opened cluster: its spec, log stream and buckets.
@@ -246,44 +290,70 @@ pub struct Catalog {
     pub spec: ClusterSpec,
     pub stream: stream::Stream,
     pub meta: kv::Store,
+    /// The stream behind `meta`, for reads from its leader.
+    meta_stream: stream::Stream,
     pub replicas: kv::Store,
 }
 
 impl Catalog {
-    /// Opens the cluster `abis cluster init` created.
-    pub async fn open(js: Context) -> Result<Catalog, ClusterError> {
-        let meta = open_bucket(&js, None, META_BUCKET).await.map_err(|_| {
-            ClusterError::NotInitialised {
-                bucket: META_BUCKET.into(),
+    /// Opens the cluster `abis cluster init` created. While NATS cannot answer (a server
+    /// restarting, an election) it retries for up to `patience`; a cluster without a spec is
+    /// [`ClusterError::NotInitialised`] at once.
+    pub async fn open(js: Context, patience: Duration) -> Result<Catalog, ClusterError> {
+        let t0 = std::time::Instant::now();
+        loop {
+            match Catalog::try_open(&js).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (ClusterError::NotInitialised { .. } | ClusterError::Spec { .. })) => {
+                    return Err(e)
+                }
+                Err(e) if t0.elapsed() >= patience => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
-        })?;
-        let spec = read_spec(&meta)
+        }
+    }
+
+    async fn try_open(js: &Context) -> Result<Catalog, ClusterError> {
+        let meta_stream = match js.get_stream(format!("KV_{META_BUCKET}")).await {
+            Ok(s) => s,
+            Err(e) if stream_missing(&e) => {
+                return Err(ClusterError::NotInitialised {
+                    bucket: META_BUCKET.into(),
+                })
+            }
+            Err(e) => return Err(ClusterError::nats("opening the cluster's KV bucket", e)),
+        };
+        let spec = leader_get(&meta_stream, META_BUCKET, SPEC_KEY)
             .await?
+            .map(|b| parse_spec(&b))
+            .transpose()?
             .ok_or_else(|| ClusterError::NotInitialised {
                 bucket: META_BUCKET.into(),
             })?;
+        let meta = open_bucket(js, None, META_BUCKET).await?;
         let stream = js
             .get_stream(&spec.stream)
             .await
             .map_err(|e| ClusterError::nats("opening the log stream", e))?;
-        let replicas = open_bucket(&js, None, REPLICAS_BUCKET).await?;
+        let replicas = open_bucket(js, None, REPLICAS_BUCKET).await?;
         Ok(Catalog {
-            js,
+            js: js.clone(),
             spec,
             stream,
             meta,
+            meta_stream,
             replicas,
         })
     }
 
     /// The position below which `shard`'s log messages may have been purged (0: never
-    /// trimmed). A replica that has applied less than `trimmed - 1` cannot catch up from the log.
+    /// trimmed), from the bucket's leader. A replica that has applied less than `trimmed - 1`
+    /// cannot catch up from the log.
     pub async fn trimmed(&self, shard: u32) -> Result<u64, ClusterError> {
-        let value = self
-            .meta
-            .get(format!("trimmed.{shard}"))
-            .await
-            .map_err(|e| ClusterError::nats("reading a trim point", e))?;
+        let value = leader_get(&self.meta_stream, META_BUCKET, &format!("trimmed.{shard}")).await?;
         Ok(value
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0))

@@ -115,8 +115,14 @@ impl NatsConfig {
             .request_timeout(Some(Duration::from_secs(5)))
             .max_reconnects(None)
             .event_callback(|event| async move {
-                // Connection events carry no personal data; they help explain a fault.
-                tracing::info!(%event, "NATS connection");
+                // Connection events carry no personal data; they help explain a fault. Errors
+                // repeat at every reconnection attempt: those stay at debug.
+                match event {
+                    async_nats::Event::Connected | async_nats::Event::Disconnected => {
+                        tracing::info!(%event, "NATS connection")
+                    }
+                    _ => tracing::debug!(%event, "NATS connection"),
+                }
             });
         let addrs: Vec<async_nats::ServerAddr> = self
             .urls

@@ -42,7 +42,7 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
 use crate::bootstrap;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, OPEN_PATIENCE};
 use crate::entry::{self, Entry};
 use crate::error::ClusterError;
 use crate::membership::{self, Heartbeat, ReplicaState};
@@ -116,7 +116,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClusterError> {
     wire::check_node_name(&config.node).map_err(|e| ClusterError::Config(e.to_string()))?;
-    let catalog = Catalog::open(async_nats::jetstream::new(client.clone())).await?;
+    let catalog = Catalog::open(async_nats::jetstream::new(client.clone()), OPEN_PATIENCE).await?;
     if config.shard >= catalog.spec.shards {
         return Err(ClusterError::NoSuchShard {
             shard: config.shard,
@@ -164,7 +164,9 @@ pub async fn run(
         drop(shared);
         match end {
             End::Shutdown => {
-                let _ = membership::withdraw(&catalog.replicas, config.shard, &config.node).await;
+                // Best effort: status stops showing it at once (else the grace removes it).
+                let withdraw = membership::withdraw(&catalog.replicas, config.shard, &config.node);
+                let _ = tokio::time::timeout(Duration::from_secs(2), withdraw).await;
                 return close(gallery).await;
             }
             End::Gap => {
@@ -269,6 +271,7 @@ async fn serve(
     tasks.spawn(apply_log(Arc::clone(&shared), log_rx));
     tasks.spawn(heartbeat(Arc::clone(&shared), state.subscribe(), gap_tx));
     tasks.spawn(join_when_caught_up(Arc::clone(&shared), serving_tx));
+    tasks.spawn(prepare_applied(Arc::clone(&shared)));
     let mut serving_rx = serving_rx;
     let end = loop {
         tokio::select! {
@@ -434,6 +437,24 @@ async fn apply_log(
     Ok(())
 }
 
+/// Prepares newly applied records for matching, off the search path: otherwise the first
+/// search after a burst of inserts would prepare them all while the caller waits (and on a
+/// shard fed by a steady insert stream, every search would). Coalesces: one pass at a time,
+/// at most four a second, each preparing whatever arrived since the last.
+async fn prepare_applied(shared: Arc<Shared>) -> Result<(), ClusterError> {
+    let mut applied = shared.applied.subscribe();
+    loop {
+        if applied.changed().await.is_err() {
+            return Ok(());
+        }
+        let gallery = Arc::clone(&shared.gallery);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || gallery.warm()).await {
+            tracing::warn!(error = %e, "preparing applied records failed; searches prepare them");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Puts a heartbeat every interval and watches the shard's trim point.
 async fn heartbeat(
     shared: Arc<Shared>,
@@ -442,6 +463,8 @@ async fn heartbeat(
 ) -> Result<(), ClusterError> {
     let mut tick = tokio::time::interval(shared.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // During a bucket's leader election every put fails for seconds: say so once.
+    let mut failing = false;
     loop {
         tick.tick().await;
         let applied = *shared.applied.borrow();
@@ -454,16 +477,24 @@ async fn heartbeat(
             pending: shared.pending.load(Ordering::Relaxed),
             time_ms: membership::now_ms(),
         };
-        if let Err(e) = membership::publish(&shared.catalog.replicas, &beat).await {
-            tracing::warn!(error = %e, "heartbeat not stored");
+        let published = membership::publish(&shared.catalog.replicas, &beat).await;
+        let trimmed = shared.catalog.trimmed(shared.config.shard).await;
+        match (&published, &trimmed) {
+            (Err(e), _) | (_, Err(e)) if !failing => {
+                tracing::warn!(error = %e, "heartbeat or trim point: NATS not answering");
+                failing = true;
+            }
+            (Ok(()), Ok(_)) if failing => {
+                tracing::info!("heartbeats stored again");
+                failing = false;
+            }
+            _ => {}
         }
-        match shared.catalog.trimmed(shared.config.shard).await {
-            Ok(t) if t > applied + 1 => {
+        if let Ok(t) = trimmed {
+            if t > applied + 1 {
                 let _ = gap.send(()).await;
                 return Ok(());
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "trim point not read"),
         }
     }
 }

@@ -57,7 +57,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::{Client, Request, RequestErrorKind};
 use prost::Message;
 
-use crate::catalog::{Catalog, ClusterSpec};
+use crate::catalog::{Catalog, ClusterSpec, OPEN_PATIENCE};
 use crate::entry::{self, Entry};
 use crate::error::ClusterError;
 use crate::merge::{merge, Merged, ShardAnswer};
@@ -138,15 +138,20 @@ impl Served {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty() && self.1.is_none()
     }
-}
 
-impl fmt::Display for Served {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// `s<shard>:<node>` per shard, then `log:<position>`.
+    pub fn tokens(&self) -> Vec<String> {
         let mut parts: Vec<String> = self.0.iter().map(|(s, n)| format!("s{s}:{n}")).collect();
         if let Some(p) = self.1 {
             parts.push(format!("log:{p}"));
         }
-        f.write_str(&parts.join(" "))
+        parts
+    }
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.tokens().join(" "))
     }
 }
 
@@ -180,7 +185,8 @@ impl Router {
     /// Opens the cluster `abis cluster init` created.
     pub async fn open(client: Client, config: RouterConfig) -> Result<Router, ClusterError> {
         wire::check_node_name(&config.node).map_err(|e| ClusterError::Config(e.to_string()))?;
-        let catalog = Catalog::open(async_nats::jetstream::new(client.clone())).await?;
+        let catalog =
+            Catalog::open(async_nats::jetstream::new(client.clone()), OPEN_PATIENCE).await?;
         Ok(Router {
             client,
             catalog,
@@ -201,9 +207,16 @@ impl Router {
         &self.config.node
     }
 
+    /// The call's deadline: its own budget, or the caller's deadline when sooner — less a
+    /// margin, so that UNAVAILABLE naming the shards reaches the caller before its deadline.
     fn deadline(&self, budget: Duration, caller: Option<Instant>) -> Instant {
-        let own = Instant::now() + budget;
-        caller.map_or(own, |c| c.min(own))
+        let now = Instant::now();
+        let own = now + budget;
+        caller.map_or(own, |c| {
+            let left = c.saturating_duration_since(now);
+            let margin = (left / 10).min(Duration::from_millis(200));
+            own.min(now + (left - margin))
+        })
     }
 
     /// The stream's last sequence, retried until `deadline`.

@@ -120,7 +120,9 @@ fn template_from_wire(
     f: pb::Finger,
 ) -> Result<(FingerPosition, FingerTemplate), WireError> {
     let at = position(&format!("{field}.position"), f.position)?;
-    if f.minutiae.len() % MINUTIA_BYTES != 0 || f.minutiae.len() / MINUTIA_BYTES > MAX_MINUTIAE {
+    if !f.minutiae.len().is_multiple_of(MINUTIA_BYTES)
+        || f.minutiae.len() / MINUTIA_BYTES > MAX_MINUTIAE
+    {
         return Err(invalid(
             format!("{field}.minutiae"),
             format!(

@@ -77,6 +77,7 @@ pub struct Config {
     pub models: ModelsConfig,
     pub store: StoreConfig,
     pub search: SearchConfig,
+    pub cluster: ClusterConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -260,6 +261,65 @@ impl SearchConfig {
     }
 }
 
+/// What this process is in a deployment.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterRole {
+    /// One process holding the whole gallery (no NATS).
+    Standalone,
+    /// The gRPC service of a cluster: extraction, validation, audit; writes to the log, reads
+    /// from the shards' replicas.
+    Router,
+    /// One replica of one shard: its own store, fed by the log; no gRPC API but health.
+    Replica,
+}
+
+/// `[cluster]`: the partitioned, replicated gallery on NATS JetStream (README "Cluster").
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub role: ClusterRole,
+    /// NATS servers, comma-separated `nats://HOST:PORT` (or `tls://`).
+    pub nats_url: String,
+    /// User name of user/password authentication (with `nats_password_file`).
+    pub nats_user: Option<String>,
+    pub nats_password_file: Option<PathBuf>,
+    /// File holding the NATS authorization token (instead of user/password).
+    pub nats_token_file: Option<PathBuf>,
+    /// CA that signed the NATS servers' certificates: connections then require TLS.
+    pub nats_ca_file: Option<PathBuf>,
+    /// The shard a replica serves.
+    pub shard: Option<u32>,
+    /// Budget of a read over the shards (every shard, retries), unless the caller's deadline
+    /// is shorter.
+    pub request_timeout_ms: u64,
+    /// One try of a shard request before another replica is asked.
+    pub attempt_timeout_ms: u64,
+    /// Budget of a write (through a stream leader election).
+    pub write_timeout_ms: u64,
+    /// Replica heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Routers trim the log of what every replica has applied.
+    pub retention: bool,
+    pub retention_interval_s: u64,
+    /// Log messages younger than this are never trimmed.
+    pub retention_min_age_s: u64,
+}
+
+impl ClusterConfig {
+    /// The NATS connection settings of this node.
+    pub fn nats(&self, node: &str) -> abis_cluster::NatsConfig {
+        abis_cluster::NatsConfig {
+            urls: abis_cluster::NatsConfig::parse_urls(&self.nats_url),
+            user: self.nats_user.clone(),
+            password_file: self.nats_password_file.clone(),
+            token_file: self.nats_token_file.clone(),
+            ca_file: self.nats_ca_file.clone(),
+            name: node.to_owned(),
+        }
+    }
+}
+
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = String::deserialize(d)?;
     s.parse().map_err(|_| {
@@ -282,6 +342,11 @@ const STRING_KEYS: &[&str] = &[
     "encryption_key_file",
     "filter",
     "listen",
+    "nats_url",
+    "nats_user",
+    "nats_password_file",
+    "nats_token_file",
+    "nats_ca_file",
 ];
 
 impl Config {
@@ -382,6 +447,7 @@ impl Config {
         self.validate_files()?;
         self.validate_limits()?;
         self.validate_observability()?;
+        self.validate_cluster()?;
         let (s, t) = (&self.server, &self.tls);
         let has_credentials = self.auth.keys_file.is_some() || t.client_ca.is_some();
         check_exposure(
@@ -529,6 +595,67 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[cluster]`: a replica names its shard; timings in range; NATS settings consistent and
+    /// their files present (checked only when this node uses NATS).
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.role == ClusterRole::Standalone {
+            return Ok(());
+        }
+        if c.role == ClusterRole::Replica && c.shard.is_none() {
+            return Err(value_error(
+                "cluster.shard",
+                "a replica serves one shard: set it",
+            ));
+        }
+        for (key, v, lo, hi) in [
+            (
+                "cluster.request_timeout_ms",
+                c.request_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            (
+                "cluster.attempt_timeout_ms",
+                c.attempt_timeout_ms,
+                50,
+                3_600_000,
+            ),
+            (
+                "cluster.write_timeout_ms",
+                c.write_timeout_ms,
+                100,
+                3_600_000,
+            ),
+            ("cluster.heartbeat_ms", c.heartbeat_ms, 100, 600_000),
+            (
+                "cluster.retention_interval_s",
+                c.retention_interval_s,
+                1,
+                86_400,
+            ),
+            (
+                "cluster.retention_min_age_s",
+                c.retention_min_age_s,
+                1,
+                86_400,
+            ),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(value_error(key, format!("must be between {lo} and {hi}")));
+            }
+        }
+        if c.attempt_timeout_ms > c.request_timeout_ms {
+            return Err(value_error(
+                "cluster.attempt_timeout_ms",
+                "must not exceed cluster.request_timeout_ms",
+            ));
+        }
+        c.nats(&self.server.node_name())
+            .check()
+            .map_err(|e| value_error("cluster", e.to_string()))
     }
 
     /// Where the audit log lives.

@@ -39,6 +39,9 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// A partitioned, replicated gallery on NATS JetStream: `init` creates it, `status` shows it.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
     /// Talk to a running server: insert, identify, verify, delete, count, get.
     Client(Box<abis_client::ClientArgs>),
 }
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Keys(c) => cli::keys::run(c),
         Command::Audit(c) => cli::audit::run(c),
         Command::Store(c) => cli::store::run(c),
+        Command::Cluster(c) => cli::cluster::run(c),
         Command::Face(c) => cli::face::run(c, &models),
         Command::Client(a) => abis_client::run(*a).map_err(anyhow::Error::from),
     };

@@ -1,15 +1,22 @@
 //! `abis serve`: assembles the engines, the gallery and the security layers into the gRPC
 //! server, with health and reflection, and shuts it down gracefully.
 //!
-//! Read [`run`] top to bottom: open the engines, open the gallery, then serve: security layers,
-//! health (NOT_SERVING until the gallery is prepared), listen, drain on SIGTERM, checkpoint.
+//! Read [`run`] top to bottom. By `[cluster] role`:
+//! - **standalone**: open the engines, open the gallery, then serve: security layers, health
+//!   (NOT_SERVING until the gallery is prepared), listen, drain on SIGTERM, checkpoint;
+//! - **router**: the same service over a cluster (`abis_cluster::Router`): no local gallery;
+//!   writes go to the log, searches to the shards' replicas; it also trims the log;
+//! - **replica**: no models and no API: a shard replica (`abis_cluster::replica`) with its own
+//!   store, and gRPC health on `server.listen` (SERVING once it answers its shard's requests).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abis_engine::face::FaceEngine;
+use abis_cluster::retention::RetentionConfig;
+use abis_cluster::{ReplicaConfig, ReplicaState, Router, RouterConfig};
+use abis_engine::face::{Calibration, FaceEngine, FaceManifest};
 use abis_engine::finger::FingerExtractor;
 use abis_engine::gallery::{FaceScorer, Gallery};
 use abis_engine::image::Limits;
@@ -23,10 +30,11 @@ use tonic_health::ServingStatus;
 
 use crate::audit::{AuditOptions, Auditor};
 use crate::auth::{cert_role_map, Authenticator, KeyStore};
-use crate::config::Config;
+use crate::config::{ClusterRole, Config};
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::service::{AbisService, Backend, Engines, LocalBackend};
+use crate::service::call::CallLayer;
+use crate::service::{AbisService, Backend, Engines, LocalBackend, RoutedBackend};
 
 /// Embedding size of the default face model (MobileFaceNet), used to create a gallery when the
 /// face models are not installed.
@@ -80,6 +88,14 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] abis_cluster::ClusterError),
+}
+
+/// Where the service's records live.
+enum Records {
+    Local(Arc<Gallery>),
+    Routed(Arc<Router>),
 }
 
 /// Serves `config` until SIGTERM or Ctrl-C. `models` overrides `models.dir`.
@@ -95,13 +111,171 @@ pub fn run(config: Config, models: Option<PathBuf>) -> Result<(), ServeError> {
         Some(dir) => RuntimeConfig::for_models_dir(&dir),
         None => RuntimeConfig::discover(),
     };
-    let engines = open_engines(&Runtime::open(runtime_config)?)?;
-    let gallery = Arc::new(open_gallery(&config, &engines)?);
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(ServeError::Runtime)?
-        .block_on(serve(config, engines, gallery))
+        .map_err(ServeError::Runtime)?;
+    match config.cluster.role {
+        ClusterRole::Standalone => {
+            let engines = open_engines(&Runtime::open(runtime_config)?)?;
+            let gallery = Arc::new(open_gallery(&config, &engines)?);
+            runtime.block_on(serve(config, engines, Records::Local(gallery)))
+        }
+        ClusterRole::Router => {
+            let engines = open_engines(&Runtime::open(runtime_config)?)?;
+            runtime.block_on(async {
+                let router = open_router(&config, &engines).await?;
+                serve(config, engines, Records::Routed(Arc::new(router))).await
+            })
+        }
+        ClusterRole::Replica => runtime.block_on(serve_replica(config, &runtime_config)),
+    }
+}
+
+/// The gallery key of `[store] encryption_key_file`, if any.
+fn gallery_keys(config: &Config) -> Result<Option<Keyring>, ServeError> {
+    match &config.store.encryption_key_file {
+        Some(file) => {
+            let keys = Keyring::load(file)?;
+            tracing::info!(active_key = %keys.active_id(), "gallery encrypted at rest");
+            Ok(Some(keys))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Connects to the cluster as a router.
+async fn open_router(config: &Config, engines: &Engines) -> Result<Router, ServeError> {
+    let node = config.server.node_name();
+    let c = &config.cluster;
+    let client = c.nats(&node).connect().await?;
+    let face_dim = engines
+        .face
+        .as_ref()
+        .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
+    let router = Router::open(
+        client,
+        RouterConfig {
+            node,
+            keys: gallery_keys(config)?,
+            face_dim,
+            request_timeout: Duration::from_millis(c.request_timeout_ms),
+            attempt_timeout: Duration::from_millis(c.attempt_timeout_ms),
+            write_timeout: Duration::from_millis(c.write_timeout_ms),
+        },
+    )
+    .await?;
+    tracing::info!(shards = router.spec().shards, "cluster router connected");
+    Ok(router)
+}
+
+/// The face embedding dimension and score calibration the manifest names, without loading any
+/// model: a replica scores stored faces but never extracts one.
+fn face_model(runtime_config: &RuntimeConfig) -> (usize, Option<FaceScorer>) {
+    let found = FaceManifest::load(&runtime_config.manifest).and_then(|m| {
+        let model = m.model(&m.face.embedder)?;
+        let dim = model.outputs.first().and_then(|o| o.dimension);
+        let calibration = model
+            .calibration
+            .as_ref()
+            .map(Calibration::from_spec)
+            .transpose()?;
+        Ok((dim, calibration))
+    });
+    match found {
+        Ok((dim, calibration)) => (
+            dim.unwrap_or(DEFAULT_FACE_DIM),
+            calibration.map(|c| Arc::new(move |cos| c.score(cos)) as FaceScorer),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "face model unknown: faces are stored but not scored");
+            (DEFAULT_FACE_DIM, None)
+        }
+    }
+}
+
+/// Runs a shard replica with gRPC health on `server.listen`, until SIGTERM or Ctrl-C.
+async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result<(), ServeError> {
+    let node = config.server.node_name();
+    let shard = config.cluster.shard.unwrap_or_default();
+    let (face_dim, face_scorer) = face_model(runtime_config);
+    let mut store = StoreConfig::new(face_dim);
+    store.encryption = gallery_keys(&config)?;
+    let client = config.cluster.nats(&node).connect().await?;
+    let replica = ReplicaConfig {
+        node,
+        shard,
+        gallery_dir: config.server.data_dir.join("gallery"),
+        store,
+        search: config.search.to_engine(),
+        face_scorer,
+        heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
+        max_batch: 512,
+        max_searches: 2,
+    };
+    let (state_tx, mut state_rx) = tokio::sync::watch::channel(ReplicaState::Starting);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut task = tokio::spawn(abis_cluster::replica::run(
+        replica, client, state_tx, stop_rx,
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        while state_rx.changed().await.is_ok() {
+            let status = if *state_rx.borrow() == ReplicaState::Serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+        }
+    });
+    let addr = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "server.listen",
+            addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        what: "server.listen",
+        addr,
+        source,
+    })?;
+    tracing::info!(%local, shard, "abis replica: health on");
+    // A line on stdout that scripts and tests can wait for.
+    println!("listening on {local}");
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async {
+                let _ = health_stopped.await;
+            },
+        );
+    let health = tokio::spawn(health);
+    let result = tokio::select! {
+        r = &mut task => r,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: leaving the queue groups, checkpointing");
+            let _ = stop_tx.send(true);
+            (&mut task).await
+        }
+    };
+    let _ = stop_health.send(());
+    let _ = health.await;
+    match result {
+        Ok(r) => r.map_err(ServeError::from),
+        Err(e) => Err(ServeError::Cluster(abis_cluster::ClusterError::Config(
+            format!("replica task: {e}"),
+        ))),
+    }
 }
 
 /// The fingerprint extractor, and the face pipeline when its models are installed.
@@ -124,11 +298,7 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
     let mut store_config = StoreConfig::new(face_dim);
-    if let Some(file) = &config.store.encryption_key_file {
-        let keys = Keyring::load(file)?;
-        tracing::info!(active_key = %keys.active_id(), "gallery encrypted at rest");
-        store_config.encryption = Some(keys);
-    }
+    store_config.encryption = gallery_keys(config)?;
     let started = Instant::now();
     let path = config.server.data_dir.join("gallery");
     let (store, report) =
@@ -217,11 +387,7 @@ fn warm_then_serve(gallery: &Arc<Gallery>, reporter: &HealthReporter) {
     });
 }
 
-async fn serve(
-    config: Config,
-    engines: Arc<Engines>,
-    gallery: Arc<Gallery>,
-) -> Result<(), ServeError> {
+async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Result<(), ServeError> {
     let audit_dir = config.audit_dir();
     let auditor = Auditor::open(
         &audit_dir,
@@ -248,15 +414,37 @@ async fn serve(
     health_reporter
         .set_not_serving::<AbisServer<AbisService>>()
         .await;
-    warm_then_serve(&gallery, &health_reporter);
+    let (stop_retention, retention_stopped) = tokio::sync::watch::channel(false);
+    let backend: Arc<dyn Backend> = match &records {
+        Records::Local(gallery) => {
+            warm_then_serve(gallery, &health_reporter);
+            Arc::new(LocalBackend::new(
+                Arc::clone(gallery),
+                config.server.node_name(),
+            ))
+        }
+        Records::Routed(router) => {
+            let c = &config.cluster;
+            if c.retention {
+                tokio::spawn(abis_cluster::retention::run(
+                    router.catalog().clone(),
+                    RetentionConfig {
+                        interval: Duration::from_secs(c.retention_interval_s),
+                        min_age: Duration::from_secs(c.retention_min_age_s),
+                    },
+                    retention_stopped,
+                ));
+            }
+            health_reporter
+                .set_serving::<AbisServer<AbisService>>()
+                .await;
+            Arc::new(RoutedBackend::new(Arc::clone(router)))
+        }
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(
-        Arc::clone(&gallery),
-        config.server.node_name(),
-    ));
     let abis = AbisServer::new(AbisService::new(
         engines,
         backend,
@@ -309,6 +497,8 @@ async fn serve(
         .layer(authenticator.layer())
         // RESOURCE_EXHAUSTED when a queue is full, DEADLINE_EXCEEDED while queued.
         .layer(limiter.layer())
+        // Innermost: the call's deadline down to the backend, who served it up to the audit.
+        .layer(CallLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(abis)
@@ -318,7 +508,10 @@ async fn serve(
         );
     drain(server, draining_rx, config.server.shutdown_grace_s).await?;
     let _ = stop_metrics.send(());
-    checkpoint(gallery);
+    let _ = stop_retention.send(true);
+    if let Records::Local(gallery) = records {
+        checkpoint(gallery);
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Command-line subcommands. Each prints JSON on stdout, errors on stderr, non-zero on failure.
 
 pub mod audit;
+pub mod cluster;
 pub mod face;
 #[cfg(feature = "eval")]
 pub mod face_eval;

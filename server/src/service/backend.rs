@@ -50,8 +50,9 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Verification, Status>>;
     fn count(&self) -> BoxFuture<'_, Result<u64, Status>>;
     fn stats(&self) -> BackendStats;
-    /// The node that serves the calls, for the audit log.
-    fn node(&self) -> &str;
+    /// The node that served the call being answered, for its audit entry (a cluster router
+    /// adds the replicas of each shard, from the call's scope: see `call`).
+    fn node(&self) -> String;
 }
 
 /// The gallery of this process. Work runs on the blocking pool: searches burn CPU, writes wait
@@ -159,7 +160,7 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn node(&self) -> &str {
-        &self.node
+    fn node(&self) -> String {
+        self.node.clone()
     }
 }

@@ -4,7 +4,9 @@
 //! thread pool, never on the async executor's threads.
 
 mod backend;
+pub mod call;
 mod extract;
+mod routed;
 mod samples;
 mod status;
 
@@ -34,6 +36,7 @@ use crate::metrics::Metrics;
 
 use abis_proto::FailureReason;
 pub use backend::{Backend, BackendStats, BoxFuture, Identified, LocalBackend};
+pub use routed::RoutedBackend;
 pub use samples::Engines;
 use samples::Item;
 

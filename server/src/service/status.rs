@@ -2,6 +2,7 @@
 //! carried in the error details (`google.rpc.ErrorInfo`, reason `MOSIP_<code>`, metadata
 //! `failureReason`) so an adapter can reproduce MOSIP's responses exactly.
 
+use abis_cluster::RouteError;
 use abis_engine::face::FaceError;
 use abis_engine::finger::FingerError;
 use abis_engine::gallery::GalleryError;
@@ -32,6 +33,54 @@ pub fn internal(what: &str) -> Status {
     status(Code::Internal, FailureReason::Internal, what.to_string())
 }
 
+fn record_reason(defect: Option<RecordDefect>) -> FailureReason {
+    match defect {
+        Some(RecordDefect::MissingReferenceId) => FailureReason::MissingReferenceId,
+        Some(RecordDefect::NoBiometrics) => FailureReason::NoBiometricData,
+        Some(RecordDefect::Biometric) => FailureReason::InvalidBiometricFormat,
+        Some(RecordDefect::Structure) | None => FailureReason::InvalidRequest,
+    }
+}
+
+/// A cluster router's failures. UNAVAILABLE names the shards that did not answer: a search is
+/// never answered from part of the gallery.
+pub fn from_route(e: RouteError) -> Status {
+    match e {
+        RouteError::AlreadyExists => status(
+            Code::AlreadyExists,
+            FailureReason::ReferenceIdExists,
+            "referenceId already exists",
+        ),
+        RouteError::NotFound => status(
+            Code::NotFound,
+            FailureReason::ReferenceIdNotFound,
+            "referenceId not found",
+        ),
+        RouteError::EmptyProbe => status(
+            Code::InvalidArgument,
+            FailureReason::NoBiometricData,
+            "the probe has no biometric data",
+        ),
+        RouteError::Invalid(detail) => bad_biometric("samples", detail),
+        RouteError::InvalidRecord { defect, message } => {
+            status(Code::InvalidArgument, record_reason(defect), message)
+        }
+        RouteError::TooLarge { .. } => status(
+            Code::InvalidArgument,
+            FailureReason::InvalidRequest,
+            e.to_string(),
+        ),
+        RouteError::Unavailable { .. } | RouteError::LogUnavailable(_) => {
+            tracing::warn!(error = %e, "cluster call unavailable");
+            status(Code::Unavailable, FailureReason::Internal, e.to_string())
+        }
+        RouteError::Internal(_) => {
+            tracing::error!(error = %e, "cluster failure");
+            internal("cluster failure")
+        }
+    }
+}
+
 pub fn from_store(e: StoreError) -> Status {
     let defect = e.record_defect();
     match e {
@@ -45,15 +94,11 @@ pub fn from_store(e: StoreError) -> Status {
             FailureReason::ReferenceIdNotFound,
             "referenceId not found",
         ),
-        StoreError::InvalidRecord { field, detail } => {
-            let reason = match defect {
-                Some(RecordDefect::MissingReferenceId) => FailureReason::MissingReferenceId,
-                Some(RecordDefect::NoBiometrics) => FailureReason::NoBiometricData,
-                Some(RecordDefect::Biometric) => FailureReason::InvalidBiometricFormat,
-                Some(RecordDefect::Structure) | None => FailureReason::InvalidRequest,
-            };
-            status(Code::InvalidArgument, reason, format!("{field}: {detail}"))
-        }
+        StoreError::InvalidRecord { field, detail } => status(
+            Code::InvalidArgument,
+            record_reason(defect),
+            format!("{field}: {detail}"),
+        ),
         StoreError::Full { detail } => {
             status(Code::ResourceExhausted, FailureReason::Internal, detail)
         }
