@@ -338,10 +338,7 @@ impl Gallery {
 
     /// Searches several probes; each answer is exactly what [`Gallery::identify`] gives for
     /// that probe alone.
-    pub fn identify_batch(
-        &self,
-        probes: &[(Probe, IdentifyOptions)],
-    ) -> Vec<Identified> {
+    pub fn identify_batch(&self, probes: &[(Probe, IdentifyOptions)]) -> Vec<Identified> {
         probes
             .iter()
             .map(|(probe, options)| self.identify(probe, options))
