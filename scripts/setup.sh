@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # One-time, idempotent setup for a fresh Debian 12 machine with Rust installed:
 #   1. system packages, only those missing (a C/C++ toolchain, cmake, BLAS/LAPACK for FAISS,
-#      Python's venv module for the reference tools);
+#      Python's venv module for the reference tools, nats-server for the cluster and its tests);
 #   2. ONNX Runtime's shared library and the models, pinned and sha256-verified (models/setup.py).
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev python3 python3-venv ca-certificates)
+packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev python3 python3-venv ca-certificates nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,6 +16,12 @@ done
 if python3 -c 'import venv, ensurepip, tomllib' 2>/dev/null; then
   keep=()
   for p in "${missing[@]}"; do [[ $p == python3 || $p == python3-venv ]] || keep+=("$p"); done
+  missing=("${keep[@]+"${keep[@]}"}")
+fi
+# A nats-server installed another way (a release binary on PATH) serves as well.
+if command -v nats-server >/dev/null 2>&1 || [[ -x /usr/sbin/nats-server ]]; then
+  keep=()
+  for p in "${missing[@]}"; do [[ $p == nats-server ]] || keep+=("$p"); done
   missing=("${keep[@]+"${keep[@]}"}")
 fi
 if ((${#missing[@]})); then
