@@ -8,7 +8,9 @@
 # Then, from another shell: `abis client --addr 127.0.0.1:$ROUTER_PORT insert|identify|...`
 # and `abis cluster status --nats nats://127.0.0.1:$NATS_PORT` (see README "Cluster").
 # Environment: ABIS (the binary, default target/release/abis), NATS_SERVER, NATS_PORT (first
-# of 3 client ports, default 14222), ROUTER_PORT (default 50051).
+# of 3 client ports, default 14222), ROUTER_PORT (first router, default 50051; replicas' health
+# from ROUTER_PORT+10), SHARDS (3), REPLICAS per shard (2), ROUTERS (1); other ABIS__* variables
+# reach every node (e.g. ABIS__SEARCH__RETAIN_PREPARED=false).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +22,9 @@ dir="${1:-$(mktemp -d /tmp/abis-cluster.XXXXXX)}"
 mkdir -p "$dir"
 nats_port="${NATS_PORT:-14222}"
 router_port="${ROUTER_PORT:-50051}"
+shards="${SHARDS:-3}"
+replicas="${REPLICAS:-2}"
+routers="${ROUTERS:-1}"
 
 pids=()
 nats_pids=()
@@ -59,7 +64,7 @@ echo "cluster-demo: NATS on $urls" >&2
 
 # JetStream answers once its meta group has a leader: retry init until then.
 for _ in $(seq 1 100); do
-  if "$abis" cluster init --nats "$urls" --shards 3 --replicas 3 >"$dir/spec.json" 2>"$dir/init.err"; then
+  if "$abis" cluster init --nats "$urls" --shards "$shards" --replicas 3 >"$dir/spec.json" 2>"$dir/init.err"; then
     break
   fi
   sleep 0.2
@@ -69,25 +74,29 @@ echo "cluster-demo: cluster $(tr -d ' \n' <"$dir/spec.json")" >&2
 
 export ABIS__CLUSTER__NATS_URL="$urls" ABIS__LOGGING__FILTER="${ABIS__LOGGING__FILTER:-warn}"
 port=$((router_port + 10))
-for shard in 0 1 2; do
-  for r in a b; do
-    node="replica-$shard$r"
+letters=(a b c d e f g h)
+for ((shard = 0; shard < shards; shard++)); do
+  for ((r = 0; r < replicas; r++)); do
+    node="replica-$shard${letters[r]}"
     ABIS__CLUSTER__ROLE=replica ABIS__CLUSTER__SHARD=$shard ABIS__SERVER__NODE=$node \
       "$abis" serve --data "$dir/$node" --listen "127.0.0.1:$port" >"$dir/$node.out" 2>"$dir/$node.err" &
     pids+=($!)
     port=$((port + 1))
   done
 done
-ABIS__CLUSTER__ROLE=router ABIS__SERVER__NODE=router-1 \
-  "$abis" serve --data "$dir/router-1" --listen "127.0.0.1:$router_port" >"$dir/router-1.out" 2>"$dir/router-1.err" &
-pids+=($!)
+for ((r = 0; r < routers; r++)); do
+  node="router-$((r + 1))"
+  ABIS__CLUSTER__ROLE=router ABIS__SERVER__NODE=$node \
+    "$abis" serve --data "$dir/$node" --listen "127.0.0.1:$((router_port + r))" >"$dir/$node.out" 2>"$dir/$node.err" &
+  pids+=($!)
+done
 
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$dir/router-1.out" 2>/dev/null && break
+for _ in $(seq 1 150); do
+  grep -q "listening on" "$dir/router-$routers.out" 2>/dev/null && break
   sleep 0.2
 done
 cat <<EOF
-cluster-demo: router-1 serves gRPC on 127.0.0.1:$router_port; replicas replica-{0,1,2}{a,b}
+cluster-demo: $routers router(s) from 127.0.0.1:$router_port, $shards shards x $replicas replicas
   abis client --addr 127.0.0.1:$router_port count
   abis cluster status --nats $urls
 files and logs: $dir     (Ctrl-C stops the cluster)

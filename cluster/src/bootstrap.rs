@@ -5,13 +5,17 @@
 //! 1. The new replica asks `abis.bootstrap.<shard>` (the shard's queue group: one live peer
 //!    answers). The peer stops applying the log (it takes the apply gate), checkpoints its store
 //!    (memtable into a segment, compacted into one segment when it holds more than the store
-//!    allows, so no background checkpoint can start), and answers with an offer: a session
-//!    subject, the store's files and sizes, and the log position they hold.
+//!    allows), hard-links the store's files into `<gallery>.copy-<session>` and applies again:
+//!    segments and bitmaps are immutable, the meta is replaced by renaming (the link keeps the
+//!    old one), and the log only grows (the offer gives its size then, and only that prefix is
+//!    served), so the links stay the checkpoint while the peer goes on. (Where hard links
+//!    fail, the peer stays stopped for the whole copy instead.) It answers with an offer: a
+//!    session subject, the files and sizes, and the log position they hold.
 //! 2. The new replica reads each file in order, chunk by chunk (512 KiB, under NATS's default
 //!    1 MiB message limit), from the session subject; the peer hashes each file as it serves it
 //!    and sends the SHA-256 with the last chunk, which the new replica checks.
 //! 3. The new replica writes the files into `<gallery>.incoming`, fsyncs them and the directory,
-//!    says `done` (the peer resumes applying), then swaps the directories: `gallery` →
+//!    says `done` (the peer drops its links), then swaps the directories: `gallery` →
 //!    `gallery.replaced`, `gallery.incoming` → `gallery`, fsync of the parent, removal of the old
 //!    one. A crash between the two renames is repaired at the next start ([`recover_dirs`]).
 //! 4. It opens the copied store — whose replicated position is the peer's — and replays the log
@@ -54,6 +58,10 @@ fn replaced(gallery: &Path) -> PathBuf {
     gallery.with_extension("replaced")
 }
 
+fn copy_dir(gallery: &Path, token: &str) -> PathBuf {
+    gallery.with_extension(format!("copy-{token}"))
+}
+
 /// Whether `name` is a file of a store (the names `engine::store` writes).
 fn is_store_file(name: &str) -> bool {
     let ok_chars = name
@@ -74,7 +82,25 @@ pub fn recover_dirs(gallery: &Path) -> Result<(), ClusterError> {
     if !gallery.exists() && old.exists() {
         std::fs::rename(&old, gallery).map_err(|e| ClusterError::io("restoring", &old, e))?;
     }
-    for leftover in [inc, old] {
+    let mut leftovers = vec![inc, old];
+    // Links of copies this replica was serving when it stopped.
+    if let (Some(parent), Some(name)) = (gallery.parent(), gallery.file_name()) {
+        let prefix = format!("{}.copy-", name.to_string_lossy());
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            leftovers.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    for leftover in leftovers {
         if leftover.exists() {
             std::fs::remove_dir_all(&leftover)
                 .map_err(|e| ClusterError::io("removing", &leftover, e))?;
@@ -83,7 +109,7 @@ pub fn recover_dirs(gallery: &Path) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Peer side: checkpoints, holds the store still and offers its files (an encoded
+/// Peer side: checkpoints, links the store's files aside and offers them (an encoded
 /// [`pb::BootstrapOffer`]).
 pub(crate) async fn offer(shared: &Arc<Shared>, payload: &[u8]) -> Result<Vec<u8>, ClusterError> {
     let request = pb::BootstrapRequest::decode(payload).map_err(|e| ClusterError::Bootstrap {
@@ -102,10 +128,13 @@ pub(crate) async fn offer(shared: &Arc<Shared>, payload: &[u8]) -> Result<Vec<u8
     let Ok(busy) = Arc::clone(&shared.serving_bootstrap).try_lock_owned() else {
         return Ok(refuse("another copy is in progress"));
     };
+    let inbox = shared.client.new_inbox();
+    let token = inbox.rsplit('.').next().unwrap_or("0").to_owned();
     let gate = Arc::clone(&shared.gate).lock_owned().await;
     let gallery = Arc::clone(&shared.gallery);
     let max_segments = shared.config.store.max_segments;
     let dir = shared.config.gallery_dir.clone();
+    let links = copy_dir(&dir, &token);
     let listed = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let store = gallery.store();
         store.flush().map_err(|e| e.to_string())?;
@@ -122,22 +151,35 @@ pub(crate) async fn offer(shared: &Arc<Shared>, payload: &[u8]) -> Result<Vec<u8
             }
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok((files, store.replicated_position()))
+        let linked = std::fs::create_dir(&links).is_ok()
+            && files
+                .iter()
+                .all(|f| std::fs::hard_link(dir.join(&f.name), links.join(&f.name)).is_ok());
+        if !linked {
+            let _ = std::fs::remove_dir_all(&links);
+        }
+        Ok((files, store.replicated_position(), linked.then_some(links)))
     })
     .await
     .map_err(|e| ClusterError::Bootstrap {
         shard: shared.config.shard,
         detail: e.to_string(),
     })?;
-    let (files, position) = match listed {
+    let (files, position, links) = match listed {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint for a bootstrap failed");
             return Ok(refuse("the peer could not checkpoint its store"));
         }
     };
-    let inbox = shared.client.new_inbox();
-    let token = inbox.rsplit('.').next().unwrap_or("0").to_owned();
+    // With the files linked the peer applies again at once; without, it waits for the copy.
+    let gate = match links {
+        Some(_) => {
+            drop(gate);
+            None
+        }
+        None => Some(gate),
+    };
     let subject = format!(
         "{}.session.{token}",
         request_subject(RequestKind::Bootstrap, shared.config.shard)
@@ -171,12 +213,17 @@ pub(crate) async fn offer(shared: &Arc<Shared>, payload: &[u8]) -> Result<Vec<u8
     };
     let session = Session {
         client: shared.client.clone(),
-        dir: shared.config.gallery_dir.clone(),
+        dir: links
+            .clone()
+            .unwrap_or_else(|| shared.config.gallery_dir.clone()),
         files: files.into_iter().map(|f| (f.name, f.size)).collect(),
         hashes: HashMap::new(),
     };
     tokio::spawn(async move {
         session.serve(sub).await;
+        if let Some(links) = links {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(links)).await;
+        }
         drop(gate);
         drop(busy);
     });
@@ -487,6 +534,9 @@ mod tests {
         recover_dirs(&gallery).unwrap();
         assert_eq!(std::fs::read(gallery.join("meta.abis")).unwrap(), b"old");
         assert!(!incoming(&gallery).exists() && !replaced(&gallery).exists());
+        std::fs::create_dir_all(copy_dir(&gallery, "abc")).unwrap();
+        recover_dirs(&gallery).unwrap();
+        assert!(!copy_dir(&gallery, "abc").exists());
         // A complete copy swapped in replaces the old store.
         std::fs::create_dir_all(incoming(&gallery)).unwrap();
         std::fs::write(incoming(&gallery).join("meta.abis"), b"new").unwrap();

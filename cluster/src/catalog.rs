@@ -5,8 +5,9 @@
 //!   `stream_replicas` NATS servers (3 in production), direct gets allowed (any replica answers
 //!   "last message of a subject", which replicas use to know how far to catch up), individual
 //!   message deletes denied (only the retention task purges, shard by shard);
-//! - KV bucket `abis_cluster`: `spec` (this [`ClusterSpec`], JSON) and `trimmed.<shard>` (the
-//!   log position below which the shard's messages may have been purged);
+//! - KV bucket `abis_cluster`: `spec` (this [`ClusterSpec`], JSON) and `trimmed.<shard>` (a
+//!   [`Trim`]: the log position below which the shard's messages may have been purged, and the
+//!   replicas whose positions allowed it);
 //! - KV bucket `abis_replicas`: one heartbeat per replica (see [`membership`](crate::membership)),
 //!   expiring after `replica_grace_s`.
 //!
@@ -39,10 +40,30 @@ pub const REPLICAS_BUCKET: &str = "abis_replicas";
 /// Default name of the write-log stream.
 pub const DEFAULT_STREAM: &str = "ABIS";
 const SPEC_KEY: &str = "spec";
+/// A JetStream context for routers and replicas. Short timeouts: while a stream has no leader
+/// (an election after its server died) requests go unanswered, and a node that waited the
+/// client's default 5 s per try would notice the new leader seconds late; a try that times out
+/// is simply repeated.
+pub fn context(client: async_nats::Client) -> Context {
+    async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .ack_timeout(Duration::from_secs(5))
+        .build(client)
+}
+
 /// How long a starting node waits for NATS to answer (servers restarting, elections) before it
 /// gives up.
 pub const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 const SPEC_VERSION: u32 = 1;
+
+/// What retention did to a shard's log: its messages below `below` may be gone. `replicas` are
+/// the replicas whose applied positions (all at least `below - 1`) allowed it: any other replica
+/// that was reading the log below `below` may have missed messages and must copy a peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trim {
+    pub below: u64,
+    pub replicas: Vec<String>,
+}
 
 /// The cluster's fixed description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,24 +370,73 @@ impl Catalog {
         })
     }
 
-    /// The position below which `shard`'s log messages may have been purged (0: never
-    /// trimmed), from the bucket's leader. A replica that has applied less than `trimmed - 1`
-    /// cannot catch up from the log.
-    pub async fn trimmed(&self, shard: u32) -> Result<u64, ClusterError> {
-        let value = leader_get(&self.meta_stream, META_BUCKET, &format!("trimmed.{shard}")).await?;
-        Ok(value
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
-            .unwrap_or(0))
+    /// `shard`'s trim point, from the bucket's leader (`below` 0: never trimmed).
+    pub async fn trim(&self, shard: u32) -> Result<Trim, ClusterError> {
+        Ok(self
+            .trim_entry(shard)
+            .await?
+            .map(|(t, _)| t)
+            .unwrap_or_default())
     }
 
-    /// Records that `shard`'s messages below `position` are about to be purged. Written before
-    /// the purge, so whoever reads the subject after the purge reads this too.
-    pub async fn set_trimmed(&self, shard: u32, position: u64) -> Result<(), ClusterError> {
-        self.meta
-            .put(format!("trimmed.{shard}"), position.to_string().into())
+    /// The trim point and its revision in the bucket.
+    async fn trim_entry(&self, shard: u32) -> Result<Option<(Trim, u64)>, ClusterError> {
+        let subject = format!("$KV.{META_BUCKET}.trimmed.{shard}");
+        match self
+            .meta_stream
+            .get_last_raw_message_by_subject(&subject)
             .await
-            .map_err(|e| ClusterError::nats("writing a trim point", e))?;
-        Ok(())
+        {
+            Ok(m) => {
+                let trim =
+                    serde_json::from_slice::<Trim>(&m.payload).map_err(|e| ClusterError::Spec {
+                        bucket: META_BUCKET.into(),
+                        detail: format!("trimmed.{shard}: {e}"),
+                    })?;
+                Ok(Some((trim, m.sequence)))
+            }
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::nats(
+                "reading a trim point from its leader",
+                e,
+            )),
+        }
+    }
+
+    /// Raises `shard`'s trim point to `proposed` unless it is already at or above it (never
+    /// lowers it: two routers trimming at once cannot move it back). Written before the purge,
+    /// so whoever reads the subject after the purge reads this too. Returns the stored point.
+    pub async fn raise_trim(&self, shard: u32, proposed: &Trim) -> Result<Trim, ClusterError> {
+        let key = format!("trimmed.{shard}");
+        let json = serde_json::to_vec(proposed).map_err(|e| ClusterError::Config(e.to_string()))?;
+        loop {
+            let written = match self.trim_entry(shard).await? {
+                Some((current, _)) if current.below >= proposed.below => return Ok(current),
+                Some((_, revision)) => self
+                    .meta
+                    .update(&key, json.clone().into(), revision)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision),
+                None => self
+                    .meta
+                    .create(&key, json.clone().into())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists),
+            };
+            match written {
+                Ok(()) => return Ok(proposed.clone()),
+                // Someone else wrote in between: look again.
+                Err(true) => continue,
+                Err(false) => {
+                    return Err(ClusterError::Nats {
+                        what: "writing a trim point",
+                        detail: "the bucket did not accept the write".into(),
+                    })
+                }
+            }
+        }
     }
 
     /// The stream's last sequence, as its leader knows it: every message acknowledged so far is

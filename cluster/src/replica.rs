@@ -13,7 +13,8 @@
 //! 4. Once applied up to the shard's last message as of the start, prepare the records for
 //!    matching, then join the shard's queue groups (`abis.{search,verify,get,count,bootstrap}.<shard>`).
 //! 5. Heartbeat into the `abis_replicas` bucket; if the trim point ever passes the replica (it
-//!    was silent longer than the grace), leave the queue groups and go to 1.
+//!    was silent longer than the grace), or moves past where it started reading without naming
+//!    it (retention decided without its heartbeat), leave the queue groups and go to 1.
 //!
 //! # Read-your-writes
 //!
@@ -42,7 +43,7 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
 use crate::bootstrap;
-use crate::catalog::{Catalog, OPEN_PATIENCE};
+use crate::catalog::{Catalog, Trim, OPEN_PATIENCE};
 use crate::entry::{self, Entry};
 use crate::error::ClusterError;
 use crate::membership::{self, Heartbeat, ReplicaState};
@@ -116,7 +117,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ClusterError> {
     wire::check_node_name(&config.node).map_err(|e| ClusterError::Config(e.to_string()))?;
-    let catalog = Catalog::open(async_nats::jetstream::new(client.clone()), OPEN_PATIENCE).await?;
+    let catalog = Catalog::open(crate::catalog::context(client.clone()), OPEN_PATIENCE).await?;
     if config.shard >= catalog.spec.shards {
         return Err(ClusterError::NoSuchShard {
             shard: config.shard,
@@ -128,15 +129,15 @@ pub async fn run(
         let _ = state.send(ReplicaState::Starting);
         let gallery = open_gallery(&config).await?;
         let position = gallery.store().replicated_position();
-        let trimmed = until_ok(&mut shutdown, || catalog.trimmed(config.shard)).await;
-        let Some(trimmed) = trimmed else {
+        let trim = until_ok(&mut shutdown, || catalog.trim(config.shard)).await;
+        let Some(trim) = trim else {
             return close(gallery).await;
         };
-        if trimmed > position + 1 {
+        if trim.below > position + 1 {
             tracing::warn!(
                 shard = config.shard,
                 position,
-                trimmed,
+                trimmed = trim.below,
                 "this replica is behind the shard's trimmed log: copying a peer's store"
             );
             let _ = state.send(ReplicaState::Bootstrapping);
@@ -324,14 +325,37 @@ async fn read_log(
         match messages {
             Err(e) => tracing::warn!(shard = shared.config.shard, error = %e, "log consumer"),
             Ok(mut messages) => {
-                while let Some(m) = messages.next().await {
-                    let m = match m {
-                        Ok(m) => m,
-                        Err(e) => {
+                let mut stalled_since: Option<Instant> = None;
+                loop {
+                    let m = match tokio::time::timeout(QUIET, messages.next()).await {
+                        Ok(Some(Ok(m))) => m,
+                        Ok(Some(Err(e))) => {
                             tracing::warn!(shard = shared.config.shard, error = %e, "log consumer");
                             break;
                         }
+                        Ok(None) => break,
+                        Err(_) => {
+                            // Quiet: nothing new, or a consumer that died with its NATS server
+                            // (the client would notice only after two missed 5 s heartbeats).
+                            // The stream leader knows whether the shard has more.
+                            match shared.catalog.shard_last(shared.config.shard).await {
+                                Ok(last) if last >= next => {
+                                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                                    if since.elapsed() >= STALLED {
+                                        tracing::warn!(
+                                            shard = shared.config.shard,
+                                            "log consumer stalled behind the stream: recreating it"
+                                        );
+                                        break;
+                                    }
+                                }
+                                Ok(_) => stalled_since = None,
+                                Err(_) => {}
+                            }
+                            continue;
+                        }
                     };
+                    stalled_since = None;
                     let Ok((position, pending)) = m.info().map(|i| (i.stream_sequence, i.pending))
                     else {
                         continue;
@@ -455,12 +479,21 @@ async fn prepare_applied(shared: Arc<Shared>) -> Result<(), ClusterError> {
     }
 }
 
+/// Whether a trim point means this replica may have missed log messages: it has applied less
+/// than the purged range, or it was reading inside that range (from `start`) without having
+/// been counted by the retention that purged it.
+fn missed(trim: &Trim, node: &str, start: u64, applied: u64) -> bool {
+    trim.below > applied + 1 || (trim.below > start && !trim.replicas.iter().any(|r| r == node))
+}
+
 /// Puts a heartbeat every interval and watches the shard's trim point.
 async fn heartbeat(
     shared: Arc<Shared>,
     state: watch::Receiver<ReplicaState>,
     gap: mpsc::Sender<()>,
 ) -> Result<(), ClusterError> {
+    // Where this serving period started reading the log.
+    let start = *shared.applied.borrow() + 1;
     let mut tick = tokio::time::interval(shared.config.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // During a bucket's leader election every put fails for seconds: say so once.
@@ -478,7 +511,7 @@ async fn heartbeat(
             time_ms: membership::now_ms(),
         };
         let published = membership::publish(&shared.catalog.replicas, &beat).await;
-        let trimmed = shared.catalog.trimmed(shared.config.shard).await;
+        let trimmed = shared.catalog.trim(shared.config.shard).await;
         match (&published, &trimmed) {
             (Err(e), _) | (_, Err(e)) if !failing => {
                 tracing::warn!(error = %e, "heartbeat or trim point: NATS not answering");
@@ -490,8 +523,8 @@ async fn heartbeat(
             }
             _ => {}
         }
-        if let Ok(t) = trimmed {
-            if t > applied + 1 {
+        if let Ok(trim) = trimmed {
+            if missed(&trim, &shared.config.node, start, applied) {
                 let _ = gap.send(()).await;
                 return Ok(());
             }
@@ -628,6 +661,11 @@ async fn caught_up(shared: &Shared, min_position: u64, wait: Duration) -> bool {
     let reached = tokio::time::timeout(left, applied.wait_for(|p| *p >= target)).await;
     reached.is_ok_and(|r| r.is_ok())
 }
+
+/// A consumer silent this long is asked about (is the shard ahead of it?)...
+const QUIET: Duration = Duration::from_secs(1);
+/// ...and recreated when the shard has been ahead of it for this long.
+const STALLED: Duration = Duration::from_secs(2);
 
 /// Longest a request may make a replica wait for the log.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -771,5 +809,30 @@ async fn run_request(
                 .collect();
             pb::shard_reply::Body::Search(pb::SearchReply { results })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trim(below: u64, replicas: &[&str]) -> Trim {
+        Trim {
+            below,
+            replicas: replicas.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_replica_knows_when_the_trimmed_log_may_have_skipped_it() {
+        // Never trimmed, or trimmed below where it started: nothing missed.
+        assert!(!missed(&trim(0, &[]), "r", 1, 0));
+        assert!(!missed(&trim(40, &[]), "r", 41, 60));
+        // Trimmed past what it applied.
+        assert!(missed(&trim(50, &["r"]), "r", 1, 30));
+        // Trimmed inside the range it was reading, counted: its position allowed it.
+        assert!(!missed(&trim(50, &["r", "s"]), "r", 10, 60));
+        // ... not counted: it may have missed what the purge took before it read it.
+        assert!(missed(&trim(50, &["s"]), "r", 10, 60));
     }
 }

@@ -9,20 +9,24 @@
 //! - `b` = the stream's last sequence as observed at least `min_age` ago: a message younger than
 //!   that is never purged, so a router that read a subject's history a moment ago cannot act on
 //!   a history that vanished under it (the write path's reads and publish take far less);
-//! - the shard's messages at or below `min(m, b)` are purged: first `trimmed.<shard>` is written
-//!   to the `abis_cluster` bucket (routers read it after an empty subject and then ask a
-//!   replica), then the purge runs on the filter `abis.rec.<shard>.>`.
+//! - the shard's messages at or below `min(m, b)` are purged: first `trimmed.<shard>` is raised
+//!   in the `abis_cluster` bucket (a compare-and-set, so it never moves back), naming the
+//!   replicas whose positions were counted — routers read it after an empty subject and then
+//!   ask a replica — then the purge runs on the filter `abis.rec.<shard>.>`.
 //!
 //! A shard with no replica seen is never trimmed. A replica that comes back after the grace
 //! finds the trim point above its position and copies a peer's store
-//! ([`bootstrap`](crate::bootstrap)).
+//! ([`bootstrap`](crate::bootstrap)). One that came back just as retention decided without it
+//! (its first heartbeat too late to be counted) finds the trim point above where it started
+//! reading without its name on it, and copies a peer too: it cannot prove it read everything
+//! before the purge.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Trim};
 use crate::error::ClusterError;
 use crate::membership;
 use crate::shard::log_filter;
@@ -81,18 +85,21 @@ async fn round(
     }
     let beats = membership::list(&catalog.replicas).await?;
     for (shard, done) in done.iter_mut().enumerate() {
-        let applied: Vec<u64> = beats
-            .iter()
-            .filter(|b| b.shard as usize == shard)
-            .map(|b| b.applied)
-            .collect();
+        let counted: Vec<&membership::Heartbeat> =
+            beats.iter().filter(|b| b.shard as usize == shard).collect();
+        let applied: Vec<u64> = counted.iter().map(|b| b.applied).collect();
         let shard = shard as u32;
-        let known = (*done).max(catalog.trimmed(shard).await?);
+        let known = (*done).max(catalog.trim(shard).await?.below);
         let Some(below) = purge_below(&applied, boundary, known) else {
             *done = known;
             continue;
         };
-        catalog.set_trimmed(shard, below).await?;
+        let trim = Trim {
+            below,
+            replicas: counted.iter().map(|b| b.node.clone()).collect(),
+        };
+        let stored = catalog.raise_trim(shard, &trim).await?;
+        let below = stored.below.min(below);
         let purged = catalog
             .stream
             .purge()

@@ -185,8 +185,7 @@ impl Router {
     /// Opens the cluster `abis cluster init` created.
     pub async fn open(client: Client, config: RouterConfig) -> Result<Router, ClusterError> {
         wire::check_node_name(&config.node).map_err(|e| ClusterError::Config(e.to_string()))?;
-        let catalog =
-            Catalog::open(async_nats::jetstream::new(client.clone()), OPEN_PATIENCE).await?;
+        let catalog = Catalog::open(crate::catalog::context(client.clone()), OPEN_PATIENCE).await?;
         Ok(Router {
             client,
             catalog,
@@ -371,14 +370,10 @@ impl Router {
                 },
             )),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                let trimmed = self
-                    .catalog
-                    .trimmed(shard)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let trimmed = self.catalog.trim(shard).await.map_err(|e| e.to_string())?;
                 Ok((
                     0,
-                    if trimmed > 0 {
+                    if trimmed.below > 0 {
                         Presence::Unknown
                     } else {
                         Presence::Absent
@@ -392,6 +387,19 @@ impl Router {
     /// Publishes `payload` on `subject` if its last message is still `expected`. `Ok(Some(seq))`:
     /// stored; `Ok(None)`: another write came first; `Err`: outcome unknown (retry).
     async fn publish(
+        &self,
+        subject: &str,
+        payload: Vec<u8>,
+        expected: u64,
+        deadline: Instant,
+    ) -> Result<Option<u64>, String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, self.publish_once(subject, payload, expected))
+            .await
+            .unwrap_or_else(|_| Err("no acknowledgement in time".into()))
+    }
+
+    async fn publish_once(
         &self,
         subject: &str,
         payload: Vec<u8>,
@@ -475,7 +483,10 @@ impl Router {
                 Some(_) => return Err(RouteError::AlreadyExists),
                 None => {}
             }
-            match self.publish(&subject, payload.clone(), expected).await {
+            match self
+                .publish(&subject, payload.clone(), expected, deadline)
+                .await
+            {
                 Ok(Some(position)) => {
                     served.log(position);
                     return Ok((InsertOutcome::Inserted, served));
@@ -532,7 +543,10 @@ impl Router {
                     Err(RouteError::NotFound)
                 };
             }
-            match self.publish(&subject, payload.clone(), expected).await {
+            match self
+                .publish(&subject, payload.clone(), expected, deadline)
+                .await
+            {
                 Ok(Some(position)) => {
                     served.log(position);
                     return Ok(served);

@@ -57,7 +57,7 @@ pub async fn report(catalog: &Catalog) -> Result<Value, ClusterError> {
         shards.push(json!({
             "shard": shard,
             "last_sequence": last,
-            "trimmed_below": catalog.trimmed(shard).await?,
+            "trimmed_below": catalog.trim(shard).await?.below,
             "replicas": replicas,
         }));
     }
