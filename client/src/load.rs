@@ -52,6 +52,10 @@ pub struct LoadArgs {
     /// Verify: the stored record to compare with.
     #[arg(long)]
     pub id: Option<String>,
+    /// Identify: search only these records (`gallery_reference_ids`; repeatable). A search of one
+    /// record measures what a call costs besides matching (e.g. a cluster router's fan-out).
+    #[arg(long = "only", value_name = "ID")]
+    pub only: Vec<String>,
 }
 
 /// Outcome of one request: latency, or the status code.
@@ -96,7 +100,7 @@ async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -
                 probe: Some(identify_request::Probe::Samples(SampleList {
                     samples: samples.to_vec(),
                 })),
-                gallery_reference_ids: vec![],
+                gallery_reference_ids: args.only.clone(),
                 max_results: 10,
                 target_fpir: 30,
             })

@@ -448,6 +448,10 @@ impl Config {
         self.validate_limits()?;
         self.validate_observability()?;
         self.validate_cluster()?;
+        if self.cluster.role == ClusterRole::Replica {
+            // A replica serves gRPC health only: no record, no caller, nothing to expose.
+            return Ok(());
+        }
         let (s, t) = (&self.server, &self.tls);
         let has_credentials = self.auth.keys_file.is_some() || t.client_ca.is_some();
         check_exposure(
@@ -986,6 +990,66 @@ mod tests {
             ],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_for_cluster_roles_only() {
+        // Standalone: the [cluster] section is not looked at.
+        load(None, &[("ABIS__CLUSTER__NATS_URL", "not a url")]).unwrap();
+        let m = message(load(None, &[("ABIS__CLUSTER__ROLE", "replica")]));
+        assert!(m.contains("cluster.shard"), "{m}");
+        let c = load(
+            None,
+            &[
+                ("ABIS__CLUSTER__ROLE", "replica"),
+                ("ABIS__CLUSTER__SHARD", "3"),
+                (
+                    "ABIS__CLUSTER__NATS_URL",
+                    "nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+                ),
+                // Health only: a replica may listen on any address without credentials.
+                ("ABIS__SERVER__LISTEN", "0.0.0.0:50061"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cluster.shard, Some(3));
+        assert_eq!(c.cluster.nats("r").urls.len(), 2);
+        let m = message(load(
+            None,
+            &[
+                ("ABIS__CLUSTER__ROLE", "router"),
+                ("ABIS__CLUSTER__NATS_URL", "nats://user:pw@10.0.0.1:4222"),
+            ],
+        ));
+        assert!(m.contains("credentials in a URL"), "{m}");
+        let m = message(load(
+            None,
+            &[
+                ("ABIS__CLUSTER__ROLE", "router"),
+                ("ABIS__CLUSTER__ATTEMPT_TIMEOUT_MS", "20000"),
+            ],
+        ));
+        assert!(m.contains("cluster.attempt_timeout_ms"), "{m}");
+        let m = message(load(
+            None,
+            &[
+                ("ABIS__CLUSTER__ROLE", "router"),
+                ("ABIS__CLUSTER__NATS_PASSWORD_FILE", "/nonexistent/pw"),
+                ("ABIS__CLUSTER__NATS_USER", "abis"),
+            ],
+        ));
+        assert!(m.contains("/nonexistent/pw"), "{m}");
+        let m = message(load(None, &[("ABIS__CLUSTER__ROLE", "coordinator")]));
+        assert!(m.contains("cluster.role"), "{m}");
+        // A router's listen address follows the exposure rule as before.
+        let m = message(load(
+            None,
+            &[
+                ("ABIS__CLUSTER__ROLE", "router"),
+                ("ABIS__SERVER__LISTEN", "0.0.0.0:50051"),
+            ],
+        ));
+        assert!(m.contains("server.listen"), "{m}");
     }
 
     #[test]
