@@ -9,8 +9,9 @@
 # and `abis cluster status --nats nats://127.0.0.1:$NATS_PORT` (see README "Cluster").
 # Environment: ABIS (the binary, default target/release/abis), NATS_SERVER, NATS_PORT (first
 # of 3 client ports, default 14222), ROUTER_PORT (first router, default 50051; replicas' health
-# from ROUTER_PORT+10), SHARDS (3), REPLICAS per shard (2), ROUTERS (1); other ABIS__* variables
-# reach every node (e.g. ABIS__SEARCH__RETAIN_PREPARED=false).
+# from ROUTER_PORT+10), SHARDS (3), REPLICAS per shard (2), ROUTERS (1), REPLICA_GRACE_S (600);
+# other ABIS__* variables reach every node (e.g. ABIS__SEARCH__RETAIN_PREPARED=false). A replica
+# whose DIR/replica-<shard><letter>/gallery already holds a store (abis-bench gen) starts from it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -25,6 +26,7 @@ router_port="${ROUTER_PORT:-50051}"
 shards="${SHARDS:-3}"
 replicas="${REPLICAS:-2}"
 routers="${ROUTERS:-1}"
+grace="${REPLICA_GRACE_S:-600}"
 
 pids=()
 nats_pids=()
@@ -64,7 +66,7 @@ echo "cluster-demo: NATS on $urls" >&2
 
 # JetStream answers once its meta group has a leader: retry init until then.
 for _ in $(seq 1 100); do
-  if "$abis" cluster init --nats "$urls" --shards "$shards" --replicas 3 >"$dir/spec.json" 2>"$dir/init.err"; then
+  if "$abis" cluster init --nats "$urls" --shards "$shards" --replicas 3 --replica-grace-s "$grace" >"$dir/spec.json" 2>"$dir/init.err"; then
     break
   fi
   sleep 0.2
