@@ -1,9 +1,11 @@
 //! End-to-end: a gallery written straight into the store format (as `abis-bench gen` does) is
-//! served by `abis serve`, and Identify goes through the indexes (finger codes pick a short list
-//! of 5 of 300 people; prepared templates not kept) and still finds every mate.
+//! with its finger index files is served by `abis serve`, and Identify goes through the index
+//! (codes keep 30 of 300 people, local structures 5 of those; prepared templates not kept) and
+//! still finds every mate.
 
 mod support;
 
+use abis_engine::gallery::Gallery;
 use abis_engine::store::synth::write_gallery;
 use abis_engine::store::{FingerEntry, Record};
 use abis_engine::synth::{person_seed, MasterFinger};
@@ -41,12 +43,19 @@ async fn identify_through_the_indexes_on_a_written_gallery() {
             ..Record::default()
         })
         .collect();
-    write_gallery(&data.path().join("gallery"), 192, &records).expect("write gallery");
+    write_gallery(
+        &data.path().join("gallery"),
+        192,
+        records,
+        Some(Gallery::index_files()),
+    )
+    .expect("write gallery");
 
     let server = Server::start_with(
         data,
         &[
             ("ABIS__SEARCH__INDEX_ABOVE", "0".as_ref()),
+            ("ABIS__SEARCH__CODE_SHORTLIST", "30".as_ref()),
             ("ABIS__SEARCH__SHORTLIST", "5".as_ref()),
             ("ABIS__SEARCH__INDEX_MIN_FINGERS", "2".as_ref()),
             ("ABIS__SEARCH__RETAIN_PREPARED", "false".as_ref()),

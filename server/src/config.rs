@@ -241,11 +241,13 @@ pub struct StoreConfig {
 pub struct SearchConfig {
     /// Searches over more records than this use the indexes; 0: always; a huge value: never.
     pub index_above: u64,
-    /// Records each index keeps for the full matcher.
+    /// Records the finger codes pass to the local structures.
+    pub code_shortlist: usize,
+    /// Records the local structures, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
-    /// Probes with fewer fingers (and no face) are searched exhaustively.
+    /// Probes with fewer fingers skip the codes.
     pub index_min_fingers: usize,
-    /// Keep every record's prepared templates in memory (~25 KB per finger).
+    /// Keep every record's prepared templates in memory while searched exhaustively.
     pub retain_prepared: bool,
 }
 
@@ -253,6 +255,7 @@ impl SearchConfig {
     pub fn to_engine(&self) -> abis_engine::gallery::SearchConfig {
         abis_engine::gallery::SearchConfig {
             index_above: usize::try_from(self.index_above).unwrap_or(usize::MAX),
+            code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
             index_min_fingers: self.index_min_fingers,
             retain_prepared: self.retain_prepared,
@@ -418,6 +421,12 @@ impl Config {
             return Err(value_error(
                 "search.shortlist",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.search.code_shortlist) {
+            return Err(value_error(
+                "search.code_shortlist",
+                "must be between 1 and 1000000",
             ));
         }
         Ok(())

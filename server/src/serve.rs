@@ -16,7 +16,7 @@ use abis_engine::image::Limits;
 use abis_engine::matcher::Matcher;
 use abis_engine::model::{Runtime, RuntimeConfig};
 use abis_engine::store::encryption::Keyring;
-use abis_engine::store::{Store, StoreConfig};
+use abis_engine::store::StoreConfig;
 use abis_proto::v1::abis_server::AbisServer;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -52,10 +52,10 @@ pub enum ServeError {
     #[error(transparent)]
     KeyFile(#[from] abis_engine::store::encryption::KeyFileError),
     #[error("opening the gallery in {path}: {source}")]
-    Store {
+    Gallery {
         path: PathBuf,
         #[source]
-        source: abis_engine::store::StoreError,
+        source: abis_engine::gallery::GalleryError,
     },
     #[error("opening the audit log in {path}: {source}")]
     Audit {
@@ -131,21 +131,22 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
     }
     let started = Instant::now();
     let path = config.server.data_dir.join("gallery");
-    let (store, report) =
-        Store::open(&path, store_config).map_err(|source| ServeError::Store { path, source })?;
-    tracing::info!(
-        records = store.count(),
-        replayed = report.entries_replayed,
-        torn_bytes = report.torn_bytes_dropped,
-        ms = started.elapsed().as_millis() as u64,
-        "gallery open"
-    );
     let scorer: Option<FaceScorer> = engines
         .face
         .as_ref()
         .and_then(|f| f.calibration().cloned())
         .map(|c| Arc::new(move |cos| c.score(cos)) as FaceScorer);
-    Ok(Gallery::new(store, Matcher::new(), scorer).with_search(config.search.to_engine()))
+    let (gallery, report) = Gallery::open(&path, store_config, Matcher::new(), scorer)
+        .map_err(|source| ServeError::Gallery { path, source })?;
+    tracing::info!(
+        records = gallery.store().count(),
+        replayed = report.entries_replayed,
+        torn_bytes = report.torn_bytes_dropped,
+        indexes_to_rebuild = report.companions_missing,
+        ms = started.elapsed().as_millis() as u64,
+        "gallery open"
+    );
+    Ok(gallery.with_search(config.search.to_engine()))
 }
 
 /// Who may call: the keys file and the client certificate names of the configuration, with
