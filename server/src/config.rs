@@ -233,6 +233,9 @@ pub struct ModelsConfig {
 pub struct StoreConfig {
     /// Key file that seals the gallery at rest (`abis store keygen`); absent: plaintext.
     pub encryption_key_file: Option<PathBuf>,
+    /// Records kept in the log before a segment (and its index files) is written: bounds the
+    /// records whose index entries a restart recomputes.
+    pub memtable_max_records: usize,
 }
 
 /// How 1:N picks the records the full matcher scores (see `abis_engine::gallery::SearchConfig`).
@@ -396,7 +399,7 @@ impl Config {
         .map_err(|e| value_error("server.listen", e))
     }
 
-    /// `[server]` bounds and the search short list.
+    /// `[server]` bounds, the search short lists and the memtable size.
     fn validate_server(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         if !(1024..=(1 << 30)).contains(&s.max_message_bytes) {
@@ -426,6 +429,12 @@ impl Config {
         if !(1..=1_000_000).contains(&self.search.code_shortlist) {
             return Err(value_error(
                 "search.code_shortlist",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.store.memtable_max_records) {
+            return Err(value_error(
+                "store.memtable_max_records",
                 "must be between 1 and 1000000",
             ));
         }

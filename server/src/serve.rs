@@ -124,6 +124,7 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
     let mut store_config = StoreConfig::new(face_dim);
+    store_config.memtable_max_records = config.store.memtable_max_records;
     if let Some(file) = &config.store.encryption_key_file {
         let keys = Keyring::load(file)?;
         tracing::info!(active_key = %keys.active_id(), "gallery encrypted at rest");
