@@ -1,14 +1,18 @@
 //! End-to-end: a gallery written straight into the store format (as `abis-bench gen` does) is
-//! served by `abis serve`, and Identify goes through the indexes (finger codes pick a short list
-//! of 5 of 300 people; prepared templates not kept) and still finds every mate.
+//! with its finger index files is served by `abis serve`, and Identify goes through the index
+//! (codes keep 30 of 300 people, local structures 5 of those; prepared templates not kept) and
+//! still finds every mate.
 
 mod support;
 
+use abis_engine::gallery::Gallery;
 use abis_engine::store::synth::write_gallery;
 use abis_engine::store::{FingerEntry, Record};
 use abis_engine::synth::{person_seed, MasterFinger};
 use abis_engine::template::{encode_native, FingerPosition};
-use abis_proto::v1::{sample, Modality, ReferenceCountRequest, Sample};
+use std::time::Duration;
+
+use abis_proto::v1::{sample, InsertRequest, Modality, ReferenceCountRequest, Sample};
 use support::Server;
 
 const PEOPLE: u64 = 300;
@@ -41,12 +45,19 @@ async fn identify_through_the_indexes_on_a_written_gallery() {
             ..Record::default()
         })
         .collect();
-    write_gallery(&data.path().join("gallery"), 192, &records).expect("write gallery");
+    write_gallery(
+        &data.path().join("gallery"),
+        192,
+        records,
+        Some(Gallery::index_files()),
+    )
+    .expect("write gallery");
 
     let server = Server::start_with(
         data,
         &[
             ("ABIS__SEARCH__INDEX_ABOVE", "0".as_ref()),
+            ("ABIS__SEARCH__CODE_SHORTLIST", "30".as_ref()),
             ("ABIS__SEARCH__SHORTLIST", "5".as_ref()),
             ("ABIS__SEARCH__INDEX_MIN_FINGERS", "2".as_ref()),
             ("ABIS__SEARCH__RETAIN_PREPARED", "false".as_ref()),
@@ -79,5 +90,132 @@ async fn identify_through_the_indexes_on_a_written_gallery() {
     }
     let stranger = support::identify_samples(&mut client, probe(PEOPLE + 5)).await;
     assert!(stranger.candidates.is_empty());
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+/// Companion index files of the gallery with their modification times: equal before and after a
+/// restart means the index was opened, not rebuilt.
+fn index_files(data: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("gallery"))
+        .expect("gallery dir")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let index = name.ends_with(".fcodes") || name.ends_with(".fforms");
+            index.then(|| {
+                (
+                    name,
+                    e.metadata().and_then(|m| m.modified()).expect("mtime"),
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reference ids and scores of the candidates, in order.
+fn answer(r: &abis_proto::v1::IdentifyResponse) -> Vec<(String, u64)> {
+    r.candidates
+        .iter()
+        .map(|c| (c.reference_id.clone(), c.score.to_bits()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_again_after_sigkill_with_the_index_opened_not_rebuilt() {
+    const PEOPLE: u64 = 20_000;
+    const ENROLLED_LIVE: u64 = 40;
+    if !support::models_ready() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let fingers = [2u8, 7];
+    let record = |p: u64| Record {
+        reference_id: id(p),
+        fingers: fingers
+            .iter()
+            .map(|&pos| FingerEntry {
+                position: FingerPosition::new(pos).expect("position"),
+                template: template(p, pos, 0),
+            })
+            .collect(),
+        ..Record::default()
+    };
+    write_gallery(
+        &data.path().join("gallery"),
+        192,
+        (0..PEOPLE).map(record).collect(),
+        Some(Gallery::index_files()),
+    )
+    .expect("write gallery");
+    let env: &[(&str, &std::ffi::OsStr)] = &[
+        ("ABIS__SEARCH__INDEX_ABOVE", "0".as_ref()),
+        ("ABIS__SEARCH__INDEX_MIN_FINGERS", "2".as_ref()),
+        ("ABIS__SEARCH__CODE_SHORTLIST", "64".as_ref()),
+        ("ABIS__SEARCH__SHORTLIST", "8".as_ref()),
+        ("ABIS__SEARCH__RETAIN_PREPARED", "false".as_ref()),
+    ];
+    let probe = |person: u64| -> Vec<Sample> {
+        fingers
+            .iter()
+            .map(|&pos| Sample {
+                modality: Modality::Finger as i32,
+                finger_position: u32::from(pos),
+                ppi: 500.0,
+                data: Some(sample::Data::Template(template(person, pos, 1))),
+            })
+            .collect()
+    };
+    let server = Server::start_with(data, env);
+    let first_wait = support::wait_serving(&server, "", Duration::from_secs(600)).await;
+    let mut client = support::connect(&server).await;
+    // Records enrolled through the service live in the log until the next segment: a restart
+    // replays them and indexes them again.
+    for p in PEOPLE..PEOPLE + ENROLLED_LIVE {
+        client
+            .insert(InsertRequest {
+                reference_id: id(p),
+                samples: probe(p),
+                metadata: Default::default(),
+            })
+            .await
+            .expect("insert");
+    }
+    let people = [0, 7_777, PEOPLE - 1, PEOPLE + 3, PEOPLE + ENROLLED_LIVE - 1];
+    let mut before = Vec::new();
+    for &p in &people {
+        let r = support::identify_samples(&mut client, probe(p)).await;
+        assert_eq!(r.gallery_size, PEOPLE + ENROLLED_LIVE);
+        assert_eq!(
+            r.candidates.first().map(|c| c.reference_id.clone()),
+            Some(id(p))
+        );
+        before.push(answer(&r));
+    }
+    let index_before = index_files(server.data_dir());
+    assert!(!index_before.is_empty());
+
+    let data = server.kill_keep_data();
+    let started = std::time::Instant::now();
+    let server = Server::start_with(data, env);
+    support::wait_serving(&server, "", Duration::from_secs(600)).await;
+    eprintln!(
+        "{PEOPLE} people: SERVING {:.2} s after the first start, {:.2} s from process start \
+         after a SIGKILL (debug build)",
+        first_wait.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+    );
+    assert_eq!(
+        index_files(server.data_dir()),
+        index_before,
+        "index rebuilt"
+    );
+    let mut client = support::connect(&server).await;
+    for (&p, expected) in people.iter().zip(&before) {
+        let r = support::identify_samples(&mut client, probe(p)).await;
+        assert_eq!(r.gallery_size, PEOPLE + ENROLLED_LIVE);
+        assert_eq!(&answer(&r), expected, "person {p}");
+    }
     assert_eq!(server.stop().code(), Some(0));
 }

@@ -6,9 +6,6 @@ use abis_proto::v1::abis_client::AbisClient;
 use abis_proto::v1::{sample, ExtractRequest, Modality, Sample, TemplateFormat};
 use support::Server;
 use tonic::Code;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 fn finger(image: Vec<u8>, position: u32) -> Sample {
     Sample {
@@ -32,29 +29,8 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         .expect("connect");
 
     // The service turns SERVING once its gallery is prepared for matching (empty here: soon).
-    let mut health = HealthClient::new(channel.clone());
     for service in ["", "abis.v1.Abis"] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .expect("health check")
-                .into_inner()
-                .status;
-            if status == ServingStatus::Serving as i32 {
-                break;
-            }
-            assert_eq!(
-                status,
-                ServingStatus::NotServing as i32,
-                "service {service:?}"
-            );
-            assert!(std::time::Instant::now() < deadline, "never became SERVING");
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        support::wait_serving(&server, service, std::time::Duration::from_secs(60)).await;
     }
 
     let services = list_services(channel.clone()).await;

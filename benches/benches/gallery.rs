@@ -9,7 +9,7 @@
 use abis_engine::gallery::{FaceScorer, Gallery, IdentifyOptions, Probe};
 use abis_engine::matcher::Matcher;
 use abis_engine::store::synth::{build_synthetic_gallery, synthetic_face, synthetic_template};
-use abis_engine::store::{Store, StoreConfig};
+use abis_engine::store::StoreConfig;
 use abis_engine::template::{decode_native, FingerPosition};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
@@ -24,10 +24,11 @@ fn identify(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("gallery");
     build_synthetic_gallery(&path, n, DIM, 2, 7).expect("synthetic gallery");
-    let (store, _) = Store::open(&path, StoreConfig::new(DIM)).expect("open");
     // A cosine-to-score map shaped like a real calibration: 0 dB at cosine 0.3, +10 dB per 0.1.
     let scorer: FaceScorer = Arc::new(|cos| (f64::from(cos) - 0.3).max(0.0) * 100.0);
-    let gallery = Gallery::new(store, Matcher::new(), Some(scorer));
+    let (gallery, _) =
+        Gallery::open(&path, StoreConfig::new(DIM), Matcher::new(), Some(scorer)).expect("open");
+    gallery.warm().expect("index the gallery");
 
     let fingers = (1..=2u8)
         .map(|p| {

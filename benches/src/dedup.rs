@@ -1,9 +1,9 @@
 //! `abis-bench dedup`: gallery-wide duplicate finding (N:N), as when cleaning a legacy database.
 //!
-//! Records are taken in blocks. For each block the index proposes, for every record, the `k`
-//! most similar *later* records (finger codes, all enrolled fingers fused) or nearest faces
-//! (exact int8 scan, every row); the full matcher (or the f32 cosine) then scores each proposed
-//! pair, and pairs at or above the 1:N threshold for FPIR 1e-3 over the gallery's size are kept.
+//! Records are taken in blocks. Every record of a block is searched against the whole gallery
+//! with its own fingers (or face), itself excluded, through the engine's batched 1:N search
+//! (`Gallery::identify_batch`: one pass over the index per block); the candidates it returns —
+//! at or above the 1:N threshold for FPIR 1e-3 over the gallery's size — are the pairs kept.
 //! Groups are the connected components of the kept pairs.
 //!
 //! Every finished block is appended to `DIR/harness/dedup-<modality>.jsonl` and synced, so a run
@@ -16,14 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use abis_engine::gallery::fusion::threshold_for_fpir;
-use abis_engine::index::face_scan::{top_k_batch, Int8Rows};
-use abis_engine::matcher::{Matcher, PreparedTemplate, Scratch};
+use abis_engine::gallery::{Gallery, IdentifyOptions, Probe};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::gallery::{cosine, face_calibration, finger_score, Gallery};
+use crate::gallery::{open, SearchArgs};
 use crate::population::Population;
 use crate::progress;
 
@@ -39,9 +38,11 @@ pub struct Args {
     data: PathBuf,
     #[arg(long, value_enum, default_value_t = Modality::Finger)]
     modality: Modality,
-    /// Candidates proposed per record by the index.
+    /// Most candidates kept per record searched.
     #[arg(long, default_value_t = 5)]
     candidates: usize,
+    #[command(flatten)]
+    search: SearchArgs,
     /// Records per block (the unit of progress and of resumption).
     #[arg(long, default_value_t = 512)]
     block: usize,
@@ -62,6 +63,7 @@ struct BlockDone {
     block: usize,
     /// Pairs `(a, b, score)` at or above the threshold, `a < b` (harness record numbers).
     pairs: Vec<(u64, u64, f64)>,
+    /// Records searched in the block.
     proposed: u64,
 }
 
@@ -133,59 +135,49 @@ fn groups(pairs: &[(u64, u64, f64)]) -> Vec<Vec<u64>> {
     out
 }
 
-/// Proposed pairs `(a, b)`, `a < b`, for the records of `block`.
-fn propose(g: &Gallery, a: &Args, block: std::ops::Range<usize>) -> Result<Vec<(u64, u64)>> {
-    let mut pairs = Vec::new();
-    match a.modality {
-        Modality::Finger => {
-            for (i, hits) in g
-                .codes
-                .neighbours(block.clone(), a.candidates)
-                .iter()
-                .enumerate()
-            {
-                let p = (block.start + i) as u64;
-                pairs.extend(hits.iter().map(|h| (p, u64::from(h.person))));
+/// Two harness record numbers `a < b` and their score.
+type ScoredPair = (u64, u64, f64);
+
+/// Pairs `(a, b, score)`, `a < b`, that the engine's batched 1:N search finds for the records
+/// of `block` (each record searched with its own data, itself excluded, `modality` only).
+fn search_block(
+    g: &Gallery,
+    a: &Args,
+    block: std::ops::Range<u64>,
+) -> Result<(Vec<ScoredPair>, u64)> {
+    let items: Vec<(Probe, IdentifyOptions)> = block
+        .clone()
+        .into_par_iter()
+        .map(|r| -> Result<(Probe, IdentifyOptions)> {
+            let id = Population::reference_id(r);
+            let record = g
+                .store()
+                .get(&id)?
+                .with_context(|| format!("record {r} missing from the gallery"))?;
+            let mut probe = Probe::from_record(&record)?;
+            match a.modality {
+                Modality::Finger => probe.faces.clear(),
+                Modality::Face => probe.fingers.clear(),
             }
-        }
-        Modality::Face => {
-            let queries: Vec<Vec<f32>> = block
-                .clone()
-                .map(|r| Ok(g.face_of(r as u64)?.unwrap_or_default()))
-                .collect::<Result<_>>()?;
-            for seg in g.snapshot.segments() {
-                let faces = seg.faces()?;
-                let rows = Int8Rows::from_matrix(&faces)?;
-                let present: Vec<(usize, &[f32])> = queries
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, q)| !q.is_empty())
-                    .map(|(i, q)| (i, q.as_slice()))
-                    .collect();
-                let qs: Vec<&[f32]> = present.iter().map(|(_, q)| *q).collect();
-                // One more than asked: the record itself is its own nearest face.
-                for ((i, _), hits) in present
-                    .iter()
-                    .zip(top_k_batch(&rows, &qs, a.candidates + 1)?)
-                {
-                    let p = (block.start + i) as u64;
-                    for h in hits {
-                        let Some(q) =
-                            Population::record_of(seg.reference_id(faces.row_owner(h.row)))
-                        else {
-                            continue;
-                        };
-                        if q != p {
-                            pairs.push((p.min(q), p.max(q)));
-                        }
-                    }
-                }
+            let options = IdentifyOptions {
+                max_results: a.candidates,
+                exclude: Some(id),
+                ..IdentifyOptions::default()
+            };
+            Ok((probe, options))
+        })
+        .collect::<Result<_>>()?;
+    let mut pairs = Vec::new();
+    let mut searched = 0;
+    for (r, result) in block.zip(g.identify_batch(&items)) {
+        searched += 1;
+        for c in result?.0 {
+            if let Some(q) = Population::record_of(&c.reference_id) {
+                pairs.push((r.min(q), r.max(q), c.score));
             }
         }
     }
-    pairs.sort_unstable();
-    pairs.dedup();
-    Ok(pairs)
+    Ok((pairs, searched))
 }
 
 pub fn run(a: &Args) -> Result<()> {
@@ -200,13 +192,9 @@ pub fn run(a: &Args) -> Result<()> {
         bail!("--block must be at least 1");
     }
     let started = Instant::now();
-    let (_store, g) = Gallery::open(&a.data, &pop, a.modality == Modality::Finger)?;
-    let face_cal = match a.modality {
-        Modality::Face => Some(face_calibration(&a.manifest)?),
-        Modality::Finger => None,
-    };
-    let n = g.records.len();
-    let threshold = threshold_for_fpir(1e-3, n as u64);
+    let g = open(&a.data, &a.manifest, a.search.config())?;
+    let n = pop.records();
+    let threshold = threshold_for_fpir(1e-3, n);
     let path = state_path(&a.data, a.modality);
     if a.restart {
         let _ = std::fs::remove_file(&path);
@@ -214,58 +202,21 @@ pub fn run(a: &Args) -> Result<()> {
     let mut done = load_state(&path).context("reading the dedup state")?;
     let resumed = done.len();
     let finished: BTreeSet<usize> = done.iter().map(|b| b.block).collect();
-    let blocks = n.div_ceil(a.block);
+    let blocks = (n as usize).div_ceil(a.block);
     let mut state = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)?;
-    let matcher = Matcher::new();
     let bar = progress::bar(blocks as u64, "blocks");
     bar.inc(finished.len() as u64);
     let todo = (0..blocks).filter(|b| !finished.contains(b));
     for b in todo.take(a.max_blocks.unwrap_or(usize::MAX)) {
-        let range = b * a.block..((b + 1) * a.block).min(n);
-        let proposed = propose(&g, a, range.clone())?;
-        // The block's own records are in most proposals: prepare their fingers once.
-        let own: Vec<Vec<(u8, PreparedTemplate)>> = match face_cal {
-            Some(_) => Vec::new(),
-            None => range
-                .clone()
-                .into_par_iter()
-                .map(|r| g.fingers_of(&matcher, r as u64, |_| true))
-                .collect::<Result<_>>()?,
-        };
-        let prepared = |r: u64| -> Result<std::borrow::Cow<'_, [(u8, PreparedTemplate)]>> {
-            Ok(
-                match r
-                    .checked_sub(range.start as u64)
-                    .and_then(|i| own.get(i as usize))
-                {
-                    Some(p) => std::borrow::Cow::Borrowed(p.as_slice()),
-                    None => std::borrow::Cow::Owned(g.fingers_of(&matcher, r, |_| true)?),
-                },
-            )
-        };
-        let scored: Vec<(u64, u64, f64)> = proposed
-            .par_iter()
-            .map_init(
-                Scratch::default,
-                |scratch, &(x, y)| -> Result<(u64, u64, f64)> {
-                    let s = match &face_cal {
-                        Some(cal) => match (g.face_of(x)?, g.face_of(y)?) {
-                            (Some(fx), Some(fy)) => cal.score(cosine(&fx, &fy)),
-                            _ => 0.0,
-                        },
-                        None => finger_score(&matcher, &prepared(x)?, &prepared(y)?, scratch),
-                    };
-                    Ok((x, y, s))
-                },
-            )
-            .collect::<Result<_>>()?;
+        let range = (b * a.block) as u64..(((b + 1) * a.block) as u64).min(n);
+        let (pairs, searched) = search_block(&g, a, range)?;
         let line = BlockDone {
             block: b,
-            pairs: scored.into_iter().filter(|p| p.2 >= threshold).collect(),
-            proposed: proposed.len() as u64,
+            pairs,
+            proposed: searched,
         };
         let mut text = serde_json::to_string(&line)?;
         text.push('\n');
@@ -276,7 +227,7 @@ pub fn run(a: &Args) -> Result<()> {
     }
     bar.finish();
     let complete = done.len() == blocks;
-    // A pair can be proposed from both of its records' blocks (faces): count it once.
+    // A pair is found from both of its records: count it once.
     let mut pairs: Vec<(u64, u64, f64)> =
         done.iter().flat_map(|b| b.pairs.iter().copied()).collect();
     pairs.sort_by_key(|p| (p.0, p.1));
@@ -313,12 +264,13 @@ pub fn run(a: &Args) -> Result<()> {
         json!({
             "records": n,
             "modality": match a.modality { Modality::Finger => "finger", Modality::Face => "face" },
+            "exhaustive": a.search.exhaustive,
             "complete": complete,
             "blocks_done": done.len(),
             "blocks": blocks,
             "blocks_resumed": resumed,
             "threshold": threshold,
-            "pairs_proposed": done.iter().map(|b| b.proposed).sum::<u64>(),
+            "records_searched": done.iter().map(|b| b.proposed).sum::<u64>(),
             "pairs_kept": pairs.len(),
             "groups": found.len(),
             "true_duplicates": truth.len(),

@@ -1,5 +1,5 @@
 //! The synthetic population behind a harness gallery: who is enrolled, with which captures, and
-//! where the harness keeps what the store does not (the description and the finger code index).
+//! where the harness keeps what the store does not (the population's description).
 //!
 //! Person `i` of a population drawn from seed `S` is the same on every run. The gallery holds
 //! records `0..people + duplicates`: record `r < people` is person `r` from capture 0; record
@@ -9,8 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use abis_engine::index::finger_code::{CodeProbe, FingerCode, FingerCoder, FINGERS};
-use abis_engine::matcher::{Matcher, PreparedTemplate};
 use abis_engine::synth::{person_seed, FaceModel, MasterFinger};
 use abis_engine::template::FingerTemplate;
 use anyhow::{Context, Result};
@@ -34,10 +32,6 @@ pub fn store_dir(data: &Path) -> PathBuf {
 
 fn harness_dir(data: &Path) -> PathBuf {
     data.join("harness")
-}
-
-pub fn codes_path(data: &Path) -> PathBuf {
-    harness_dir(data).join("finger_codes.bin")
 }
 
 impl Population {
@@ -86,7 +80,7 @@ impl Population {
 
     /// Positions enrolled: 1..=fingers.
     pub fn positions(&self) -> impl Iterator<Item = u8> {
-        1..=self.fingers.min(FINGERS as u8)
+        1..=self.fingers.min(10)
     }
 
     /// Finger captures of person `i`, capture number `capture` (0 is the enrolment).
@@ -115,44 +109,54 @@ impl Population {
     }
 }
 
-/// Prepared fingers and the code probe of one search.
-pub struct FingerProbe {
-    pub prepared: Vec<(u8, PreparedTemplate)>,
-    pub codes: CodeProbe,
-}
-
-impl FingerProbe {
-    /// Whether the probe has a finger at ISO `position`.
-    pub fn has(&self, position: u8) -> bool {
-        self.prepared.iter().any(|(p, _)| *p == position)
+impl Population {
+    /// Record `i` of the gallery, as `gen` enrols it.
+    pub fn record(&self, faces: &FaceModel, i: u64) -> Result<abis_engine::store::Record> {
+        let (person, capture) = self.record_person(i);
+        let mut r = abis_engine::store::Record {
+            reference_id: Population::reference_id(i),
+            ..Default::default()
+        };
+        for t in self.finger_captures(person, capture) {
+            r.fingers.push(abis_engine::store::FingerEntry {
+                position: t.position,
+                template: abis_engine::template::encode_native(&t)?,
+            });
+        }
+        if self.faces > 0 {
+            r.faces.push(self.face_capture(faces, person, capture));
+        }
+        Ok(r)
     }
-}
 
-pub fn finger_probe(
-    matcher: &Matcher,
-    coder: &FingerCoder,
-    templates: &[FingerTemplate],
-) -> Result<FingerProbe> {
-    let mut prepared = Vec::with_capacity(templates.len());
-    let mut codes = CodeProbe::default();
-    for t in templates {
-        let p = matcher.prepare(t)?;
-        codes.add(t.position.code(), coder.encode(&p));
-        prepared.push((t.position.code(), p));
-    }
-    Ok(FingerProbe { prepared, codes })
-}
-
-/// The per-position codes of one enrolled person, in index order.
-pub fn person_codes(
-    coder: &FingerCoder,
-    prepared: &[(u8, PreparedTemplate)],
-) -> [Option<FingerCode>; FINGERS] {
-    let mut codes: [Option<FingerCode>; FINGERS] = Default::default();
-    for (pos, p) in prepared {
-        if (1..=FINGERS as u8).contains(pos) {
-            codes[usize::from(*pos) - 1] = Some(coder.encode(p));
+    /// The probe of person `i` from capture `capture`, with the fingers at `positions` (all
+    /// enrolled ones when `None`; none when empty) and its face when `face`.
+    pub fn probe(
+        &self,
+        faces: &FaceModel,
+        i: u64,
+        capture: u64,
+        positions: Option<&[u8]>,
+        face: bool,
+    ) -> abis_engine::gallery::Probe {
+        abis_engine::gallery::Probe {
+            fingers: self
+                .finger_captures(i, capture)
+                .into_iter()
+                .filter(|t| positions.is_none_or(|p| p.contains(&t.position.code())))
+                .map(|t| (t.position, t))
+                .collect(),
+            faces: if face && self.faces > 0 {
+                vec![self.face_capture(faces, i, capture)]
+            } else {
+                Vec::new()
+            },
         }
     }
-    codes
+
+    /// The person behind a harness reference id (a duplicate record leads to the person it
+    /// re-enrols).
+    pub fn person_of(&self, id: &str) -> Option<u64> {
+        Population::record_of(id).map(|r| self.record_person(r).0)
+    }
 }

@@ -19,6 +19,9 @@ pub struct Args {
     /// Capture number (0 is the enrolled one).
     #[arg(long, default_value_t = 1)]
     capture: u64,
+    /// Only the fingers at these ISO positions (e.g. `1,2,6,7`); all enrolled ones by default.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+    positions: Vec<u8>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -29,7 +32,14 @@ pub fn run(a: &Args) -> Result<()> {
         bail!("this gallery has no fingers");
     }
     std::fs::create_dir_all(&a.out)?;
-    for t in pop.finger_captures(a.person, a.capture) {
+    let wanted = |t: &abis_engine::template::FingerTemplate| {
+        a.positions.is_empty() || a.positions.contains(&t.position.code())
+    };
+    for t in pop
+        .finger_captures(a.person, a.capture)
+        .into_iter()
+        .filter(wanted)
+    {
         let path = a.out.join(format!("{}.abft", t.position.code()));
         std::fs::write(&path, encode_native(&t)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,31 +1,29 @@
-//! `abis-bench search`: mated and non-mated searches against a `gen` gallery, with the indexes
-//! (finger codes → short list → full matcher; exact int8 face scan → f32 re-rank) or
-//! exhaustively, and one JSON line of accuracy, speed and footprint.
+//! `abis-bench search`: mated and non-mated searches against a `gen` gallery through the
+//! engine's own 1:N path (`Gallery::identify_batch`), and one JSON line of accuracy, speed and
+//! footprint.
 //!
-//! Decisions use the engine's 1:N rule: a candidate is returned when its fused calibrated score
-//! reaches the threshold for FPIR 1e-3 over this gallery's size
-//! (`gallery::fusion::threshold_for_fpir`). A mate is *lost by the pre-filter* when the full
-//! matcher scores it above that threshold (so exhaustive search returns it) but the index did not
-//! put it on the short list.
+//! Decisions are the engine's: a candidate is returned when its fused calibrated score reaches
+//! the threshold for FPIR 1e-3 over the gallery's size. A mate is *lost by the index* when the
+//! full matcher alone scores it at or above that threshold (what an exhaustive search would
+//! return, computed directly with `Gallery::verify`) but the search did not return it.
+//!
+//! Searches run one at a time (latency) and, with `--batch B`, again in batches of B (one pass
+//! over the codes per batch); the batched answers must equal the single ones, and the run fails
+//! if they do not.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use abis_engine::face::Calibration;
-use abis_engine::gallery::fusion::{combine, threshold_for_fpir};
-use abis_engine::index::face_scan::{top_k, Int8Rows};
-use abis_engine::index::finger_code::FingerCoder;
-use abis_engine::matcher::{Matcher, Scratch};
+use abis_engine::gallery::{fusion, Candidate, Gallery, IdentifyOptions, Probe, SearchConfig};
 use abis_engine::synth::FaceModel;
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 use serde_json::json;
 
-use crate::gallery::{cosine, dir_bytes, face_calibration, finger_score, rss_bytes, Gallery};
-use crate::population::{codes_path, finger_probe, store_dir, FingerProbe, Population};
+use crate::gallery::{dir_bytes, open, rss_bytes, SearchArgs};
+use crate::population::{store_dir, Population};
 use crate::progress;
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Modality {
     Finger,
     Face,
@@ -41,286 +39,198 @@ pub struct Args {
     probes: u64,
     #[arg(long, value_enum, default_value_t = Modality::Finger)]
     modality: Modality,
-    /// Turn the indexes off: full matcher against every person, f32 cosine against every face.
-    #[arg(long)]
-    exhaustive: bool,
-    /// People kept from each index for the exact stage.
-    #[arg(long, default_value_t = 50)]
-    shortlist: usize,
+    #[command(flatten)]
+    search: SearchArgs,
     /// Capture number of the probes (0 is the enrolment capture).
     #[arg(long, default_value_t = 1)]
     capture: u64,
-    /// Use only the probe's first N fingers (ISO positions 1..=N).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=10))]
-    probe_fingers: Option<u8>,
+    /// Probe with the fingers at these ISO positions only (e.g. `1,2,6,7`: thumbs and index
+    /// fingers); all enrolled fingers by default.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+    positions: Vec<u8>,
+    /// Also search in batches of this many probes (0: no batch run).
+    #[arg(long, default_value_t = 0)]
+    batch: usize,
     /// Model manifest holding the face calibration.
     #[arg(long, default_value = "models/manifest.toml")]
     manifest: PathBuf,
 }
 
-struct Ctx<'a> {
-    g: &'a Gallery,
-    matcher: Matcher,
-    coder: FingerCoder,
-    face_cal: Option<Calibration>,
-    a: &'a Args,
-}
-
-/// One search's outcome: candidate records best first with their fused scores, and the records
-/// the indexes put on the short list (sorted).
-struct Outcome {
-    candidates: Vec<(u64, f64)>,
-    shortlisted: Vec<u64>,
-    ms: f64,
-}
-
-impl Ctx<'_> {
-    fn face_score(&self, probe: &[f32], person: u64) -> Result<f64> {
-        let Some(cal) = &self.face_cal else {
-            return Ok(0.0);
-        };
-        Ok(match self.g.face_of(person)? {
-            Some(row) => cal.score(cosine(probe, &row)),
-            None => 0.0,
-        })
-    }
-
-    /// People the indexes put on the short list.
-    fn shortlist(&self, fp: Option<&FingerProbe>, face: Option<&[f32]>) -> Result<Vec<u64>> {
-        let mut list: Vec<u64> = Vec::new();
-        if let Some(fp) = fp {
-            list.extend(
-                self.g
-                    .codes
-                    .search(&fp.codes, self.a.shortlist)
-                    .iter()
-                    .map(|h| u64::from(h.person)),
-            );
-        }
-        if let Some(q) = face {
-            for seg_index in 0..self.g.snapshot.segments().len() {
-                let seg = &self.g.snapshot.segments()[seg_index];
-                let faces = seg.faces()?;
-                let rows = Int8Rows::from_matrix(&faces)?;
-                for hit in top_k(&rows, q, self.a.shortlist)? {
-                    if let Some(r) =
-                        Population::record_of(seg.reference_id(faces.row_owner(hit.row)))
-                    {
-                        list.push(r);
-                    }
-                }
-            }
-        }
-        list.sort_unstable();
-        list.dedup();
-        Ok(list)
-    }
-
-    fn search(&self, fp: Option<&FingerProbe>, face: Option<&[f32]>) -> Result<Outcome> {
-        let started = Instant::now();
-        let people: Vec<u64> = if self.a.exhaustive {
-            (0..self.g.records.len() as u64).collect()
-        } else {
-            self.shortlist(fp, face)?
-        };
-        let mut candidates: Vec<(u64, f64)> = people
-            .par_iter()
-            .map_init(Scratch::default, |scratch, &i| -> Result<(u64, f64)> {
-                let mut parts = Vec::with_capacity(2);
-                if let Some(fp) = fp {
-                    let s = if self.a.exhaustive {
-                        finger_score(
-                            &self.matcher,
-                            &fp.prepared,
-                            &self.g.prepared[i as usize],
-                            scratch,
-                        )
-                    } else {
-                        let g = self.g.fingers_of(&self.matcher, i, |p| fp.has(p))?;
-                        finger_score(&self.matcher, &fp.prepared, &g, scratch)
-                    };
-                    parts.push(s);
-                }
-                if let Some(q) = face {
-                    parts.push(self.face_score(q, i)?);
-                }
-                Ok((i, combine(&parts)))
-            })
-            .collect::<Result<_>>()?;
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        candidates.truncate(10);
-        Ok(Outcome {
-            candidates,
-            shortlisted: if self.a.exhaustive {
-                Vec::new()
-            } else {
-                people
-            },
-            ms: started.elapsed().as_secs_f64() * 1e3,
-        })
-    }
-
-    /// The score exhaustive matching gives person `i` (the mate), computed directly.
-    fn exact_mate_score(
-        &self,
-        fp: Option<&FingerProbe>,
-        face: Option<&[f32]>,
-        i: u64,
-    ) -> Result<f64> {
-        let mut parts = Vec::new();
-        if let Some(fp) = fp {
-            let g = self.g.fingers_of(&self.matcher, i, |p| fp.has(p))?;
-            parts.push(finger_score(
-                &self.matcher,
-                &fp.prepared,
-                &g,
-                &mut Scratch::default(),
-            ));
-        }
-        if let Some(q) = face {
-            parts.push(self.face_score(q, i)?);
-        }
-        Ok(combine(&parts))
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Mated probes spread over the enrolled people, then as many people never enrolled.
+fn probes(pop: &Population, a: &Args) -> Vec<(Option<u64>, Probe)> {
+    let faces = FaceModel::new();
+    let face = a.modality != Modality::Finger;
+    let fingers: Option<&[u8]> = match a.modality {
+        Modality::Face => Some(&[]),
+        _ if a.positions.is_empty() => None,
+        _ => Some(&a.positions),
+    };
+    let n = a.probes.min(pop.people);
+    let mated = (0..n).map(|k| k * pop.people / n.max(1));
+    let strangers = (0..n).map(|k| pop.people + pop.duplicates + 1_000_000 + k);
+    mated
+        .map(|p| (Some(p), p))
+        .chain(strangers.map(|p| (None, p)))
+        .map(|(mate, p)| (mate, pop.probe(&faces, p, a.capture, fingers, face)))
+        .collect()
 }
 
 pub fn run(a: &Args) -> Result<()> {
     let pop = Population::load(&a.data)?;
-    let use_finger = a.modality != Modality::Face;
-    let use_face = a.modality != Modality::Finger;
-    if use_finger && pop.fingers == 0 {
+    if a.modality != Modality::Face && pop.fingers == 0 {
         bail!("this gallery has no fingers");
     }
-    if use_face && pop.faces == 0 {
+    if a.modality != Modality::Finger && pop.faces == 0 {
         bail!("this gallery has no faces");
     }
-    if a.probes == 0 || a.probes > pop.people {
-        bail!("--probes must be 1..={}", pop.people);
-    }
-    let rss_before = rss_bytes();
-    let (_store, mut g) = Gallery::open(&a.data, &pop, use_finger && !a.exhaustive)?;
-    let matcher = Matcher::new();
-    if a.exhaustive && use_finger {
-        // Prepared templates take ~32 KB each: refuse what would not fit rather than swap.
-        let need = pop.records() * u64::from(pop.fingers) * 32 * 1024;
-        if need > 12 << 30 {
-            bail!("exhaustive finger search would hold ~{} GiB of prepared templates; use a smaller gallery", need >> 30);
-        }
-        let bar = progress::bar(pop.records(), "prepare");
-        g.prepared = (0..pop.records())
-            .into_par_iter()
-            .map(|i| {
-                bar.inc(1);
-                g.fingers_of(&matcher, i, |_| true)
-            })
-            .collect::<Result<_>>()?;
-        bar.finish();
-    }
-    let ctx = Ctx {
-        g: &g,
-        matcher,
-        coder: FingerCoder::new(),
-        face_cal: if use_face {
-            Some(face_calibration(&a.manifest)?)
-        } else {
-            None
-        },
-        a,
+    // Prepared templates are not kept even when exhaustive: the figures are a server's that
+    // holds no per-record memory beyond the index.
+    let search = SearchConfig {
+        retain_prepared: false,
+        ..a.search.config()
     };
-    let n = pop.people;
-    let threshold = threshold_for_fpir(1e-3, n);
-    let faces = FaceModel::new();
-    // Mated: evenly spread enrolled people; non-mated: people never enrolled.
-    let mated: Vec<u64> = (0..a.probes).map(|k| k * n / a.probes).collect();
-    let strangers: Vec<u64> = (0..a.probes).map(|k| n + k).collect();
-    let (mut fnir, mut rank1_miss, mut lost, mut exact_found, mut false_pos) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut latencies, mut shortlist_sizes) = (Vec::new(), Vec::new());
-    let bar = progress::bar(2 * a.probes, "searches");
-    let mut search_s = 0.0;
-    for (k, &person) in mated.iter().chain(&strangers).enumerate() {
-        let is_mated = k < mated.len();
-        let fp = if use_finger {
-            let mut captures = pop.finger_captures(person, a.capture);
-            captures.truncate(usize::from(a.probe_fingers.unwrap_or(10)));
-            Some(finger_probe(&ctx.matcher, &ctx.coder, &captures)?)
-        } else {
-            None
-        };
-        let face = use_face.then(|| pop.face_capture(&faces, person, a.capture));
-        let out = ctx.search(fp.as_ref(), face.as_deref())?;
-        search_s += out.ms / 1e3;
-        latencies.push(out.ms);
-        if !a.exhaustive {
-            shortlist_sizes.push(out.shortlisted.len() as f64);
-        }
-        let is_mate = |r: u64| pop.record_person(r).0 == person;
-        if is_mated {
-            if !out
-                .candidates
-                .iter()
-                .any(|&(r, s)| is_mate(r) && s >= threshold)
-            {
-                fnir += 1;
-            }
-            if !out.candidates.first().is_some_and(|&(r, _)| is_mate(r)) {
-                rank1_miss += 1;
-            }
-            if !a.exhaustive
-                && ctx.exact_mate_score(fp.as_ref(), face.as_deref(), person)? >= threshold
-            {
-                exact_found += 1;
-                if out.shortlisted.binary_search(&person).is_err() {
-                    lost += 1;
-                }
-            }
-        } else if out.candidates.iter().any(|&(_, s)| s >= threshold) {
-            false_pos += 1;
-        }
+    let opened = Instant::now();
+    let g = open(&a.data, &a.manifest, search)?;
+    let open_s = opened.elapsed().as_secs_f64();
+    let rss_open = rss_bytes();
+    let probes = probes(&pop, a);
+    let options = IdentifyOptions::default();
+    let bar = progress::bar(probes.len() as u64, "searches");
+    let mut single = Vec::with_capacity(probes.len());
+    let mut ms = Vec::with_capacity(probes.len());
+    let started = Instant::now();
+    for (_, p) in &probes {
+        let t0 = Instant::now();
+        single.push(g.identify(p, &options)?);
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
         bar.inc(1);
     }
+    let single_s = started.elapsed().as_secs_f64();
     bar.finish();
-    latencies.sort_by(f64::total_cmp);
-    let m = a.probes as f64;
-    let penetration = if a.exhaustive {
-        1.0
+    let rss_searched = rss_bytes();
+    let batch_s = if a.batch > 0 {
+        Some(batch_run(&g, &probes, &single, a.batch)?)
     } else {
-        shortlist_sizes.iter().sum::<f64>() / shortlist_sizes.len() as f64 / n as f64
+        None
     };
-    let disk = dir_bytes(&store_dir(&a.data))
-        + if use_finger && !a.exhaustive {
-            std::fs::metadata(codes_path(&a.data))?.len()
-        } else {
-            0
-        };
+    let tally = tally(&g, &pop, &probes, &single)?;
+    ms.sort_by(f64::total_cmp);
+    let records = g.store().count();
+    let gallery_dir = store_dir(&a.data);
+    let codes_bytes = dir_bytes(&gallery_dir, ".fcodes");
     println!(
         "{}",
         json!({
-            "people": n,
-            "records": pop.records(),
-            "fingers": if use_finger { a.probe_fingers.unwrap_or(10).min(pop.fingers) } else { 0 },
-            "modality": match a.modality { Modality::Finger => "finger", Modality::Face => "face", Modality::Both => "both" },
-            "mode": if a.exhaustive { "exhaustive" } else { "indexed" },
-            "probes_mated": a.probes,
-            "probes_non_mated": a.probes,
-            "threshold": threshold,
-            "fnir_at_fpir_1e-3": fnir as f64 / m,
-            "fpir_observed": false_pos as f64 / m,
-            "rank1_miss": rank1_miss as f64 / m,
-            "penetration": penetration,
-            "shortlist": if a.exhaustive { serde_json::Value::Null } else { json!(a.shortlist) },
-            "prefilter_lost": if a.exhaustive { serde_json::Value::Null } else { json!(lost) },
-            "prefilter_exact_found": if a.exhaustive { serde_json::Value::Null } else { json!(exact_found) },
-            "p50_ms": percentile(&latencies, 0.5),
-            "p99_ms": percentile(&latencies, 0.99),
-            "searches_per_s": latencies.len() as f64 / search_s,
-            "ram_bytes_per_record": rss_bytes().saturating_sub(rss_before) as f64 / n as f64,
-            "disk_bytes_per_record": disk as f64 / n as f64,
+            "records": records,
+            "probe_fingers": if a.positions.is_empty() { usize::from(pop.fingers) } else { a.positions.len() },
+            "modality": format!("{:?}", a.modality).to_lowercase(),
+            "exhaustive": a.search.exhaustive,
+            "code_shortlist": a.search.code_shortlist,
+            "shortlist": a.search.shortlist,
+            "threshold": fusion::threshold_for_fpir(options.target_fpir, records),
+            "mated": tally.mated,
+            "non_mated": tally.non_mated,
+            "fnir": tally.missed as f64 / tally.mated.max(1) as f64,
+            "rank1_miss": tally.rank1_miss as f64 / tally.mated.max(1) as f64,
+            "fpir": tally.false_positive as f64 / tally.non_mated.max(1) as f64,
+            "lost_by_index": tally.lost,
+            "exhaustive_would_return": tally.exhaustive_hits,
+            "p50_ms": percentile(&ms, 0.5),
+            "p99_ms": percentile(&ms, 0.99),
+            "searches_per_s": probes.len() as f64 / single_s,
+            "batch": a.batch,
+            "batch_searches_per_s": batch_s.map(|s| probes.len() as f64 / s),
+            "batch_speedup": batch_s.map(|s| single_s / s),
+            "open_and_warm_s": open_s,
+            "rss_after_open_bytes": rss_open,
+            "rss_after_search_bytes": rss_searched,
+            "gallery_bytes": dir_bytes(&gallery_dir, ""),
+            "resident_code_bytes_per_record": codes_bytes as f64 / records.max(1) as f64,
         })
     );
     Ok(())
+}
+
+/// Searches `probes` in batches of `batch`; fails unless every answer equals the single one.
+fn batch_run(
+    g: &Gallery,
+    probes: &[(Option<u64>, Probe)],
+    single: &[(Vec<Candidate>, f64, u64)],
+    batch: usize,
+) -> Result<f64> {
+    let started = Instant::now();
+    let mut answers = Vec::with_capacity(probes.len());
+    for chunk in probes.chunks(batch) {
+        let items: Vec<(Probe, IdentifyOptions)> = chunk
+            .iter()
+            .map(|(_, p)| (p.clone(), IdentifyOptions::default()))
+            .collect();
+        for r in g.identify_batch(&items) {
+            answers.push(r?);
+        }
+    }
+    let s = started.elapsed().as_secs_f64();
+    if answers.as_slice() != single {
+        bail!("batched answers differ from single searches");
+    }
+    Ok(s)
+}
+
+#[derive(Default)]
+struct Tally {
+    mated: u64,
+    non_mated: u64,
+    missed: u64,
+    rank1_miss: u64,
+    false_positive: u64,
+    lost: u64,
+    exhaustive_hits: u64,
+}
+
+/// Counts outcomes. A mated search is right when it returns a record of the person (the
+/// enrolled one or a planted duplicate), and right at rank 1 when the first candidate is one.
+fn tally(
+    g: &Gallery,
+    pop: &Population,
+    probes: &[(Option<u64>, Probe)],
+    answers: &[(Vec<Candidate>, f64, u64)],
+) -> Result<Tally> {
+    let mut t = Tally::default();
+    for ((mate, probe), (candidates, threshold, _)) in probes.iter().zip(answers) {
+        match mate {
+            Some(person) => {
+                t.mated += 1;
+                let id = Population::reference_id(*person);
+                let theirs = |c: &Candidate| pop.person_of(&c.reference_id) == Some(*person);
+                let returned = candidates.iter().any(|c| c.reference_id == id);
+                if !candidates.iter().any(theirs) {
+                    t.missed += 1;
+                }
+                if !candidates.first().is_some_and(theirs) {
+                    t.rank1_miss += 1;
+                }
+                let exact = g.verify(probe, &id)?.score;
+                if exact >= *threshold {
+                    t.exhaustive_hits += 1;
+                    if !returned {
+                        t.lost += 1;
+                    }
+                }
+            }
+            None => {
+                t.non_mated += 1;
+                if !candidates.is_empty() {
+                    t.false_positive += 1;
+                }
+            }
+        }
+    }
+    Ok(t)
 }

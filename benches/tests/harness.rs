@@ -64,32 +64,63 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
 
     let m = manifest();
     let m = m.to_str().unwrap();
-    for mode in [&["--shortlist", "10"][..], &["--exhaustive"][..]] {
+    // Through the index (codes keep 40 of 312 records, local structures 10 of those), in
+    // batches of 4 as well (the run fails unless each batched answer equals the single one),
+    // and exhaustively.
+    let indexed: &[&str] = &[
+        "--code-shortlist",
+        "40",
+        "--shortlist",
+        "10",
+        "--batch",
+        "4",
+    ];
+    for mode in [indexed, &["--exhaustive"][..]] {
         let mut args = vec!["search", "--data", d, "--probes", "8", "--manifest", m];
         args.extend_from_slice(mode);
         let r = bench(&args);
         for key in [
-            "fnir_at_fpir_1e-3",
+            "fnir",
             "rank1_miss",
-            "penetration",
+            "fpir",
+            "lost_by_index",
             "p50_ms",
             "p99_ms",
             "searches_per_s",
-            "ram_bytes_per_record",
-            "disk_bytes_per_record",
+            "rss_after_search_bytes",
+            "gallery_bytes",
+            "resident_code_bytes_per_record",
         ] {
             assert!(r[key].is_number(), "{key} missing in {r}");
         }
-        assert_eq!(r["fnir_at_fpir_1e-3"], 0.0, "{r}");
+        assert_eq!(r["mated"], 8, "{r}");
+        assert_eq!(r["fnir"], 0.0, "{r}");
         assert_eq!(r["rank1_miss"], 0.0, "{r}");
-        assert_eq!(r["fpir_observed"], 0.0, "{r}");
-        if mode[0] == "--exhaustive" {
-            assert_eq!(r["penetration"], 1.0);
-        } else {
-            assert_eq!(r["prefilter_lost"], 0, "{r}");
-            assert!(r["penetration"].as_f64().unwrap() < 0.05, "{r}");
+        assert_eq!(r["fpir"], 0.0, "{r}");
+        assert_eq!(r["lost_by_index"], 0, "{r}");
+        assert_eq!(r["exhaustive_would_return"], 8, "{r}");
+        if mode == indexed {
+            assert!(r["batch_speedup"].is_number(), "{r}");
+            // Ten 160-byte codes a person, plus presence and flags.
+            let code_bytes = r["resident_code_bytes_per_record"].as_f64().unwrap();
+            assert!((1600.0..1700.0).contains(&code_bytes), "{r}");
         }
     }
+    // Four-finger probes (thumbs and index fingers) through the index.
+    let four = bench(&[
+        "search",
+        "--data",
+        d,
+        "--probes",
+        "8",
+        "--manifest",
+        m,
+        "--positions",
+        "1,2,6,7",
+    ]);
+    assert_eq!(four["probe_fingers"], 4, "{four}");
+    assert_eq!(four["fnir"], 0.0, "{four}");
+    assert_eq!(four["lost_by_index"], 0, "{four}");
     let face = bench(&[
         "search",
         "--data",
@@ -101,17 +132,29 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
         "--manifest",
         m,
     ]);
-    assert_eq!(face["fnir_at_fpir_1e-3"], 0.0, "{face}");
+    assert_eq!(face["fnir"], 0.0, "{face}");
+    assert_eq!(face["modality"], "both", "{face}");
 
     // Dedup: stop after one block, resume, and find every planted duplicate.
-    let first = bench(&["dedup", "--data", d, "--block", "100", "--max-blocks", "1"]);
+    let dedup = [
+        "dedup",
+        "--data",
+        d,
+        "--block",
+        "100",
+        "--code-shortlist",
+        "40",
+        "--shortlist",
+        "10",
+    ];
+    let first = bench(&[&dedup[..], &["--max-blocks", "1"]].concat());
     assert_eq!(first["complete"], false);
     // A torn last line (a crash mid-append) is dropped and its block redone.
     let state = data.join("harness/dedup-finger.jsonl");
     let mut text = std::fs::read_to_string(&state).unwrap();
     text.push_str("{\"block\":3,\"pai");
     std::fs::write(&state, text).unwrap();
-    let all = bench(&["dedup", "--data", d, "--block", "100"]);
+    let all = bench(&dedup);
     assert_eq!(all["complete"], true, "{all}");
     assert_eq!(all["blocks_resumed"], 1, "{all}");
     assert_eq!(all["duplicates_found"], DUPLICATES, "{all}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use abis_engine::gallery::{Gallery, IdentifyOptions, Probe};
 use abis_engine::matcher::Matcher;
 use abis_engine::store::synth::synthetic_record;
-use abis_engine::store::{MemDirectory, Record, Store, StoreConfig};
+use abis_engine::store::{MemDirectory, Record, StoreConfig};
 
 fn rec(id: &str, seed: u64) -> Record {
     synthetic_record(id, seed, 2, 0, 16)
@@ -18,12 +18,13 @@ fn rec(id: &str, seed: u64) -> Record {
 fn gallery(n: u64) -> Gallery {
     let mut cfg = StoreConfig::new(16);
     cfg.background = false;
-    let (store, _) = Store::open_in(Arc::new(MemDirectory::new()), cfg).unwrap();
+    let (g, _) =
+        Gallery::open_in(Arc::new(MemDirectory::new()), cfg, Matcher::new(), None).unwrap();
     for k in 0..n {
-        store.insert(rec(&format!("P-{k}"), k)).unwrap();
+        g.insert(rec(&format!("P-{k}"), k)).unwrap();
     }
-    store.flush().unwrap();
-    Gallery::new(store, Matcher::new(), None)
+    g.store().flush().unwrap();
+    g
 }
 
 fn first(g: &Gallery, probe: &Probe) -> Option<String> {

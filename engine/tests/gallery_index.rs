@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use abis_engine::gallery::{FaceScorer, Gallery, IdentifyOptions, Probe, SearchConfig};
 use abis_engine::matcher::Matcher;
-use abis_engine::store::{FingerEntry, MemDirectory, Record, Store, StoreConfig};
+use abis_engine::store::{Directory, FingerEntry, MemDirectory, Record, StoreConfig};
 use abis_engine::synth::{person_seed, FaceModel, MasterFinger, FACE_DIM};
 use abis_engine::template::{encode_native, FingerPosition};
 
@@ -48,11 +48,18 @@ fn probe(model: &FaceModel, person: u64, positions: &[u8], with_face: bool) -> P
     }
 }
 
-fn store() -> Store {
-    let model = FaceModel::new();
+/// A gallery of `PEOPLE` synthetic people in `dir`, flushed into a segment with its index.
+fn gallery(dir: &MemDirectory, search: SearchConfig) -> Gallery {
     let mut cfg = StoreConfig::new(FACE_DIM);
     cfg.background = false;
-    let (store, _) = Store::open_in(Arc::new(MemDirectory::new()), cfg).unwrap();
+    Gallery::open_in(Arc::new(dir.clone()), cfg, Matcher::new(), scorer())
+        .unwrap()
+        .0
+        .with_search(search)
+}
+
+fn enrol(g: &Gallery) {
+    let model = FaceModel::new();
     for person in 0..PEOPLE {
         let record = Record {
             reference_id: format!("P-{person:04}"),
@@ -66,10 +73,9 @@ fn store() -> Store {
             faces: vec![face(&model, person, 0)],
             ..Record::default()
         };
-        store.insert(record).unwrap();
+        g.insert(record).unwrap();
     }
-    store.flush().unwrap();
-    store
+    g.store().flush().unwrap();
 }
 
 /// A stand-in face calibration: monotone in the cosine, like the real one.
@@ -86,7 +92,9 @@ fn ids_and_scores(g: &Gallery, p: &Probe) -> Vec<(String, f64)> {
 #[test]
 fn indexed_search_returns_what_exhaustive_search_returns() {
     let model = FaceModel::new();
-    let exhaustive = Gallery::new(store(), Matcher::new(), scorer());
+    let dir = MemDirectory::new();
+    let exhaustive = gallery(&dir, SearchConfig::default());
+    enrol(&exhaustive);
     let probes: Vec<(u64, Probe)> = (0..PEOPLE)
         .step_by(12)
         .flat_map(|person| {
@@ -116,13 +124,19 @@ fn indexed_search_returns_what_exhaustive_search_returns() {
         mates_found >= 35,
         "exhaustive found {mates_found} of 40 mates"
     );
-    let store = exhaustive.into_store();
-    let indexed = Gallery::new(store, Matcher::new(), scorer()).with_search(SearchConfig {
-        index_above: 0,
-        shortlist: 8,
-        index_min_fingers: 1,
-        retain_prepared: false,
-    });
+    drop(exhaustive);
+    // The same files, opened again: the segment's index is read from disk.
+    let indexed = gallery(
+        &dir,
+        SearchConfig {
+            index_above: 0,
+            code_shortlist: 24,
+            shortlist: 8,
+            index_min_fingers: 2,
+            retain_prepared: false,
+        },
+    );
+    assert!(indexed.index_ready());
     for ((_, p), w) in probes.iter().zip(&want) {
         let got = ids_and_scores(&indexed, p);
         assert_eq!(&got, w, "indexed and exhaustive results differ");
@@ -131,4 +145,132 @@ fn indexed_search_returns_what_exhaustive_search_returns() {
     let p = &probes[0].1;
     let v = indexed.verify(p, "P-0000").unwrap();
     assert_eq!(Some(v.score), want[0].first().map(|c| c.1));
+}
+
+fn search_all(g: &Gallery, probes: &[Probe]) -> Vec<Vec<(String, f64)>> {
+    probes.iter().map(|p| ids_and_scores(g, p)).collect()
+}
+
+fn indexed_config() -> SearchConfig {
+    SearchConfig {
+        index_above: 0,
+        code_shortlist: 24,
+        shortlist: 8,
+        index_min_fingers: 2,
+        retain_prepared: false,
+    }
+}
+
+/// A batch gives each probe exactly what it gets alone; records still in the log are found;
+/// a damaged or missing index file is refused (no search runs on part of the gallery), then
+/// rebuilt from the templates with the same results; a compaction carries the index over.
+#[test]
+fn batches_recent_records_damage_and_compaction_keep_the_answers() {
+    let model = FaceModel::new();
+    let dir = MemDirectory::new();
+    let g = gallery(&dir, indexed_config());
+    enrol(&g);
+    let probes: Vec<Probe> = (0..PEOPLE)
+        .step_by(20)
+        .map(|p| probe(&model, p, &[1, 2, 6, 7], p % 40 == 0))
+        .chain([probe(&model, PEOPLE + 5, &[2, 7], true)])
+        .collect();
+    let alone = search_all(&g, &probes);
+    let batch: Vec<(Probe, IdentifyOptions)> = probes
+        .iter()
+        .map(|p| (p.clone(), IdentifyOptions::default()))
+        .collect();
+    let together: Vec<Vec<(String, f64)>> = g
+        .identify_batch(&batch)
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .0
+                .into_iter()
+                .map(|c| (c.reference_id, c.score))
+                .collect()
+        })
+        .collect();
+    assert_eq!(together, alone, "batch and single searches differ");
+    for (k, want) in alone.iter().enumerate().take(PEOPLE.div_ceil(20) as usize) {
+        assert_eq!(
+            want.first().map(|c| c.0.clone()),
+            Some(format!("P-{:04}", k * 20)),
+            "mate first"
+        );
+    }
+
+    // Ten more people, left in the log (not flushed), then a restart replays them.
+    drop(g);
+    let extra = gallery(&dir, indexed_config());
+    for person in PEOPLE..PEOPLE + 10 {
+        let record = Record {
+            reference_id: format!("P-{person:04}"),
+            fingers: fingers(person, 0, &POSITIONS)
+                .into_iter()
+                .map(|(p, template)| FingerEntry {
+                    position: FingerPosition::new(p).unwrap(),
+                    template,
+                })
+                .collect(),
+            faces: vec![face(&model, person, 0)],
+            ..Record::default()
+        };
+        extra.insert(record).unwrap();
+    }
+    let recent_probe = probe(&model, PEOPLE + 5, &[2, 7], true);
+    let found = ids_and_scores_n(&extra, &recent_probe, PEOPLE + 10);
+    assert_eq!(found.first().map(|c| c.0.as_str()), Some("P-0245"));
+    drop(extra);
+    let reopened = gallery(&dir, indexed_config());
+    assert_eq!(
+        ids_and_scores_n(&reopened, &recent_probe, PEOPLE + 10),
+        found,
+        "after replay"
+    );
+    drop(reopened);
+
+    // Damage: a flipped byte in the codes file of segment 1.
+    let codes = "seg-0000000001.fcodes";
+    dir.corrupt_byte(codes, 100, 0x01).unwrap();
+    let damaged = gallery(&dir, indexed_config());
+    assert!(!damaged.index_ready());
+    assert!(matches!(
+        damaged.identify(&probes[0], &IdentifyOptions::default()),
+        Err(abis_engine::gallery::GalleryError::IndexIncomplete)
+    ));
+    damaged.warm().unwrap();
+    assert!(damaged.index_ready());
+    assert_eq!(
+        ids_and_scores_n(&damaged, &recent_probe, PEOPLE + 10),
+        found,
+        "after the rebuild"
+    );
+    // A missing file is rebuilt alike, at the next open.
+    drop(damaged);
+    dir.remove("seg-0000000001.fforms").unwrap();
+    let g = gallery(&dir, indexed_config());
+    assert!(!g.index_ready());
+    g.warm().unwrap();
+    // Flush the recent ten into a second segment, then compact both into one: the merged
+    // index is copied from the two, and every answer stays.
+    g.store().flush().unwrap();
+    g.store().compact().unwrap();
+    assert_eq!(g.store().stats().segments, 1);
+    assert!(g.index_ready());
+    assert_eq!(
+        ids_and_scores_n(&g, &recent_probe, PEOPLE + 10),
+        found,
+        "after compaction"
+    );
+    for (p, want) in probes.iter().zip(&alone).take(5) {
+        let got = ids_and_scores_n(&g, p, PEOPLE + 10);
+        assert_eq!(got.first(), want.first());
+    }
+}
+
+fn ids_and_scores_n(g: &Gallery, p: &Probe, n: u64) -> Vec<(String, f64)> {
+    let (c, _, searched) = g.identify(p, &IdentifyOptions::default()).unwrap();
+    assert_eq!(searched, n);
+    c.into_iter().map(|c| (c.reference_id, c.score)).collect()
 }

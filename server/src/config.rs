@@ -234,6 +234,9 @@ pub struct ModelsConfig {
 pub struct StoreConfig {
     /// Key file that seals the gallery at rest (`abis store keygen`); absent: plaintext.
     pub encryption_key_file: Option<PathBuf>,
+    /// Records kept in the log before a segment (and its index files) is written: bounds the
+    /// records whose index entries a restart recomputes.
+    pub memtable_max_records: usize,
 }
 
 /// How 1:N picks the records the full matcher scores (see `abis_engine::gallery::SearchConfig`).
@@ -242,11 +245,13 @@ pub struct StoreConfig {
 pub struct SearchConfig {
     /// Searches over more records than this use the indexes; 0: always; a huge value: never.
     pub index_above: u64,
-    /// Records each index keeps for the full matcher.
+    /// Records the finger codes pass to the local structures.
+    pub code_shortlist: usize,
+    /// Records the local structures, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
-    /// Probes with fewer fingers (and no face) are searched exhaustively.
+    /// Probes with fewer fingers skip the codes.
     pub index_min_fingers: usize,
-    /// Keep every record's prepared templates in memory (~25 KB per finger).
+    /// Keep every record's prepared templates in memory while searched exhaustively.
     pub retain_prepared: bool,
 }
 
@@ -254,6 +259,7 @@ impl SearchConfig {
     pub fn to_engine(&self) -> abis_engine::gallery::SearchConfig {
         abis_engine::gallery::SearchConfig {
             index_above: usize::try_from(self.index_above).unwrap_or(usize::MAX),
+            code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
             index_min_fingers: self.index_min_fingers,
             retain_prepared: self.retain_prepared,
@@ -463,7 +469,7 @@ impl Config {
         .map_err(|e| value_error("server.listen", e))
     }
 
-    /// `[server]` bounds and the search short list.
+    /// `[server]` bounds, the search short lists and the memtable size.
     fn validate_server(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         if !(1024..=(1 << 30)).contains(&s.max_message_bytes) {
@@ -488,6 +494,18 @@ impl Config {
             return Err(value_error(
                 "search.shortlist",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.search.code_shortlist) {
+            return Err(value_error(
+                "search.code_shortlist",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.store.memtable_max_records) {
+            return Err(value_error(
+                "store.memtable_max_records",
+                "must be between 1 and 1000000",
             ));
         }
         Ok(())

@@ -23,7 +23,7 @@ use abis_engine::image::Limits;
 use abis_engine::matcher::Matcher;
 use abis_engine::model::{Runtime, RuntimeConfig};
 use abis_engine::store::encryption::Keyring;
-use abis_engine::store::{Store, StoreConfig};
+use abis_engine::store::StoreConfig;
 use abis_proto::v1::abis_server::AbisServer;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -60,10 +60,10 @@ pub enum ServeError {
     #[error(transparent)]
     KeyFile(#[from] abis_engine::store::encryption::KeyFileError),
     #[error("opening the gallery in {path}: {source}")]
-    Store {
+    Gallery {
         path: PathBuf,
         #[source]
-        source: abis_engine::store::StoreError,
+        source: abis_engine::gallery::GalleryError,
     },
     #[error("opening the audit log in {path}: {source}")]
     Audit {
@@ -298,24 +298,26 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
     let mut store_config = StoreConfig::new(face_dim);
+    store_config.memtable_max_records = config.store.memtable_max_records;
     store_config.encryption = gallery_keys(config)?;
     let started = Instant::now();
     let path = config.server.data_dir.join("gallery");
-    let (store, report) =
-        Store::open(&path, store_config).map_err(|source| ServeError::Store { path, source })?;
-    tracing::info!(
-        records = store.count(),
-        replayed = report.entries_replayed,
-        torn_bytes = report.torn_bytes_dropped,
-        ms = started.elapsed().as_millis() as u64,
-        "gallery open"
-    );
     let scorer: Option<FaceScorer> = engines
         .face
         .as_ref()
         .and_then(|f| f.calibration().cloned())
         .map(|c| Arc::new(move |cos| c.score(cos)) as FaceScorer);
-    Ok(Gallery::new(store, Matcher::new(), scorer).with_search(config.search.to_engine()))
+    let (gallery, report) = Gallery::open(&path, store_config, Matcher::new(), scorer)
+        .map_err(|source| ServeError::Gallery { path, source })?;
+    tracing::info!(
+        records = gallery.store().count(),
+        replayed = report.entries_replayed,
+        torn_bytes = report.torn_bytes_dropped,
+        indexes_to_rebuild = report.companions_missing,
+        ms = started.elapsed().as_millis() as u64,
+        "gallery open"
+    );
+    Ok(gallery.with_search(config.search.to_engine()))
 }
 
 /// Who may call: the keys file and the client certificate names of the configuration, with

@@ -112,6 +112,14 @@ impl Server {
         self.stop_keep_data().0
     }
 
+    /// Kills the server with SIGKILL (no shutdown of any kind) and hands back its data
+    /// directory.
+    pub fn kill_keep_data(mut self) -> tempfile::TempDir {
+        self.child.kill().expect("SIGKILL the server"); // Child::kill is SIGKILL on Unix
+        let _ = self.child.wait();
+        std::mem::replace(&mut self._data, tempfile::tempdir().expect("temp dir"))
+    }
+
     /// Stops the server and hands back its data directory.
     pub fn stop_keep_data(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let pid = self.child.id().to_string();
@@ -126,6 +134,45 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until the server's health says SERVING for `service` ("" for the whole server);
+/// panics if it says anything but NOT_SERVING meanwhile, or after `limit`. Returns the wait.
+pub async fn wait_serving(
+    server: &Server,
+    service: &str,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let started = std::time::Instant::now();
+    let channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status;
+        if status == ServingStatus::Serving as i32 {
+            return started.elapsed();
+        }
+        assert_eq!(
+            status,
+            ServingStatus::NotServing as i32,
+            "service {service:?}"
+        );
+        assert!(started.elapsed() < limit, "never became SERVING");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

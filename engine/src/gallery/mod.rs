@@ -1,23 +1,28 @@
-//! The gallery: the durable [`store`](crate::store) plus search over it — exact 1:N
-//! identification and 1:1 verification against enrolled records — with calibrated score fusion
-//! across impressions, fingers and modalities ([`fusion`]).
+//! The gallery: the durable [`store`](crate::store) with its 1:N finger index, and search over
+//! it — 1:N identification and 1:1 verification against enrolled records — with calibrated
+//! score fusion across impressions, fingers and modalities ([`fusion`]).
 //!
-//! Every live record of the snapshot taken when a search starts is considered (in parallel over
-//! records with rayon). A snapshot contains every insert that was acknowledged before it was
-//! taken, so an acknowledged insert is visible to every later search. Up to
-//! [`SearchConfig::index_above`] records, every one is scored by the full matcher (exact
-//! search); above it, fixed-length finger codes and the face cosines pick a short list of
-//! [`SearchConfig::shortlist`] records per index and only those are matched, for probes with a
-//! face or at least [`SearchConfig::index_min_fingers`] fingers (on 100,000
-//! synthetic people, ten-finger probes lost none of 500 mates: `README.md`). The threshold is
-//! always the one for the whole gallery. Prepared finger templates and codes are cached per
-//! record (the prepared form only with [`SearchConfig::retain_prepared`]), so a record is
-//! prepared once, not on every search.
+//! A search considers every live record of the snapshot taken when it starts: every insert
+//! acknowledged before it is in it. Up to [`SearchConfig::index_above`] records, every one is
+//! scored by the full matcher (exhaustive search, with the prepared forms cached). Above it the
+//! index picks the records the full matcher scores (`shortlist.rs`): resident finger codes keep
+//! [`SearchConfig::code_shortlist`] records, their coarse local structures (LSS-R) keep
+//! [`SearchConfig::shortlist`], and the exact int8 face scan keeps as many by face; probes with
+//! fewer than [`SearchConfig::index_min_fingers`] fingers skip the codes. The threshold is always
+//! the one for the whole gallery. [`Gallery::identify_batch`] runs one pass over the codes for
+//! many probes, each answer exactly the one its probe gets alone.
+//!
+//! The index is persisted with the segments as the store's companion files
+//! ([`crate::index::segment_index`]); records still in the log are indexed at insert (or at the
+//! first search after a restart). While a damaged or missing segment index is rebuilt
+//! ([`Gallery::warm`]), indexed searches fail with [`GalleryError::IndexIncomplete`]: never a
+//! search of part of the gallery.
 
 pub mod fusion;
 mod search;
+mod shortlist;
 
 pub use search::{
-    Candidate, FaceScorer, Gallery, GalleryError, IdentifyOptions, ModalityEvidence, Probe,
-    SearchConfig, Verification,
+    Candidate, FaceScorer, Gallery, GalleryError, Identified, IdentifyOptions, ModalityEvidence,
+    Probe, SearchConfig, Verification,
 };

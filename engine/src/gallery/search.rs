@@ -1,6 +1,7 @@
 //! Identification and verification over a store snapshot.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -8,9 +9,15 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use super::fusion;
-use crate::index::finger_code::{and_popcount, similarity, FingerCode, FingerCoder};
+use super::shortlist::{self, compatible, Indexed, Loc, ProbeIndex, Targets};
+use crate::index::code::FingerCode;
+use crate::index::local::LocalForm;
+use crate::index::segment_index::FingerIndexFiles;
 use crate::matcher::{Matcher, PreparedTemplate, Scratch};
-use crate::store::{Record, ReplicatedOp, ReplicatedOutcome, Snapshot, Store, StoreError};
+use crate::store::{
+    Directory, InsertOutcome, Record, RecoveryReport, ReplicatedOp, ReplicatedOutcome, Snapshot,
+    Store, StoreConfig, StoreError,
+};
 use crate::template::{decode_native, FingerPosition, FingerTemplate, TemplateError};
 
 /// Why a search could not run.
@@ -28,6 +35,11 @@ pub enum GalleryError {
     NotFound,
     #[error("face embedding has {got} dimensions, the gallery stores {expected}")]
     FaceDimension { expected: usize, got: usize },
+    /// A segment's index is missing or being rebuilt: no 1:N search runs on part of it.
+    #[error("the 1:N index is being rebuilt; searches resume when it is complete")]
+    IndexIncomplete,
+    #[error("1:N index: {0}")]
+    Index(String),
 }
 
 /// Maps a face similarity (cosine of L2-normalised embeddings) to a calibrated score
@@ -65,10 +77,6 @@ impl Probe {
         self.fingers.is_empty() && self.faces.is_empty()
     }
 }
-
-/// A 1:N answer: candidates best first, the threshold they cleared, the number of records
-/// searched.
-pub type Identified = Result<(Vec<Candidate>, f64, u64), GalleryError>;
 
 /// Search options (MOSIP flags).
 #[derive(Debug, Clone)]
@@ -119,22 +127,25 @@ pub struct Verification {
     pub face: Option<ModalityEvidence>,
 }
 
+/// A 1:N answer: candidates best first, the threshold they cleared, the number of records
+/// searched.
+pub type Identified = Result<(Vec<Candidate>, f64, u64), GalleryError>;
+
 /// How 1:N picks the records the full matcher scores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchConfig {
-    /// Searches over more records than this go through the indexes (finger codes and face
-    /// cosines pick a short list); smaller ones score every record. `usize::MAX`: always
-    /// exhaustive.
+    /// Searches over more records than this go through the index; smaller ones score every
+    /// record with the full matcher. `usize::MAX`: always exhaustive.
     pub index_above: usize,
-    /// Records each index keeps for the full matcher.
+    /// Records the first stage (codes) passes to the second (local structures).
+    pub code_shortlist: usize,
+    /// Records the second stage, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
-    /// Probes with fewer fingers than this and no face are searched exhaustively even in a
-    /// large gallery: one or two fingers' codes lose too many mates to a short list (on 100,000
-    /// synthetic people: 12 of 95 with one finger, 4 of 100 with two, 1 of 100 with four).
+    /// Probes with fewer fingers than this (and no face) skip the first stage: one or two
+    /// fingers' codes are too weak a filter, so every record's local structures are compared.
     pub index_min_fingers: usize,
-    /// Keep the matcher's prepared form of every record (~25 KB per finger template) so that
-    /// exhaustive search and 1:1 need no preparation; off, only codes (2 KiB per finger) and
-    /// faces are kept and the short list is prepared per search.
+    /// Keep the matcher's prepared form of every record (~25 KB per finger template) while the
+    /// gallery is searched exhaustively, so that searches need no preparation.
     pub retain_prepared: bool,
 }
 
@@ -142,35 +153,35 @@ impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             index_above: 20_000,
-            shortlist: 100,
+            code_shortlist: 256,
+            shortlist: 32,
             index_min_fingers: 4,
             retain_prepared: true,
         }
     }
 }
 
-/// A record as searches need it, cached: prepared finger templates (empty when not retained),
-/// their codes, and the faces.
+/// A record's fingers prepared for the matcher, and its faces.
 struct PreparedRecord {
     fingers: Vec<(FingerPosition, PreparedTemplate)>,
-    /// Each finger's code and its popcount.
-    codes: Vec<(FingerPosition, FingerCode, u32)>,
     faces: Vec<Vec<f32>>,
 }
 
-/// Whether a probe finger at `p` may be compared with a gallery finger at `g` (an unknown
-/// position matches any).
-fn positions_compatible(p: FingerPosition, g: FingerPosition) -> bool {
-    p.code() == 0 || g.code() == 0 || p == g
+/// A probe ready for every stage.
+struct ReadyProbe {
+    prepared: PreparedRecord,
+    index: ProbeIndex,
+    positions: Vec<FingerPosition>,
 }
 
-/// The gallery: a store, a matcher, a face scorer, and a cache of prepared records.
+/// The gallery: a store with its finger index, a matcher, a face scorer, and (while searched
+/// exhaustively) a cache of prepared records.
 pub struct Gallery {
     store: Store,
     matcher: Matcher,
     face_scorer: Option<FaceScorer>,
     search: SearchConfig,
-    coder: FingerCoder,
+    index: Arc<FingerIndexFiles>,
     prepared: RwLock<HashMap<String, Arc<PreparedRecord>>>,
     /// Deletions so far. A record prepared from a snapshot taken before a deletion is not
     /// cached: it could be the deleted content of an id that is enrolled again.
@@ -181,16 +192,62 @@ pub struct Gallery {
 const STRONG_FINGER_SCORE: f64 = 20.0;
 
 impl Gallery {
-    pub fn new(store: Store, matcher: Matcher, face_scorer: Option<FaceScorer>) -> Gallery {
+    /// Opens (or creates) the gallery in `path`: the store with the finger index as its
+    /// companion files (`cfg.companion` is replaced).
+    pub fn open(
+        path: impl AsRef<Path>,
+        cfg: StoreConfig,
+        matcher: Matcher,
+        face_scorer: Option<FaceScorer>,
+    ) -> Result<(Gallery, RecoveryReport), GalleryError> {
+        let index = Arc::new(FingerIndexFiles::default());
+        let mut cfg = cfg;
+        cfg.companion = Some(index.clone());
+        let (store, report) = Store::open(path, cfg)?;
+        Ok((
+            Gallery::assemble(store, matcher, face_scorer, index),
+            report,
+        ))
+    }
+
+    /// [`Gallery::open`] in any [`Directory`].
+    pub fn open_in(
+        dir: Arc<dyn Directory>,
+        cfg: StoreConfig,
+        matcher: Matcher,
+        face_scorer: Option<FaceScorer>,
+    ) -> Result<(Gallery, RecoveryReport), GalleryError> {
+        let index = Arc::new(FingerIndexFiles::default());
+        let mut cfg = cfg;
+        cfg.companion = Some(index.clone());
+        let (store, report) = Store::open_in(dir, cfg)?;
+        Ok((
+            Gallery::assemble(store, matcher, face_scorer, index),
+            report,
+        ))
+    }
+
+    fn assemble(
+        store: Store,
+        matcher: Matcher,
+        face_scorer: Option<FaceScorer>,
+        index: Arc<FingerIndexFiles>,
+    ) -> Gallery {
         Gallery {
             store,
             matcher,
             face_scorer,
             search: SearchConfig::default(),
-            coder: FingerCoder::new(),
+            index,
             prepared: RwLock::new(HashMap::new()),
             deletions: AtomicU64::new(0),
         }
+    }
+
+    /// The companion files a store must be opened with for [`Gallery`] to search it (for tools
+    /// that write galleries directly, such as the scale harness).
+    pub fn index_files() -> Arc<dyn crate::store::Companion> {
+        Arc::new(FingerIndexFiles::default())
     }
 
     /// The same gallery with another search configuration (set before the first search: the
@@ -198,6 +255,10 @@ impl Gallery {
     pub fn with_search(mut self, search: SearchConfig) -> Gallery {
         self.search = search;
         self
+    }
+
+    pub fn search_config(&self) -> &SearchConfig {
+        &self.search
     }
 
     /// Gives the store back (to close it at shutdown).
@@ -213,12 +274,19 @@ impl Gallery {
         &self.matcher
     }
 
-    /// Inserts a record (see [`Store::insert`]).
-    pub fn insert(&self, record: Record) -> Result<crate::store::InsertOutcome, GalleryError> {
-        // Refuse unreadable templates before they become durable.
-        for f in &record.fingers {
-            decode_native(&f.template).map_err(|e| GalleryError::Probe(e.to_string()))?;
-        }
+    /// Whether every segment's index is usable (after an unclean start it may be rebuilding).
+    pub fn index_ready(&self) -> bool {
+        self.store.missing_companions() == 0
+    }
+
+    /// Inserts a record (see [`Store::insert`]). Its index entries are computed first, so that
+    /// an unreadable template is refused before it becomes durable and the first search finds
+    /// them ready.
+    pub fn insert(&self, record: Record) -> Result<InsertOutcome, GalleryError> {
+        self.index
+            .recent
+            .get_or_compute(&record)
+            .map_err(|e| GalleryError::Probe(e.to_string()))?;
         Ok(self.store.insert(record)?)
     }
 
@@ -234,19 +302,13 @@ impl Gallery {
             .into_iter()
             .enumerate()
             .map(|(i, (position, op))| match op {
-                ReplicatedOp::Insert(r) => {
-                    match r
-                        .fingers
-                        .iter()
-                        .try_for_each(|f| decode_native(&f.template).map(drop))
-                    {
-                        Ok(()) => (position, ReplicatedOp::Insert(r)),
-                        Err(e) => {
-                            rejected.push((i, e.to_string()));
-                            (position, ReplicatedOp::Skip)
-                        }
+                ReplicatedOp::Insert(r) => match self.index.recent.get_or_compute(&r) {
+                    Ok(_) => (position, ReplicatedOp::Insert(r)),
+                    Err(e) => {
+                        rejected.push((i, e.to_string()));
+                        (position, ReplicatedOp::Skip)
                     }
-                }
+                },
                 other => (position, other),
             })
             .collect::<Vec<_>>();
@@ -264,11 +326,7 @@ impl Gallery {
             }
         }
         if !deleted.is_empty() {
-            self.deletions.fetch_add(1, Ordering::SeqCst);
-            let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
-            for id in &deleted {
-                cache.remove(id);
-            }
+            self.forget(&deleted);
         }
         Ok(outcomes)
     }
@@ -276,134 +334,232 @@ impl Gallery {
     /// Deletes a record and forgets its prepared form.
     pub fn delete(&self, id: &str) -> Result<(), GalleryError> {
         self.store.delete(id)?;
+        self.forget(&[id.to_owned()]);
+        Ok(())
+    }
+
+    fn forget(&self, ids: &[String]) {
         // Bump first, then evict (under the cache lock): a search that prepared the old
         // content either inserted it before the bump, and the eviction removes it, or sees the
         // new count and does not insert it.
         self.deletions.fetch_add(1, Ordering::SeqCst);
-        self.prepared
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        Ok(())
+        let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            cache.remove(id);
+        }
     }
 
     /// 1:N search. Candidates at or above the threshold for `options.target_fpir` over the
     /// number of records searched, best first, at most `options.max_results`.
-    pub fn identify(
-        &self,
-        probe: &Probe,
-        options: &IdentifyOptions,
-    ) -> Result<(Vec<Candidate>, f64, u64), GalleryError> {
-        if probe.is_empty() {
-            return Err(GalleryError::EmptyProbe);
-        }
-        let prepared_probe = self.prepare_probe(probe)?;
-        let epoch = self.deletions.load(Ordering::SeqCst);
-        let snapshot = self.store.snapshot();
-        let targets = self.targets(&snapshot, options);
-        let searched = targets.len() as u64;
-        let threshold = fusion::threshold_for_fpir(options.target_fpir, searched);
-        // The threshold stays the one for all `searched` records: the short list only skips
-        // records the indexes judge hopeless, it does not shrink the search's FPIR budget.
-        let positions: Vec<FingerPosition> =
-            prepared_probe.fingers.iter().map(|(p, _)| *p).collect();
-        let indexable = !prepared_probe.faces.is_empty()
-            || prepared_probe.fingers.len() >= self.search.index_min_fingers;
-        let targets = if indexable && targets.len() > self.search.index_above {
-            self.shortlist(&prepared_probe, targets, epoch)?
-        } else {
-            targets
-        };
-        let scored: Vec<Candidate> = targets
-            .par_iter()
-            .map_init(
-                Scratch::default,
-                |scratch, target| -> Result<Option<Candidate>, GalleryError> {
-                    let record = self.full_record(target, epoch, &positions)?;
-                    let c = self.score_record(&prepared_probe, &record, scratch, target.id());
-                    Ok((c.score >= threshold).then_some(c))
-                },
-            )
-            .filter_map(|r| r.transpose())
-            .collect::<Result<_, _>>()?;
-        let mut candidates = scored;
-        candidates.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.reference_id.cmp(&b.reference_id))
-        });
-        candidates.truncate(options.max_results.max(1));
-        Ok((candidates, threshold, searched))
+    pub fn identify(&self, probe: &Probe, options: &IdentifyOptions) -> Identified {
+        let batch = [(probe.clone(), options.clone())];
+        self.identify_batch(&batch)
+            .pop()
+            .unwrap_or(Err(GalleryError::EmptyProbe))
     }
 
-    /// Searches several probes; each answer is exactly what [`Gallery::identify`] gives for
-    /// that probe alone.
+    /// Several searches in one pass over the index: each answer is exactly what
+    /// [`Gallery::identify`] gives for that probe alone.
     pub fn identify_batch(&self, probes: &[(Probe, IdentifyOptions)]) -> Vec<Identified> {
+        let epoch = self.deletions.load(Ordering::SeqCst);
+        let snapshot = self.store.snapshot();
+        let ready: Vec<Result<ReadyProbe, GalleryError>> = probes
+            .par_iter()
+            .map(|(p, _)| self.ready(p, snapshot.face_dim()))
+            .collect();
+        let targets: Vec<Targets> = probes
+            .iter()
+            .map(|(_, o)| shortlist::targets(&snapshot, o.only.as_ref(), o.exclude.as_deref()))
+            .collect();
+        let indexed_search: Vec<bool> = targets
+            .iter()
+            .map(|t| t.count as usize > self.search.index_above)
+            .collect();
+        let indexed = if indexed_search.iter().any(|&i| i) {
+            Some(Indexed::new(&snapshot, &self.index.recent))
+        } else {
+            None
+        };
+        let shortlists = self.shortlists(&ready, &targets, &indexed_search, indexed.as_ref());
         probes
             .iter()
-            .map(|(probe, options)| self.identify(probe, options))
+            .zip(ready)
+            .zip(targets)
+            .zip(shortlists)
+            .zip(indexed_search)
+            .map(|(((((_, options), ready), targets), shortlist), indexed)| {
+                let ready = ready?;
+                let locs = match shortlist {
+                    Some(s) => s?,
+                    None => self.all_targets(&snapshot, &targets),
+                };
+                let threshold = fusion::threshold_for_fpir(options.target_fpir, targets.count);
+                let mut candidates =
+                    self.score_all(&snapshot, &ready, &locs, epoch, threshold, indexed)?;
+                candidates.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then_with(|| a.reference_id.cmp(&b.reference_id))
+                });
+                candidates.truncate(options.max_results.max(1));
+                Ok((candidates, threshold, targets.count))
+            })
             .collect()
     }
 
-    /// The targets the indexes keep: the best `shortlist` by fused finger-code similarity and
-    /// the best `shortlist` by face cosine (exact, on the cached rows), merged.
-    fn shortlist<'s>(
+    /// Per probe: `None` to score every target (small gallery), else its short list.
+    fn shortlists(
         &self,
-        probe: &PreparedRecord,
-        targets: Vec<Target<'s>>,
-        epoch: u64,
-    ) -> Result<Vec<Target<'s>>, GalleryError> {
-        let k = self.search.shortlist.max(1);
-        let records: Vec<Arc<PreparedRecord>> = targets
-            .par_iter()
-            .map(|t| self.prepared_record(t, epoch))
-            .collect::<Result<_, _>>()?;
-        let mut keep = vec![false; targets.len()];
-        let mut mark_best = |scores: Vec<f32>| {
-            let mut order: Vec<usize> = (0..scores.len()).collect();
-            order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-            for &i in order.iter().take(k) {
-                keep[i] = true;
+        ready: &[Result<ReadyProbe, GalleryError>],
+        targets: &[Targets],
+        indexed_search: &[bool],
+        indexed: Option<&Result<Indexed<'_>, GalleryError>>,
+    ) -> Vec<Option<Result<Vec<Loc>, GalleryError>>> {
+        let Some(indexed) = indexed else {
+            return ready.iter().map(|_| None).collect();
+        };
+        let indexed = match indexed {
+            Ok(i) => i,
+            Err(_) => {
+                return indexed_search
+                    .iter()
+                    .map(|&i| i.then_some(Err(GalleryError::IndexIncomplete)))
+                    .collect()
             }
         };
-        if !probe.codes.is_empty() {
-            mark_best(records.par_iter().map(|r| code_score(probe, r)).collect());
-        }
-        if !probe.faces.is_empty() {
-            mark_best(
-                records
-                    .par_iter()
-                    .map(|r| best_cosine(&probe.faces, &r.faces))
-                    .collect(),
-            );
-        }
-        Ok(targets
-            .into_iter()
-            .zip(keep)
-            .filter_map(|(t, k)| k.then_some(t))
-            .collect())
+        // Stage 1 for every probe that uses it, in one pass.
+        let coded: Vec<usize> = (0..ready.len())
+            .filter(|&i| {
+                indexed_search[i]
+                    && ready[i].as_ref().is_ok_and(|r| {
+                        r.positions.len() >= self.search.index_min_fingers
+                            && !r.index.codes.is_empty()
+                    })
+            })
+            .collect();
+        let batch: Vec<(&ProbeIndex, &Targets)> = coded
+            .iter()
+            .filter_map(|&i| ready[i].as_ref().ok().map(|r| (&r.index, &targets[i])))
+            .collect();
+        let mut by_codes: HashMap<usize, Vec<Loc>> = coded
+            .iter()
+            .copied()
+            .zip(indexed.by_codes(&batch, self.search.code_shortlist.max(1)))
+            .collect();
+        (0..ready.len())
+            .map(|i| {
+                if !indexed_search[i] {
+                    return None;
+                }
+                let Ok(r) = &ready[i] else {
+                    return Some(Ok(Vec::new()));
+                };
+                Some(self.shortlist_one(indexed, r, &targets[i], by_codes.remove(&i)))
+            })
+            .collect()
     }
 
-    /// `target` with its prepared fingers: the cached form, or (when the cache keeps only codes)
-    /// the fingers a probe with fingers at `positions` can be compared with, prepared now and
-    /// not kept (the others would not be scored anyway).
-    fn full_record(
+    fn shortlist_one(
         &self,
-        target: &Target<'_>,
+        indexed: &Indexed<'_>,
+        probe: &ReadyProbe,
+        targets: &Targets,
+        by_codes: Option<Vec<Loc>>,
+    ) -> Result<Vec<Loc>, GalleryError> {
+        let k = self.search.shortlist.max(1);
+        let mut locs = Vec::new();
+        if !probe.index.forms.is_empty() {
+            let candidates = by_codes.unwrap_or_else(|| indexed.all(targets));
+            locs.extend(indexed.by_local(&probe.index, &candidates, k)?);
+        }
+        locs.extend(indexed.by_face(&probe.index, targets, k)?);
+        locs.sort();
+        locs.dedup();
+        Ok(locs)
+    }
+
+    fn all_targets(&self, snapshot: &Snapshot, targets: &Targets) -> Vec<Loc> {
+        let mut out = Vec::new();
+        for (s, view) in snapshot.segments().iter().enumerate() {
+            for o in view.live_ordinals() {
+                let loc = Loc::Seg(s as u32, o as u32);
+                if targets.includes(loc) {
+                    out.push(loc);
+                }
+            }
+        }
+        for r in 0..snapshot.recent().len() {
+            let loc = Loc::Recent(r as u32);
+            if targets.includes(loc) {
+                out.push(loc);
+            }
+        }
+        out
+    }
+
+    /// The full matcher on every location; those at or above `threshold`.
+    fn score_all(
+        &self,
+        snapshot: &Snapshot,
+        probe: &ReadyProbe,
+        locs: &[Loc],
+        epoch: u64,
+        threshold: f64,
+        indexed: bool,
+    ) -> Result<Vec<Candidate>, GalleryError> {
+        locs.par_iter()
+            .map_init(Scratch::default, |scratch, &loc| {
+                let (id, record) =
+                    self.prepared_at(snapshot, loc, epoch, &probe.positions, indexed)?;
+                let c = self.score_record(&probe.prepared, &record, scratch, &id);
+                Ok((c.score >= threshold).then_some(c))
+            })
+            .filter_map(|r| r.transpose())
+            .collect()
+    }
+
+    /// The record at `loc` prepared for the matcher: from the cache (exhaustive searches of a
+    /// small gallery keep every record prepared), or only the fingers a probe with fingers at
+    /// `positions` can be compared with, prepared now and not kept.
+    fn prepared_at(
+        &self,
+        snapshot: &Snapshot,
+        loc: Loc,
         epoch: u64,
         positions: &[FingerPosition],
-    ) -> Result<Arc<PreparedRecord>, GalleryError> {
-        let cached = self.prepared_record(target, epoch)?;
-        if self.search.retain_prepared || cached.codes.is_empty() {
-            return Ok(cached);
+        indexed: bool,
+    ) -> Result<(String, Arc<PreparedRecord>), GalleryError> {
+        let id = match loc {
+            Loc::Seg(s, o) => snapshot.segments()[s as usize].reference_id(o as usize),
+            Loc::Recent(r) => &snapshot.recent()[r as usize].reference_id,
+        };
+        let cache = self.search.retain_prepared && !indexed;
+        if cache {
+            if let Some(p) = self
+                .prepared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(id)
+            {
+                return Ok((id.to_owned(), Arc::clone(p)));
+            }
         }
-        let record = target.record()?;
-        let wanted = |g: FingerPosition| positions.iter().any(|&p| positions_compatible(p, g));
-        Ok(Arc::new(PreparedRecord {
+        let record = match loc {
+            Loc::Seg(s, o) => Arc::new(snapshot.segments()[s as usize].record(o as usize)?),
+            Loc::Recent(r) => Arc::clone(&snapshot.recent()[r as usize]),
+        };
+        let wanted = |g: FingerPosition| cache || positions.iter().any(|&p| compatible(p, g));
+        let prepared = Arc::new(PreparedRecord {
             fingers: self.prepare_fingers(&record, wanted)?,
-            codes: Vec::new(),
-            faces: cached.faces.clone(),
-        }))
+            faces: record.faces.clone(),
+        });
+        if cache {
+            let mut c = self.prepared.write().unwrap_or_else(|p| p.into_inner());
+            if self.deletions.load(Ordering::SeqCst) == epoch {
+                c.insert(record.reference_id.clone(), Arc::clone(&prepared));
+            }
+        }
+        Ok((record.reference_id.clone(), prepared))
     }
 
     /// The record's finger templates at the positions `wanted` accepts, prepared.
@@ -427,27 +583,69 @@ impl Gallery {
             .collect()
     }
 
-    fn codes_of(
-        &self,
-        fingers: &[(FingerPosition, PreparedTemplate)],
-    ) -> Vec<(FingerPosition, FingerCode, u32)> {
-        fingers
+    /// A probe checked and prepared for every stage.
+    fn ready(&self, probe: &Probe, dim: usize) -> Result<ReadyProbe, GalleryError> {
+        if probe.is_empty() {
+            return Err(GalleryError::EmptyProbe);
+        }
+        for f in &probe.faces {
+            if f.len() != dim {
+                return Err(GalleryError::FaceDimension {
+                    expected: dim,
+                    got: f.len(),
+                });
+            }
+        }
+        let prepared = self.prepare_probe(probe)?;
+        let forms: Vec<(FingerPosition, LocalForm)> = probe
+            .fingers
             .iter()
-            .map(|(pos, p)| {
-                let code = self.coder.encode(p);
-                let ones = code.ones();
-                (*pos, code, ones)
+            .map(|(p, t)| (*p, LocalForm::of(t)))
+            .collect();
+        let codes = forms
+            .iter()
+            .filter(|(p, _)| (1..=10).contains(&p.code()))
+            .map(|(p, f)| (usize::from(p.code()) - 1, FingerCode::of(f)))
+            .filter(|(_, c)| !c.empty)
+            .collect();
+        Ok(ReadyProbe {
+            positions: probe.fingers.iter().map(|(p, _)| *p).collect(),
+            prepared,
+            index: ProbeIndex {
+                forms,
+                codes,
+                faces: probe.faces.clone(),
+            },
+        })
+    }
+
+    fn prepare_probe(&self, probe: &Probe) -> Result<PreparedRecord, GalleryError> {
+        let fingers = probe
+            .fingers
+            .iter()
+            .map(|(pos, t)| {
+                Ok((
+                    *pos,
+                    self.matcher
+                        .prepare(t)
+                        .map_err(|e| GalleryError::Probe(e.to_string()))?,
+                ))
             })
-            .collect()
+            .collect::<Result<_, GalleryError>>()?;
+        Ok(PreparedRecord {
+            fingers,
+            faces: probe.faces.clone(),
+        })
     }
 
     /// 1:1: the probe against one enrolled record.
     pub fn verify(&self, probe: &Probe, reference_id: &str) -> Result<Verification, GalleryError> {
         let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
-        let target = Target::find(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
+        let loc = shortlist::locate(&snapshot, reference_id).ok_or(GalleryError::NotFound)?;
         let positions: Vec<FingerPosition> = probe.fingers.iter().map(|(p, _)| *p).collect();
-        let record = self.full_record(&target, epoch, &positions)?;
+        let indexed = snapshot.len() as usize > self.search.index_above;
+        let (_, record) = self.prepared_at(&snapshot, loc, epoch, &positions, indexed)?;
         self.verify_prepared(probe, &record)
     }
 
@@ -469,28 +667,6 @@ impl Gallery {
         if probe.is_empty() {
             return Err(GalleryError::EmptyProbe);
         }
-        let prepared_probe = self.prepare_probe(probe)?;
-        let c = self.score_record(&prepared_probe, record, &mut Scratch::default(), "");
-        Ok(Verification {
-            score: c.score,
-            finger: c.finger,
-            face: c.face,
-        })
-    }
-
-    fn prepare_probe(&self, probe: &Probe) -> Result<PreparedRecord, GalleryError> {
-        let fingers: Vec<(FingerPosition, PreparedTemplate)> = probe
-            .fingers
-            .iter()
-            .map(|(pos, t)| {
-                Ok((
-                    *pos,
-                    self.matcher
-                        .prepare(t)
-                        .map_err(|e| GalleryError::Probe(e.to_string()))?,
-                ))
-            })
-            .collect::<Result<_, GalleryError>>()?;
         let dim = self.store.snapshot().face_dim();
         for f in &probe.faces {
             if f.len() != dim {
@@ -500,83 +676,45 @@ impl Gallery {
                 });
             }
         }
-        Ok(PreparedRecord {
-            codes: self.codes_of(&fingers),
-            fingers,
-            faces: probe.faces.clone(),
+        let prepared_probe = self.prepare_probe(probe)?;
+        let c = self.score_record(&prepared_probe, record, &mut Scratch::default(), "");
+        Ok(Verification {
+            score: c.score,
+            finger: c.finger,
+            face: c.face,
         })
     }
 
-    fn targets<'s>(&self, snapshot: &'s Snapshot, options: &IdentifyOptions) -> Vec<Target<'s>> {
-        let keep = |id: &str| {
-            options.exclude.as_deref() != Some(id)
-                && options.only.as_ref().is_none_or(|only| only.contains(id))
-        };
-        let mut targets = Vec::with_capacity(snapshot.len() as usize);
-        for (s, seg) in snapshot.segments().iter().enumerate() {
-            for ord in seg.live_ordinals() {
-                let id = seg.reference_id(ord);
-                if keep(id) {
-                    targets.push(Target::Segment {
-                        snapshot,
-                        segment: s,
-                        ord,
-                        id,
-                    });
-                }
-            }
-        }
-        for r in snapshot.recent() {
-            if keep(&r.reference_id) {
-                targets.push(Target::Recent(Arc::clone(r)));
-            }
-        }
-        targets
-    }
-
-    /// Prepares every record of the gallery ahead of the first search (the matcher's form of a
-    /// template costs far more to build than to compare), in parallel. Returns how many.
+    /// Makes the gallery ready to search: rebuilds missing segment indexes (after damage or
+    /// an upgrade), indexes the records still in the log, and, while the gallery is small
+    /// enough to be searched exhaustively, prepares every record for the matcher. Returns the
+    /// number of live records.
     pub fn warm(&self) -> Result<usize, GalleryError> {
+        self.store.rebuild_companions()?;
         let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
-        let targets = self.targets(&snapshot, &IdentifyOptions::default());
-        targets
+        let recent: HashSet<&str> = snapshot
+            .recent()
+            .iter()
+            .map(|r| r.reference_id.as_str())
+            .collect();
+        self.index.recent.retain(&recent);
+        snapshot
+            .recent()
             .par_iter()
-            .try_for_each(|t| self.prepared_record(t, epoch).map(drop))?;
-        Ok(targets.len())
-    }
-
-    /// `target` prepared, from the cache or built (and cached unless a deletion happened since
-    /// `epoch`, the deletion count read before the target's snapshot).
-    fn prepared_record(
-        &self,
-        target: &Target<'_>,
-        epoch: u64,
-    ) -> Result<Arc<PreparedRecord>, GalleryError> {
-        if let Some(p) = self
-            .prepared
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(target.id())
-        {
-            return Ok(Arc::clone(p));
+            .try_for_each(|r| self.index.recent.get_or_compute(r).map(drop))
+            .map_err(GalleryError::StoredTemplate)?;
+        let everything = shortlist::targets(&snapshot, None, None);
+        let count = everything.count as usize;
+        if self.search.retain_prepared && count <= self.search.index_above {
+            self.all_targets(&snapshot, &everything)
+                .par_iter()
+                .try_for_each(|&loc| {
+                    self.prepared_at(&snapshot, loc, epoch, &[], false)
+                        .map(drop)
+                })?;
         }
-        let record = target.record()?;
-        let fingers = self.prepare_fingers(&record, |_| true)?;
-        let prepared = Arc::new(PreparedRecord {
-            codes: self.codes_of(&fingers),
-            fingers: if self.search.retain_prepared {
-                fingers
-            } else {
-                Vec::new()
-            },
-            faces: record.faces.clone(),
-        });
-        let mut cache = self.prepared.write().unwrap_or_else(|p| p.into_inner());
-        if self.deletions.load(Ordering::SeqCst) == epoch {
-            cache.insert(record.reference_id.clone(), Arc::clone(&prepared));
-        }
-        Ok(prepared)
+        Ok(count)
     }
 
     /// Scores one record: per probe finger the best of the record's impressions at that position
@@ -595,7 +733,7 @@ impl Gallery {
             let mut best = 0.0f64;
             let mut tries = 0usize;
             for (rpos, r) in &record.fingers {
-                if !positions_compatible(*pos, *rpos) {
+                if !compatible(*pos, *rpos) {
                     continue;
                 }
                 tries += 1;
@@ -638,28 +776,9 @@ impl Gallery {
     }
 }
 
-/// Fused finger-code similarity of a record to the probe: per probe finger the best code
-/// among the record's compatible fingers, summed.
-fn code_score(probe: &PreparedRecord, record: &PreparedRecord) -> f32 {
-    probe
-        .codes
-        .iter()
-        .map(|(pos, code, ones)| {
-            record
-                .codes
-                .iter()
-                .filter(|(rpos, _, _)| positions_compatible(*pos, *rpos))
-                .map(|(_, rc, r_ones)| {
-                    similarity(and_popcount(&code.words, &rc.words), *ones, *r_ones)
-                })
-                .fold(0f32, f32::max)
-        })
-        .sum()
-}
-
 /// The highest cosine between any probe face and any record face (`f32::MIN` when either side
 /// has none).
-fn best_cosine(probe: &[Vec<f32>], record: &[Vec<f32>]) -> f32 {
+pub(super) fn best_cosine(probe: &[Vec<f32>], record: &[Vec<f32>]) -> f32 {
     probe
         .iter()
         .flat_map(|a| record.iter().map(move |b| cosine(a, b)))
@@ -677,51 +796,5 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
         0.0
     } else {
         dot / (na.sqrt() * nb.sqrt())
-    }
-}
-
-/// A record to score: in a segment, or recent (in memory).
-enum Target<'s> {
-    Segment {
-        snapshot: &'s Snapshot,
-        segment: usize,
-        ord: usize,
-        id: &'s str,
-    },
-    Recent(Arc<Record>),
-}
-
-impl<'s> Target<'s> {
-    fn find(snapshot: &'s Snapshot, id: &str) -> Option<Target<'s>> {
-        if let Some(r) = snapshot.recent().iter().find(|r| r.reference_id == id) {
-            return Some(Target::Recent(Arc::clone(r)));
-        }
-        snapshot.segments().iter().enumerate().find_map(|(s, seg)| {
-            seg.find(id).map(|ord| Target::Segment {
-                snapshot,
-                segment: s,
-                ord,
-                id: seg.reference_id(ord),
-            })
-        })
-    }
-
-    fn id(&self) -> &str {
-        match self {
-            Target::Segment { id, .. } => id,
-            Target::Recent(r) => &r.reference_id,
-        }
-    }
-
-    fn record(&self) -> Result<Arc<Record>, GalleryError> {
-        match self {
-            Target::Segment {
-                snapshot,
-                segment,
-                ord,
-                ..
-            } => Ok(Arc::new(snapshot.segments()[*segment].record(*ord)?)),
-            Target::Recent(r) => Ok(Arc::clone(r)),
-        }
     }
 }

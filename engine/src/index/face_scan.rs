@@ -177,6 +177,17 @@ pub fn top_k_batch(
     queries: &[&[f32]],
     k: usize,
 ) -> Result<Vec<Vec<Hit>>, ScanError> {
+    top_k_batch_where(rows, queries, k, &|_| true)
+}
+
+/// [`top_k_batch`] over the rows `allow` accepts (deleted or excluded records' rows are never
+/// kept, so they cannot push a live row out of the `k`).
+pub fn top_k_batch_where(
+    rows: &Int8Rows<'_>,
+    queries: &[&[f32]],
+    k: usize,
+    allow: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<Vec<Vec<Hit>>, ScanError> {
     for q in queries {
         if q.len() != rows.dim {
             return Err(ScanError::Dimension {
@@ -205,6 +216,9 @@ pub fn top_k_batch(
                     int8::dots(&q.q, block, rows.stride, &mut dots[..count]);
                     for (i, &d) in dots[..count].iter().enumerate() {
                         let r = first + i;
+                        if !allow(r) {
+                            continue;
+                        }
                         let score = d as f32 * q.scale * rows.scales[r];
                         top.push(k, Hit { row: r, score });
                     }

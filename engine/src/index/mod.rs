@@ -1,7 +1,10 @@
-//! One-to-many search structures beyond exhaustive matching. The exact int8 face
-//! scan over the quantised rows that every segment already stores, and fixed-length finger
-//! codes that pick the short list for the full minutiae matcher.
+//! One-to-many search structures beyond exhaustive matching: the exact int8 face scan over
+//! the quantised rows every segment already stores; for fingers, coarse local structures
+//! (`local`), fixed-length codes drawn from them (`code`), and the per-segment files that keep
+//! both beside the templates (`segment_index`).
 
+pub mod code;
 pub mod face_scan;
-pub mod finger_code;
 pub mod int8;
+pub mod local;
+pub mod segment_index;

@@ -77,9 +77,8 @@ mod params;
 mod prepare;
 
 pub use compare::Scratch;
-/// Cylinder geometry, for the fixed-length codes of `index::finger_code`.
-pub(crate) use params::{ND as CYLINDER_LAYERS, NS as CYLINDER_SIDE, RADIUS as CYLINDER_RADIUS};
 pub use prepare::PreparedTemplate;
+pub(crate) use prepare::{convex_hull, dphi, erf, in_hull};
 
 use thiserror::Error;
 

@@ -62,12 +62,6 @@ impl PreparedTemplate {
         self.minutiae.len()
     }
 
-    /// Each usable cylinder's cell bits and validity mask (bit `layer·256 + row·16 + column`),
-    /// for the fixed-length codes of the candidate index.
-    pub(crate) fn cylinder_words(&self) -> impl Iterator<Item = (&[u64], &[u64])> {
-        self.cylinders.iter().map(|c| (&c.bits[..], &c.mask[..]))
-    }
-
     #[inline(always)]
     pub(super) fn geo(&self, i: usize, j: usize) -> u32 {
         self.geometry[i * self.minutiae.len() + j]
@@ -76,7 +70,7 @@ impl PreparedTemplate {
 
 /// Angle difference `a − b` wrapped to `[-π, π)`.
 #[inline]
-pub(super) fn dphi(a: f32, b: f32) -> f32 {
+pub(crate) fn dphi(a: f32, b: f32) -> f32 {
     let d = (a - b).rem_euclid(TAU);
     if d >= PI {
         d - TAU
@@ -92,7 +86,7 @@ pub(super) fn to_dir8(a: f32) -> u8 {
 }
 
 /// Error function, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
-fn erf(x: f32) -> f32 {
+pub(crate) fn erf(x: f32) -> f32 {
     let x = f64::from(x);
     let s = x.signum();
     let x = x.abs();
@@ -107,7 +101,7 @@ fn erf(x: f32) -> f32 {
 
 /// Andrew's monotone chain; counter-clockwise in a y-up frame (clockwise on screen), no
 /// collinear points. Fewer than 3 distinct points give those points.
-fn convex_hull(points: &[(f32, f32)]) -> Vec<(f32, f32)> {
+pub(crate) fn convex_hull(points: &[(f32, f32)]) -> Vec<(f32, f32)> {
     let mut p: Vec<(f32, f32)> = points.to_vec();
     p.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     p.dedup();
@@ -148,7 +142,7 @@ fn dist_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
 }
 
 /// Whether `p` lies inside the hull or within `margin` of it.
-pub(super) fn in_hull(hull: &[(f32, f32)], p: (f32, f32), margin: f32) -> bool {
+pub(crate) fn in_hull(hull: &[(f32, f32)], p: (f32, f32), margin: f32) -> bool {
     match hull.len() {
         0 => false,
         1 => {

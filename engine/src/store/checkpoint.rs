@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bitmap::{bitmap_name, DeletionBitmap};
+use super::companion::{self, CompanionData, Origin};
 use super::dir::Directory;
 use super::error::{Result, StoreError};
 use super::meta::{Meta, SegmentMeta, META_FILE};
 use super::record::Record;
 use super::segment::{build_segment, segment_name, Built, Item, MergeSource, Segment};
+use super::snapshot::SegmentView;
 use super::wal::{self, wal_name};
 use super::{create_wal, lock, write_meta, CheckpointReport, Frozen, Inner, MemRec, SegSlot};
 
@@ -37,8 +39,27 @@ fn hard(err: StoreError) -> CkptErr {
 struct Captured {
     seg: Arc<Segment>,
     deleted: Arc<DeletionBitmap>,
+    companion: Option<CompanionData>,
     version: u64,
     dirty: bool,
+}
+
+impl Captured {
+    fn view(&self) -> SegmentView {
+        SegmentView {
+            seg: Arc::clone(&self.seg),
+            deleted: Arc::clone(&self.deleted),
+            companion: self.companion.clone(),
+        }
+    }
+}
+
+/// A segment just written, opened, with its companion files built and synced.
+struct NewSegment {
+    id: u64,
+    built: Built,
+    seg: Arc<Segment>,
+    companion: Option<CompanionData>,
 }
 
 /// What phase 1 of a checkpoint took: the frozen memtable, the captured segments, the new log
@@ -145,6 +166,7 @@ impl Inner {
             .map(|s| Captured {
                 seg: Arc::clone(&s.seg),
                 deleted: Arc::clone(&s.deleted),
+                companion: s.companion.clone(),
                 version: s.version,
                 dirty: s.version != s.persisted_version,
             })
@@ -194,15 +216,28 @@ impl Inner {
         let segs: Vec<Arc<Segment>> = frozen.captured.iter().map(|c| Arc::clone(&c.seg)).collect();
         let items = merge_items(&frozen.captured, &frozen.records, compact)?;
         let new_seg = write_segment(dir, &mut next, dim, &items, &segs)?;
+        let new_seg = match new_seg {
+            Some((id, built)) => Some(self.open_new(id, built, &items, &frozen.captured)?),
+            None => None,
+        };
         let mut bitmaps = write_bitmaps(dir, meta, &mut next, &frozen.captured, compact)?;
-        if let Some((id, b)) = &new_seg {
+        if let Some(n) = &new_seg {
             next.segments.push(SegmentMeta {
-                id: *id,
-                records: b.records as u64,
-                file_len: b.file_len as u64,
+                id: n.id,
+                records: n.built.records as u64,
+                file_len: n.built.file_len as u64,
                 deletions_gen: None,
                 deleted: 0,
             });
+        }
+        if compact {
+            for c in &frozen.captured {
+                for e in self.cfg.companion.iter().flat_map(|c| c.extensions()) {
+                    bitmaps
+                        .removable
+                        .push(companion::companion_name(c.seg.id, e));
+                }
+            }
         }
         dir.sync_dir()
             .map_err(|e| hard(StoreError::io("fsync directory", ".", e)))?;
@@ -214,13 +249,10 @@ impl Inner {
         next.replicated_position = frozen.replicated;
         // From the rename on, the files on disk say the new state: any failure is fatal.
         write_meta(dir, &next).map_err(hard)?;
-        let opened = match &new_seg {
-            Some((id, _)) => Some(Arc::new(Segment::open(dir, *id, dim).map_err(hard)?)),
-            None => None,
-        };
-        let report = self.install(opened, &items, &frozen.captured, &bitmaps, compact);
+        let segment_records = new_seg.as_ref().map_or(0, |n| n.built.records);
+        let report = self.install(new_seg, &items, &frozen.captured, &bitmaps, compact);
         let report = CheckpointReport {
-            segment_records: new_seg.as_ref().map_or(0, |(_, b)| b.records),
+            segment_records,
             ..report
         };
         *meta = next;
@@ -228,11 +260,138 @@ impl Inner {
         Ok(report)
     }
 
+    /// Opens the segment just written and builds its companion files from the records' origins
+    /// (copying what the merged segments' companions hold). Any failure removes both: nothing
+    /// refers to them yet.
+    fn open_new(
+        &self,
+        id: u64,
+        built: Built,
+        items: &[Item],
+        captured: &[Captured],
+    ) -> Result<NewSegment, CkptErr> {
+        let dir = &*self.dir;
+        let cleanup = |names: &[String]| {
+            let _ = dir.remove(&segment_name(id));
+            for n in names {
+                let _ = dir.remove(n);
+            }
+        };
+        let seg = match Segment::open(dir, id, self.cfg.face_dim) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                cleanup(&[]);
+                return Err(soft(e));
+            }
+        };
+        let Some(c) = self.cfg.companion.as_deref() else {
+            return Ok(NewSegment {
+                id,
+                built,
+                seg,
+                companion: None,
+            });
+        };
+        let view = SegmentView {
+            seg: Arc::clone(&seg),
+            deleted: Arc::new(DeletionBitmap::new(seg.len())),
+            companion: None,
+        };
+        let views: Vec<SegmentView> = captured.iter().map(Captured::view).collect();
+        let origin = |o: usize| match items.get(o) {
+            Some(Item::Mem(r)) => Origin::Memory(r),
+            Some(Item::Seg(k, ord)) => Origin::Segment(&views[*k], *ord),
+            None => Origin::Rebuild,
+        };
+        let names: Vec<String> = c
+            .extensions()
+            .iter()
+            .map(|e| companion::companion_name(id, e))
+            .collect();
+        let opened = companion::build(dir, c, &view, &origin, "").and_then(|_| {
+            companion::open(dir, c, &view)
+                .map_err(|d| StoreError::corrupt(&names[0], format!("just written: {d}")))
+        });
+        match opened {
+            Ok(data) => Ok(NewSegment {
+                id,
+                built,
+                seg,
+                companion: Some(data),
+            }),
+            Err(e) => {
+                cleanup(&names);
+                Err(if matches!(&e, StoreError::Io { op: "fsync", .. }) {
+                    hard(e)
+                } else {
+                    soft(e)
+                })
+            }
+        }
+    }
+
+    /// Builds the companion files of every segment lacking them, each under a temporary name,
+    /// then renamed into place and installed for new snapshots.
+    pub(super) fn rebuild_companions(&self) -> Result<usize> {
+        let Some(c) = self.cfg.companion.as_deref() else {
+            return Ok(0);
+        };
+        let _meta = lock(&self.maint);
+        let missing: Vec<SegmentView> = self
+            .read_visible()
+            .segments
+            .iter()
+            .filter(|s| s.companion.is_none())
+            .map(|s| SegmentView {
+                seg: Arc::clone(&s.seg),
+                deleted: Arc::clone(&s.deleted),
+                companion: None,
+            })
+            .collect();
+        let dir = &*self.dir;
+        for view in &missing {
+            let started = Instant::now();
+            tracing::info!(
+                segment = view.id(),
+                records = view.len(),
+                "rebuilding companion files"
+            );
+            let temps = companion::build(
+                dir,
+                c,
+                view,
+                &|_| Origin::Rebuild,
+                companion::REBUILD_SUFFIX,
+            )?;
+            for t in &temps {
+                let name = t.strip_suffix(companion::REBUILD_SUFFIX).unwrap_or(t);
+                dir.rename(t, name)
+                    .map_err(|e| StoreError::io("rename", name.to_owned(), e))?;
+            }
+            dir.sync_dir()
+                .map_err(|e| StoreError::io("fsync directory", ".", e))?;
+            let data = companion::open(dir, c, view).map_err(|d| {
+                StoreError::corrupt(segment_name(view.id()), format!("rebuilt companion: {d}"))
+            })?;
+            let mut v = self.write_visible();
+            if let Some(slot) = v.segments.iter_mut().find(|s| s.seg.id == view.id()) {
+                slot.companion = Some(data);
+            }
+            v.version += 1;
+            tracing::info!(
+                segment = view.id(),
+                ms = started.elapsed().as_millis() as u64,
+                "companion files rebuilt"
+            );
+        }
+        Ok(missing.len())
+    }
+
     /// Makes the new segment and bitmaps what reads see: the new segment's deletions are the
     /// merged records deleted while the checkpoint ran.
     fn install(
         &self,
-        opened: Option<Arc<Segment>>,
+        opened: Option<NewSegment>,
         items: &[Item],
         captured: &[Captured],
         bitmaps: &Bitmaps,
@@ -241,7 +400,7 @@ impl Inner {
         let mut v = self.write_visible();
         let before = v.segments.len();
         let tombstones = v.frozen.take().map(|f| f.tombstones).unwrap_or_default();
-        let new_slot = opened.map(|seg| {
+        let new_slot = opened.map(|NewSegment { seg, companion, .. }| {
             let mut bits = DeletionBitmap::new(seg.len());
             for (o, item) in items.iter().enumerate() {
                 let gone = match item {
@@ -259,6 +418,7 @@ impl Inner {
             SegSlot {
                 seg,
                 deleted: Arc::new(bits),
+                companion,
                 version: n,
                 persisted_version: 0,
                 persisted_gen: None,

@@ -87,6 +87,7 @@
 pub mod bitmap;
 mod checkpoint;
 mod commit;
+mod companion;
 mod dir;
 pub mod encryption;
 mod error;
@@ -110,6 +111,7 @@ use std::time::Duration;
 
 pub use bitmap::DeletionBitmap;
 pub use commit::{ReplicatedOp, ReplicatedOutcome};
+pub use companion::{Companion, CompanionData, Origin};
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
 #[cfg(feature = "fault-injection")]
@@ -146,6 +148,8 @@ pub struct StoreConfig {
     pub max_records: Option<u64>,
     /// Seal every file with these keys ([`encryption`]); applied by [`Store::open`].
     pub encryption: Option<encryption::Keyring>,
+    /// Files derived from each segment and kept beside it (the 1:N index); see [`Companion`].
+    pub companion: Option<Arc<dyn Companion>>,
 }
 
 impl StoreConfig {
@@ -158,6 +162,7 @@ impl StoreConfig {
             background: true,
             max_records: None,
             encryption: None,
+            companion: None,
         }
     }
 }
@@ -185,6 +190,9 @@ pub struct RecoveryReport {
     /// File and offset of the torn tail.
     pub torn_at: Option<(String, u64)>,
     pub orphan_files_removed: usize,
+    /// Segments whose companion files are missing or damaged: not usable until
+    /// [`Store::rebuild_companions`] has run.
+    pub companions_missing: usize,
     pub elapsed: Duration,
 }
 
@@ -233,6 +241,8 @@ struct Frozen {
 struct SegSlot {
     seg: Arc<Segment>,
     deleted: Arc<DeletionBitmap>,
+    /// The companion files, opened (`None`: not configured, or missing until rebuilt).
+    companion: Option<CompanionData>,
     /// Bumped by each delete applied to this segment.
     version: u64,
     persisted_version: u64,
@@ -525,6 +535,26 @@ impl Store {
         segs.iter().try_for_each(|s| s.verify_all())
     }
 
+    /// Segments whose companion files are missing or damaged (0 without a companion).
+    pub fn missing_companions(&self) -> usize {
+        if self.inner.cfg.companion.is_none() {
+            return 0;
+        }
+        self.inner
+            .read_visible()
+            .segments
+            .iter()
+            .filter(|s| s.companion.is_none())
+            .count()
+    }
+
+    /// Rebuilds the companion files of every segment that lacks them (temp files, fsync,
+    /// rename, fsync of the directory), then makes them visible to new snapshots. Returns how
+    /// many segments were rebuilt. Holds off checkpoints meanwhile.
+    pub fn rebuild_companions(&self) -> Result<usize> {
+        self.inner.rebuild_companions()
+    }
+
     /// Whether a write failure put the store in the failed state.
     pub fn is_failed(&self) -> bool {
         lock(&self.inner.commit).failed.is_some()
@@ -667,6 +697,7 @@ impl Inner {
                 .map(|s| SegmentView {
                     seg: Arc::clone(&s.seg),
                     deleted: Arc::clone(&s.deleted),
+                    companion: s.companion.clone(),
                 })
                 .collect(),
             recent,

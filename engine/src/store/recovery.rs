@@ -9,12 +9,14 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use super::bitmap::{bitmap_name, DeletionBitmap};
+use super::companion;
 use super::dir::{Directory, FileWriter};
 use super::encryption;
 use super::error::{Result, StoreError};
 use super::meta::{Meta, META_FILE, META_TMP};
 use super::record::{validate_reference_id, Record, MAX_FACE_DIM};
 use super::segment::{segment_name, Segment};
+use super::snapshot::SegmentView;
 use super::wal::{self, parse_file_header, parse_wal_name, wal_name, EntryKind};
 use super::{
     create_wal, is_store_file, write_meta, BgState, CommitState, Inner, RecoveryReport, SegSlot,
@@ -37,9 +39,9 @@ pub(super) fn recover(
         .list()
         .map_err(|e| StoreError::io("list", "store directory", e))?;
     let meta = read_or_create_meta(&*dir, &names, &cfg, &mut report)?;
-    let mut visible = open_segments(&*dir, &meta, cfg.face_dim)?;
+    let mut visible = open_segments(&*dir, &meta, &cfg, &mut report)?;
     let replayed = replay_log(&*dir, &names, &meta, &cfg, &mut visible, &mut report)?;
-    remove_orphans(&*dir, &names, &meta, &mut report)?;
+    remove_orphans(&*dir, &names, &meta, &cfg, &mut report)?;
 
     report.segments = visible.segments.len();
     report.records = visible.live;
@@ -99,7 +101,13 @@ fn read_or_create_meta(
 }
 
 /// Every segment the meta lists, with its deletion bitmap, checked against the meta's counts.
-fn open_segments(dir: &dyn Directory, meta: &Meta, dim: usize) -> Result<Visible> {
+fn open_segments(
+    dir: &dyn Directory,
+    meta: &Meta,
+    cfg: &StoreConfig,
+    report: &mut RecoveryReport,
+) -> Result<Visible> {
+    let dim = cfg.face_dim;
     let mut v = Visible {
         replicated: meta.replicated_position,
         ..Visible::default()
@@ -128,9 +136,26 @@ fn open_segments(dir: &dyn Directory, meta: &Meta, dim: usize) -> Result<Visible
             None => DeletionBitmap::new(seg.len()),
         };
         v.live += (seg.len() - deleted.deleted()) as u64;
+        let (seg, deleted) = (Arc::new(seg), Arc::new(deleted));
+        let companion = cfg.companion.as_deref().and_then(|c| {
+            let view = SegmentView {
+                seg: Arc::clone(&seg),
+                deleted: Arc::clone(&deleted),
+                companion: None,
+            };
+            match companion::open(dir, c, &view) {
+                Ok(data) => Some(data),
+                Err(why) => {
+                    tracing::warn!(segment = sm.id, reason = %why, "companion files unusable; to be rebuilt");
+                    report.companions_missing += 1;
+                    None
+                }
+            }
+        });
         v.segments.push(SegSlot {
-            seg: Arc::new(seg),
-            deleted: Arc::new(deleted),
+            seg,
+            deleted,
+            companion,
             version: 0,
             persisted_version: 0,
             persisted_gen: sm.deletions_gen,
@@ -293,6 +318,7 @@ fn remove_orphans(
     dir: &dyn Directory,
     names: &[String],
     meta: &Meta,
+    cfg: &StoreConfig,
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let mut keep: HashSet<String> = HashSet::new();
@@ -302,10 +328,19 @@ fn remove_orphans(
         if let Some(g) = sm.deletions_gen {
             keep.insert(bitmap_name(sm.id, g));
         }
+        for e in cfg.companion.iter().flat_map(|c| c.extensions()) {
+            keep.insert(companion::companion_name(sm.id, e));
+        }
     }
+    let derived = |n: &str| {
+        cfg.companion
+            .as_deref()
+            .is_some_and(|c| companion::is_companion_file(n, c))
+    };
     for n in names {
         let old_wal = parse_wal_name(n).is_some_and(|g| g < meta.wal_gen);
-        let orphan = is_store_file(n) && parse_wal_name(n).is_none() && !keep.contains(n);
+        let orphan =
+            (is_store_file(n) || derived(n)) && parse_wal_name(n).is_none() && !keep.contains(n);
         if (old_wal || orphan) && dir.remove(n).is_ok() {
             report.orphan_files_removed += 1;
         }

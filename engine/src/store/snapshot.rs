@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::bitmap::DeletionBitmap;
+use super::companion::CompanionData;
 use super::error::Result;
 use super::record::Record;
 use super::segment::{FaceMatrix, FingerTemplates, Segment};
@@ -15,6 +16,7 @@ use super::segment::{FaceMatrix, FingerTemplates, Segment};
 pub struct SegmentView {
     pub(crate) seg: Arc<Segment>,
     pub(crate) deleted: Arc<DeletionBitmap>,
+    pub(crate) companion: Option<CompanionData>,
 }
 
 impl std::fmt::Debug for SegmentView {
@@ -74,6 +76,11 @@ impl SegmentView {
     /// A copy of record `ord` (deleted or not), verifying only the chunks it touches.
     pub fn record(&self, ord: usize) -> Result<Record> {
         self.seg.record(ord)
+    }
+    /// What the store's [`super::Companion`] opened for this segment (`None`: no companion
+    /// configured, or its files are missing until rebuilt).
+    pub fn companion(&self) -> Option<&CompanionData> {
+        self.companion.as_ref()
     }
     /// Whether the file is memory-mapped (false for the in-memory test directory).
     pub fn is_mapped(&self) -> bool {

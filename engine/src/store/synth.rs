@@ -9,11 +9,14 @@ use crate::template::{
     encode_native, FingerPosition, FingerTemplate, Impression, Minutia, MinutiaKind,
 };
 
+use super::bitmap::DeletionBitmap;
+use super::companion::{self, Companion, Origin};
 use super::dir::Directory;
 use super::error::{Result, StoreError};
 use super::meta::{Meta, SegmentMeta};
 use super::record::{FingerEntry, Record};
-use super::segment::{build_segment, fill_from_record, RecordBuf, SegmentSource, Want};
+use super::segment::{build_segment, fill_from_record, RecordBuf, Segment, SegmentSource, Want};
+use super::snapshot::SegmentView;
 
 /// A valid native template with `minutiae` random minutiae at ISO `position` (0..=10).
 pub fn synthetic_template(seed: u64, position: u8, minutiae: usize) -> Vec<u8> {
@@ -143,11 +146,22 @@ pub fn build_synthetic_gallery(
         seed,
         templates,
     };
-    write_fresh_store(path, dim, &src)
+    let mut w = GalleryWriter::create(path, dim, None)?;
+    let built = build_segment(&*w.dir, 1, dim, &src)?;
+    w.meta.segments.push(SegmentMeta {
+        id: 1,
+        records: src.len() as u64,
+        file_len: built.file_len as u64,
+        deletions_gen: None,
+        deleted: 0,
+    });
+    w.meta.next_segment_id = 2;
+    w.bytes = built.file_len as u64;
+    w.finish()
 }
 
 /// In-memory records, already in strictly increasing id order.
-struct Sorted<'a>(&'a [Record]);
+struct Sorted<'a>(&'a [Arc<Record>]);
 
 impl SegmentSource for Sorted<'_> {
     fn len(&self) -> usize {
@@ -158,44 +172,118 @@ impl SegmentSource for Sorted<'_> {
     }
 }
 
-/// Writes `records` (ids strictly increasing, faces of `dim`) as a fresh store at `path` in one
-/// segment, without the log: how the scale harness lays down a gallery of millions. Returns the
-/// segment's size in bytes. `path` must not hold a store.
-pub fn write_gallery(path: &Path, dim: usize, records: &[Record]) -> Result<u64> {
-    if let Some(i) = records
-        .windows(2)
-        .position(|w| w[0].reference_id >= w[1].reference_id)
-    {
-        // The index, not the id: ids are personal identifiers and stay out of messages.
-        return Err(StoreError::Incompatible {
-            detail: format!("gallery ids not strictly increasing at record {}", i + 1),
-        });
-    }
-    write_fresh_store(path, dim, &Sorted(records))
+/// Writes a fresh store segment by segment, without the log: how the scale harness lays down a
+/// gallery of millions in bounded memory. Each [`GalleryWriter::append`] writes one segment (and
+/// its companion files, when a companion is given); [`GalleryWriter::finish`] writes the meta
+/// file that makes them a store. A run stopped before `finish` leaves a directory the store
+/// refuses to open (segments without a meta), never a partial gallery.
+pub struct GalleryWriter {
+    dir: Arc<dyn Directory>,
+    dim: usize,
+    companion: Option<Arc<dyn Companion>>,
+    meta: Meta,
+    last_id: Option<String>,
+    bytes: u64,
 }
 
-fn write_fresh_store(path: &Path, dim: usize, src: &dyn SegmentSource) -> Result<u64> {
-    let dir = super::open_fs_directory(path)?;
-    let names = dir
-        .list()
-        .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
-    if names.iter().any(|n| n != super::dir::LOCK_FILE) {
-        return Err(StoreError::Incompatible {
-            detail: "gallery target is not empty".into(),
-        });
+impl GalleryWriter {
+    /// Starts a store at `path`, which must not hold one.
+    pub fn create(
+        path: &Path,
+        dim: usize,
+        companion: Option<Arc<dyn Companion>>,
+    ) -> Result<GalleryWriter> {
+        let dir = super::open_fs_directory(path)?;
+        let names = dir
+            .list()
+            .map_err(|e| StoreError::io("list", path.display().to_string(), e))?;
+        if names.iter().any(|n| n != super::dir::LOCK_FILE) {
+            return Err(StoreError::Incompatible {
+                detail: "gallery target is not empty".into(),
+            });
+        }
+        Ok(GalleryWriter {
+            dir: Arc::new(dir),
+            dim,
+            companion,
+            meta: Meta::new(dim as u32),
+            last_id: None,
+            bytes: 0,
+        })
     }
-    let built = build_segment(&dir, 1, dim, src)?;
-    let mut meta = Meta::new(dim as u32);
-    meta.segments.push(SegmentMeta {
-        id: 1,
-        records: src.len() as u64,
-        file_len: built.file_len as u64,
-        deletions_gen: None,
-        deleted: 0,
-    });
-    meta.next_segment_id = 2;
-    let dir: Arc<dyn Directory> = Arc::new(dir);
-    super::create_wal(&*dir, 1)?;
-    super::write_meta(&*dir, &meta)?;
-    Ok(built.file_len as u64)
+
+    /// Writes `records` (ids strictly increasing, above every id appended before) as the next
+    /// segment. Returns the bytes written so far.
+    pub fn append(&mut self, records: Vec<Record>) -> Result<u64> {
+        let ordered = records
+            .windows(2)
+            .all(|w| w[0].reference_id < w[1].reference_id)
+            && records
+                .first()
+                .is_none_or(|r| self.last_id.as_ref().is_none_or(|l| *l < r.reference_id));
+        if !ordered {
+            // Positions, not ids: ids are personal identifiers and stay out of messages.
+            return Err(StoreError::Incompatible {
+                detail: "gallery ids not strictly increasing across the appended records".into(),
+            });
+        }
+        if records.is_empty() {
+            return Ok(self.bytes);
+        }
+        for r in &records {
+            r.validate(self.dim)?;
+        }
+        self.last_id = records.last().map(|r| r.reference_id.clone());
+        let records: Vec<Arc<Record>> = records.into_iter().map(Arc::new).collect();
+        let id = self.meta.next_segment_id;
+        let built = build_segment(&*self.dir, id, self.dim, &Sorted(&records))?;
+        if let Some(c) = self.companion.as_deref() {
+            let seg = Arc::new(Segment::open(&*self.dir, id, self.dim)?);
+            let view = SegmentView {
+                deleted: Arc::new(DeletionBitmap::new(seg.len())),
+                seg,
+                companion: None,
+            };
+            let origin = |o: usize| match records.get(o) {
+                Some(r) => Origin::Memory(r),
+                None => Origin::Rebuild,
+            };
+            for name in companion::build(&*self.dir, c, &view, &origin, "")? {
+                self.bytes += self.dir.map(&name).map_or(0, |b| b.len() as u64);
+            }
+        }
+        self.meta.segments.push(SegmentMeta {
+            id,
+            records: records.len() as u64,
+            file_len: built.file_len as u64,
+            deletions_gen: None,
+            deleted: 0,
+        });
+        self.meta.next_segment_id = id + 1;
+        self.bytes += built.file_len as u64;
+        Ok(self.bytes)
+    }
+
+    /// Makes the appended segments a store (log file, meta file, directory fsync).
+    pub fn finish(self) -> Result<u64> {
+        self.dir
+            .sync_dir()
+            .map_err(|e| StoreError::io("fsync directory", ".", e))?;
+        super::create_wal(&*self.dir, 1)?;
+        super::write_meta(&*self.dir, &self.meta)?;
+        Ok(self.bytes)
+    }
+}
+
+/// Writes `records` (ids strictly increasing, faces of `dim`) as a fresh store at `path` in one
+/// segment, without the log. Returns the bytes written. `path` must not hold a store.
+pub fn write_gallery(
+    path: &Path,
+    dim: usize,
+    records: Vec<Record>,
+    companion: Option<Arc<dyn Companion>>,
+) -> Result<u64> {
+    let mut w = GalleryWriter::create(path, dim, companion)?;
+    w.append(records)?;
+    w.finish()
 }

@@ -140,6 +140,19 @@ pub fn from_gallery(e: GalleryError) -> Status {
         ),
         GalleryError::Probe(d) => bad_biometric("samples", d),
         GalleryError::FaceDimension { .. } => bad_biometric("samples", e),
+        GalleryError::IndexIncomplete => status(
+            Code::Unavailable,
+            FailureReason::Internal,
+            "the 1:N index is being rebuilt; retry when the service reports SERVING",
+        ),
+        GalleryError::Index(d) => {
+            tracing::error!(detail = %d, "1:N index damaged");
+            status(
+                Code::DataLoss,
+                FailureReason::Internal,
+                "the 1:N index is damaged",
+            )
+        }
         GalleryError::StoredTemplate(t) => {
             tracing::error!(error = %t, "unreadable stored template");
             status(

@@ -1,0 +1,444 @@
+//! The indexed way to the records a 1:N search scores in full: three stages over a snapshot.
+//!
+//! 1. **Codes** (fingers, probes with at least `index_min_fingers`): every live record's
+//!    resident codes are compared with the probe's (equal bytes less chance, summed over the
+//!    positions both sides have); the best `code_shortlist` records go on. Records the codes
+//!    cannot rank ("wide": unknown positions, repeated impressions) always go on. A batch of
+//!    probes is scored in one pass over the codes.
+//! 2. **Local structures** (fingers): each of those records' coarse cylinders are compared with
+//!    the probe's by LSS-R ([`LocalForm::similarity`]), per probe finger the best compatible
+//!    impression, summed; the best `shortlist` records go on. Probes with fewer fingers skip
+//!    stage 1 and compare every live record here.
+//! 3. **Faces**: the exact int8 scan of every face row keeps the best `shortlist` records.
+//!
+//! The union of stages 2 and 3 is what the full matcher scores. Every stage orders ties by
+//! location, and a probe's stages depend on that probe only, so a batch gives each probe exactly
+//! the short list it would get alone.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::search::GalleryError;
+use crate::index::code::{equal_bytes, FingerCode, CHANCE, SLOTS};
+use crate::index::face_scan::{top_k_batch_where, Int8Rows};
+use crate::index::local::{LocalForm, LocalScratch};
+use crate::index::segment_index::{
+    RecentIndex, RecordIndex, SegmentIndex, RECORD_CODE_BYTES, WIDE,
+};
+use crate::store::{SegmentView, Snapshot};
+use crate::template::FingerPosition;
+
+/// A record of a snapshot: ordinal `1` of segment `0`, or recent record `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Loc {
+    Seg(u32, u32),
+    Recent(u32),
+}
+
+/// Which records of the snapshot a search covers.
+pub(super) struct Targets {
+    /// `None`: every live record; `Some`: only these.
+    pub only: Option<HashSet<Loc>>,
+    pub exclude: Option<Loc>,
+    pub count: u64,
+}
+
+impl Targets {
+    pub fn includes(&self, loc: Loc) -> bool {
+        self.exclude != Some(loc) && self.only.as_ref().is_none_or(|o| o.contains(&loc))
+    }
+}
+
+/// What the stages need of a probe.
+#[derive(Debug, Default)]
+pub(super) struct ProbeIndex {
+    /// (position, form) of every probe finger.
+    pub forms: Vec<(FingerPosition, LocalForm)>,
+    /// (position index 0..10, code) of the probe fingers at known positions.
+    pub codes: Vec<(usize, FingerCode)>,
+    pub faces: Vec<Vec<f32>>,
+}
+
+/// A scored location; orders best first, ties by location (deterministic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored(f32, Loc);
+
+impl Eq for Scored {}
+impl Ord for Scored {
+    /// Reversed on the score, so that a `BinaryHeap` keeps the worst of the best on top.
+    fn cmp(&self, o: &Self) -> Ordering {
+        o.0.total_cmp(&self.0).then(self.1.cmp(&o.1))
+    }
+}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+#[derive(Clone)]
+struct Best {
+    k: usize,
+    heap: BinaryHeap<Scored>,
+}
+
+impl Best {
+    fn new(k: usize) -> Best {
+        Best {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, s: Scored) {
+        if self.heap.len() < self.k {
+            self.heap.push(s);
+        } else if self.heap.peek().is_some_and(|w| s < *w) {
+            self.heap.pop();
+            self.heap.push(s);
+        }
+    }
+
+    fn merge(mut self, other: Best) -> Best {
+        for s in other.heap {
+            self.push(s);
+        }
+        self
+    }
+
+    fn into_locs(self) -> Vec<Loc> {
+        let mut v = self.heap.into_vec();
+        v.sort();
+        v.into_iter().map(|s| s.1).collect()
+    }
+}
+
+/// The snapshot with its indexes, ready to search.
+pub(super) struct Indexed<'s> {
+    pub snapshot: &'s Snapshot,
+    /// The index of each segment (same order as `snapshot.segments()`).
+    pub segments: Vec<&'s SegmentIndex>,
+    /// The index entries of each recent record.
+    pub recent: Vec<Arc<RecordIndex>>,
+}
+
+/// Segment records per parallel work item of a scan.
+const CHUNK: usize = 2048;
+
+impl<'s> Indexed<'s> {
+    /// The indexes of every segment and recent record; `IndexIncomplete` while a segment's
+    /// index is being rebuilt (a search never runs on part of the gallery).
+    pub fn new(snapshot: &'s Snapshot, recent: &RecentIndex) -> Result<Indexed<'s>, GalleryError> {
+        let segments = snapshot
+            .segments()
+            .iter()
+            .map(|v| {
+                v.companion()
+                    .and_then(|c| c.downcast_ref::<SegmentIndex>())
+                    .ok_or(GalleryError::IndexIncomplete)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let recent = snapshot
+            .recent()
+            .par_iter()
+            .map(|r| {
+                recent
+                    .get_or_compute(r)
+                    .map_err(GalleryError::StoredTemplate)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Indexed {
+            snapshot,
+            segments,
+            recent,
+        })
+    }
+
+    fn view(&self, s: u32) -> &'s SegmentView {
+        &self.snapshot.segments()[s as usize]
+    }
+
+    /// Stage 1 for a batch of probes: each probe's best `k` records by code similarity, plus
+    /// every wide record.
+    pub fn by_codes(&self, probes: &[(&ProbeIndex, &Targets)], k: usize) -> Vec<Vec<Loc>> {
+        if probes.is_empty() {
+            return Vec::new();
+        }
+        let score = |codes: &[u8], presence: u16, probe: &ProbeIndex| -> f32 {
+            probe
+                .codes
+                .iter()
+                .filter(|(p, _)| presence >> p & 1 == 1)
+                .map(|(p, c)| {
+                    equal_bytes(&c.bytes, &codes[p * SLOTS..(p + 1) * SLOTS]) as f32 - CHANCE
+                })
+                .sum()
+        };
+        let mut work: Vec<(u32, usize)> = Vec::new();
+        for (s, idx) in self.segments.iter().enumerate() {
+            for start in (0..idx.len()).step_by(CHUNK) {
+                work.push((s as u32, start));
+            }
+        }
+        let mut tops: Vec<Best> = work
+            .par_iter()
+            .fold(
+                || vec![Best::new(k); probes.len()],
+                |mut tops, &(s, start)| {
+                    let (idx, view) = (self.segments[s as usize], self.view(s));
+                    let codes = idx.codes();
+                    for o in start..(start + CHUNK).min(idx.len()) {
+                        if !view.is_live(o) || idx.flags(o) & WIDE != 0 {
+                            continue;
+                        }
+                        let loc = Loc::Seg(s, o as u32);
+                        let presence = idx.presence(o);
+                        let rec = &codes[o * RECORD_CODE_BYTES..(o + 1) * RECORD_CODE_BYTES];
+                        for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
+                            if targets.includes(loc) {
+                                top.push(Scored(score(rec, presence, probe), loc));
+                            }
+                        }
+                    }
+                    tops
+                },
+            )
+            .reduce(
+                || vec![Best::new(k); probes.len()],
+                |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect(),
+            );
+        for (r, ri) in self.recent.iter().enumerate() {
+            if ri.flags & WIDE != 0 {
+                continue;
+            }
+            let loc = Loc::Recent(r as u32);
+            let (presence, rec) = (ri.presence(), ri.code_bytes());
+            for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
+                if targets.includes(loc) {
+                    top.push(Scored(score(&rec, presence, probe), loc));
+                }
+            }
+        }
+        let wide = self.wide();
+        probes
+            .iter()
+            .zip(tops)
+            .map(|((_, targets), top)| {
+                let mut locs = top.into_locs();
+                locs.extend(wide.iter().copied().filter(|&l| targets.includes(l)));
+                locs
+            })
+            .collect()
+    }
+
+    /// Every live record the codes cannot rank.
+    fn wide(&self) -> Vec<Loc> {
+        let mut out = Vec::new();
+        for (s, idx) in self.segments.iter().enumerate() {
+            let view = self.view(s as u32);
+            for o in 0..idx.len() {
+                if view.is_live(o) && idx.flags(o) & WIDE != 0 {
+                    out.push(Loc::Seg(s as u32, o as u32));
+                }
+            }
+        }
+        for (r, ri) in self.recent.iter().enumerate() {
+            if ri.flags & WIDE != 0 {
+                out.push(Loc::Recent(r as u32));
+            }
+        }
+        out
+    }
+
+    /// Every live target (stage 2 without stage 1).
+    pub fn all(&self, targets: &Targets) -> Vec<Loc> {
+        let mut out = Vec::new();
+        for (s, idx) in self.segments.iter().enumerate() {
+            let view = self.view(s as u32);
+            for o in 0..idx.len() {
+                let loc = Loc::Seg(s as u32, o as u32);
+                if view.is_live(o) && targets.includes(loc) {
+                    out.push(loc);
+                }
+            }
+        }
+        for r in 0..self.recent.len() {
+            let loc = Loc::Recent(r as u32);
+            if targets.includes(loc) {
+                out.push(loc);
+            }
+        }
+        out
+    }
+
+    /// The forms of a record's fingers compatible with `position`.
+    fn forms_of(
+        &self,
+        loc: Loc,
+        compatible: impl Fn(FingerPosition) -> bool,
+    ) -> Result<Vec<LocalForm>, GalleryError> {
+        let bad =
+            |e: crate::index::segment_index::IndexFileError| GalleryError::Index(e.to_string());
+        match loc {
+            Loc::Seg(s, o) => {
+                let view = self.view(s);
+                let fingers = view.fingers()?;
+                let idx = self.segments[s as usize];
+                fingers
+                    .record_entries(o as usize)
+                    .filter(|&e| compatible(fingers.position(e)))
+                    .map(|e| idx.form(e).map_err(bad))
+                    .collect()
+            }
+            Loc::Recent(r) => {
+                let record = &self.snapshot.recent()[r as usize];
+                let ri = &self.recent[r as usize];
+                record
+                    .fingers
+                    .iter()
+                    .zip(&ri.forms)
+                    .filter(|(f, _)| compatible(f.position))
+                    .map(|(_, bytes)| {
+                        LocalForm::decode(bytes).map_err(|e| GalleryError::Index(e.to_string()))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Stage 2: the best `k` of `candidates` by fused LSS-R similarity.
+    pub fn by_local(
+        &self,
+        probe: &ProbeIndex,
+        candidates: &[Loc],
+        k: usize,
+    ) -> Result<Vec<Loc>, GalleryError> {
+        if probe.forms.is_empty() || candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scored = candidates
+            .par_iter()
+            .map_init(LocalScratch::default, |scratch, &loc| {
+                let mut total = 0f32;
+                for (pos, form) in &probe.forms {
+                    let forms = self.forms_of(loc, |g| compatible(*pos, g))?;
+                    total += forms
+                        .iter()
+                        .map(|g| form.similarity(g, scratch))
+                        .fold(0f32, f32::max);
+                }
+                Ok(Scored(total, loc))
+            })
+            .collect::<Result<Vec<_>, GalleryError>>()?;
+        let mut best = Best::new(k);
+        for s in scored {
+            best.push(s);
+        }
+        Ok(best.into_locs())
+    }
+
+    /// Stage 3: the best `k` records by face cosine (exact int8 scan of every row; recent
+    /// records by their f32 rows).
+    pub fn by_face(
+        &self,
+        probe: &ProbeIndex,
+        targets: &Targets,
+        k: usize,
+    ) -> Result<Vec<Loc>, GalleryError> {
+        if probe.faces.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut best = Best::new(k);
+        let queries: Vec<&[f32]> = probe.faces.iter().map(Vec::as_slice).collect();
+        for (s, view) in self.snapshot.segments().iter().enumerate() {
+            let matrix = view.faces()?;
+            if matrix.rows() == 0 {
+                continue;
+            }
+            let rows =
+                Int8Rows::from_matrix(&matrix).map_err(|e| GalleryError::Index(e.to_string()))?;
+            let allow = |r: usize| {
+                let o = matrix.row_owner(r);
+                view.is_live(o) && targets.includes(Loc::Seg(s as u32, o as u32))
+            };
+            // k rows per query suffice: a record's rows are all in one segment.
+            let hits = top_k_batch_where(&rows, &queries, k, &allow)
+                .map_err(|e| GalleryError::Index(e.to_string()))?;
+            for h in hits.into_iter().flatten() {
+                best.push(Scored(
+                    h.score,
+                    Loc::Seg(s as u32, matrix.row_owner(h.row) as u32),
+                ));
+            }
+        }
+        for (r, record) in self.snapshot.recent().iter().enumerate() {
+            let loc = Loc::Recent(r as u32);
+            if targets.includes(loc) && !record.faces.is_empty() {
+                best.push(Scored(
+                    super::search::best_cosine(&probe.faces, &record.faces),
+                    loc,
+                ));
+            }
+        }
+        // A record may appear once per matching row: keep its best.
+        let mut seen = HashSet::new();
+        Ok(best
+            .into_locs()
+            .into_iter()
+            .filter(|l| seen.insert(*l))
+            .collect())
+    }
+}
+
+/// Whether a probe finger at `p` may be compared with a gallery finger at `g` (an unknown
+/// position matches any).
+pub(super) fn compatible(p: FingerPosition, g: FingerPosition) -> bool {
+    p.code() == 0 || g.code() == 0 || p == g
+}
+
+/// Where the record `id` is in the snapshot (live), if anywhere.
+pub(super) fn locate(snapshot: &Snapshot, id: &str) -> Option<Loc> {
+    if let Ok(r) = snapshot
+        .recent()
+        .binary_search_by(|r| r.reference_id.as_str().cmp(id))
+    {
+        return Some(Loc::Recent(r as u32));
+    }
+    snapshot
+        .segments()
+        .iter()
+        .enumerate()
+        .find_map(|(s, v)| v.find(id).map(|o| Loc::Seg(s as u32, o as u32)))
+}
+
+/// The targets of a search: every live record, or the listed ones, less the excluded one.
+pub(super) fn targets(
+    snapshot: &Snapshot,
+    only: Option<&HashSet<String>>,
+    exclude: Option<&str>,
+) -> Targets {
+    let exclude = exclude.and_then(|id| locate(snapshot, id));
+    match only {
+        None => Targets {
+            count: snapshot.len() - u64::from(exclude.is_some()),
+            only: None,
+            exclude,
+        },
+        Some(ids) => {
+            let set: HashSet<Loc> = ids
+                .iter()
+                .filter_map(|id| locate(snapshot, id))
+                .filter(|l| Some(*l) != exclude)
+                .collect();
+            Targets {
+                count: set.len() as u64,
+                only: Some(set),
+                exclude,
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Companion files: data derived from a segment's records and kept beside it (the 1:N index),
+//! with the segment's lifecycle. The store does not know what they hold; an upper layer
+//! implements [`Companion`] and the store
+//!
+//! - builds them right after a new segment is written (flush, compaction, bulk load) and
+//!   fsyncs them before the meta file names the segment, so a segment is never live without
+//!   them (a crash before the meta leaves orphans, removed at the next open);
+//! - opens and checks them with the segment; a missing or damaged one is reported, never used,
+//!   and [`super::Store::rebuild_companions`] rebuilds it from the segment (temp file, fsync,
+//!   rename, fsync directory);
+//! - removes them with their segment.
+//!
+//! Files are named `seg-<id>.<extension>`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::dir::{Directory, FileBytes, FileWriter};
+use super::error::{Result, StoreError};
+use super::record::Record;
+use super::snapshot::SegmentView;
+
+/// What a companion keeps open for a segment (the upper layer downcasts it).
+pub type CompanionData = Arc<dyn Any + Send + Sync>;
+
+/// Where the record at an ordinal of a new segment came from, so that derived data can be
+/// copied instead of recomputed.
+pub enum Origin<'a> {
+    /// Ordinal `.1` of an existing segment (a merge).
+    Segment(&'a SegmentView, usize),
+    /// A record from memory (a flush or a bulk load).
+    Memory(&'a Arc<Record>),
+    /// Nothing to copy from: derive it from the segment's own record.
+    Rebuild,
+}
+
+/// Derived files of a segment. See the module docs.
+pub trait Companion: Send + Sync + std::fmt::Debug {
+    /// Extensions of the files, in the order [`Companion::build`] writes them.
+    fn extensions(&self) -> &'static [&'static str];
+
+    /// Writes the files of `segment` (its records are in ordinal order; `origin(o)` says where
+    /// record `o` came from) into `outs`, one writer per extension.
+    fn build<'a>(
+        &self,
+        segment: &SegmentView,
+        origin: &(dyn Fn(usize) -> Origin<'a> + Sync + 'a),
+        outs: &mut [Box<dyn FileWriter>],
+    ) -> std::result::Result<(), String>;
+
+    /// Checks the files (mapped, in extension order) against `segment` and returns what the
+    /// upper layer keeps open. `Err` says why they cannot be used.
+    fn open(
+        &self,
+        segment: &SegmentView,
+        files: Vec<FileBytes>,
+    ) -> std::result::Result<CompanionData, String>;
+}
+
+pub(crate) fn companion_name(segment_id: u64, extension: &str) -> String {
+    format!("seg-{segment_id:010}.{extension}")
+}
+
+/// Suffix of a companion file being rebuilt.
+pub(crate) const REBUILD_SUFFIX: &str = ".tmp";
+
+/// Whether `name` is a companion file of some segment (or one being rebuilt).
+pub(crate) fn is_companion_file(name: &str, companion: &dyn Companion) -> bool {
+    let name = name.strip_suffix(REBUILD_SUFFIX).unwrap_or(name);
+    name.starts_with("seg-")
+        && companion
+            .extensions()
+            .iter()
+            .any(|e| name.ends_with(&format!(".{e}")))
+}
+
+/// Builds and syncs the companion files of `segment` under their final names (a new segment,
+/// before the meta names it), or under `suffix`ed temporary names (a rebuild).
+pub(crate) fn build<'a>(
+    dir: &dyn Directory,
+    companion: &dyn Companion,
+    segment: &SegmentView,
+    origin: &(dyn Fn(usize) -> Origin<'a> + Sync + 'a),
+    suffix: &str,
+) -> Result<Vec<String>> {
+    let names: Vec<String> = companion
+        .extensions()
+        .iter()
+        .map(|e| format!("{}{suffix}", companion_name(segment.id(), e)))
+        .collect();
+    let mut outs = Vec::with_capacity(names.len());
+    for n in &names {
+        outs.push(
+            dir.create(n)
+                .map_err(|e| StoreError::io("create", n.clone(), e))?,
+        );
+    }
+    companion
+        .build(segment, origin, &mut outs)
+        .map_err(|d| StoreError::corrupt(&names[0], format!("building: {d}")))?;
+    for (out, n) in outs.iter_mut().zip(&names) {
+        out.sync()
+            .map_err(|e| StoreError::io("fsync", n.clone(), e))?;
+    }
+    Ok(names)
+}
+
+/// Opens the companion files of `segment`; `Err` is the reason they cannot be used (missing,
+/// damaged, another version).
+pub(crate) fn open(
+    dir: &dyn Directory,
+    companion: &dyn Companion,
+    segment: &SegmentView,
+) -> std::result::Result<CompanionData, String> {
+    let mut files = Vec::new();
+    for e in companion.extensions() {
+        let n = companion_name(segment.id(), e);
+        files.push(dir.map(&n).map_err(|err| format!("{n}: {err}"))?);
+    }
+    companion.open(segment, files)
+}
