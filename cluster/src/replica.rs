@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use abis_engine::gallery::{FaceScorer, Gallery, GalleryError, SearchConfig};
 use abis_engine::matcher::Matcher;
 use abis_engine::store::encryption::Keyring;
-use abis_engine::store::{ReplicatedOp, ReplicatedOutcome, Store, StoreConfig};
+use abis_engine::store::{ReplicatedOp, ReplicatedOutcome, StoreConfig};
 use abis_proto::cluster::v1 as pb;
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::{Client, Subscriber};
@@ -205,24 +205,25 @@ where
 pub(crate) async fn open_gallery(config: &ReplicaConfig) -> Result<Arc<Gallery>, ClusterError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        let (store, report) =
-            Store::open(&config.gallery_dir, config.store.clone()).map_err(|e| {
-                ClusterError::Store {
-                    path: config.gallery_dir.clone(),
-                    detail: e.to_string(),
-                }
-            })?;
+        let (gallery, report) = Gallery::open(
+            &config.gallery_dir,
+            config.store.clone(),
+            Matcher::new(),
+            config.face_scorer.clone(),
+        )
+        .map_err(|e| ClusterError::Store {
+            path: config.gallery_dir.clone(),
+            detail: e.to_string(),
+        })?;
         tracing::info!(
             shard = config.shard,
-            records = store.count(),
-            position = store.replicated_position(),
+            records = gallery.store().count(),
+            position = gallery.store().replicated_position(),
             replayed = report.entries_replayed,
+            indexes_to_rebuild = report.companions_missing,
             "replica store open"
         );
-        Ok(Arc::new(
-            Gallery::new(store, Matcher::new(), config.face_scorer.clone())
-                .with_search(config.search.clone()),
-        ))
+        Ok(Arc::new(gallery.with_search(config.search.clone())))
     })
     .await
     .map_err(|e| ClusterError::Config(format!("opening the store: {e}")))?
@@ -627,7 +628,9 @@ fn gallery_failure(e: &GalleryError) -> pb::Failure {
         GalleryError::NotFound => pb::FailureKind::NotFound,
         GalleryError::EmptyProbe => pb::FailureKind::EmptyProbe,
         GalleryError::Probe(_) | GalleryError::FaceDimension { .. } => pb::FailureKind::Invalid,
-        GalleryError::Store(_) | GalleryError::StoredTemplate(_) => {
+        // Another replica of the shard may have its index: let the router ask again.
+        GalleryError::IndexIncomplete => pb::FailureKind::Unavailable,
+        GalleryError::Store(_) | GalleryError::StoredTemplate(_) | GalleryError::Index(_) => {
             tracing::error!(error = %e, "replica gallery failure");
             pb::FailureKind::Internal
         }

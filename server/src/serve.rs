@@ -200,6 +200,7 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     let shard = config.cluster.shard.unwrap_or_default();
     let (face_dim, face_scorer) = face_model(runtime_config);
     let mut store = StoreConfig::new(face_dim);
+    store.memtable_max_records = config.store.memtable_max_records;
     store.encryption = gallery_keys(&config)?;
     let client = config.cluster.nats(&node).connect().await?;
     let replica = ReplicaConfig {
