@@ -112,6 +112,22 @@ fn disc() -> &'static [(usize, f32, f32)] {
     })
 }
 
+/// Cell side (px), and the grid index of the disc's centre.
+const CELL: f32 = 2.0 * RADIUS / NS as f32;
+const CENTRE: f32 = (NS as f32 - 1.0) / 2.0;
+
+/// The centre of each grid cell inside the disc, by grid index (`None` outside the disc).
+fn disc_centres() -> &'static [Option<(f32, f32)>; NS * NS] {
+    static CENTRES: OnceLock<[Option<(f32, f32)>; NS * NS]> = OnceLock::new();
+    CENTRES.get_or_init(|| {
+        let mut t = [None; NS * NS];
+        for &(c, u, v) in disc() {
+            t[c] = Some((u, v));
+        }
+        t
+    })
+}
+
 /// Steps of the direction-difference table (per turn).
 const DIR_STEPS: usize = 1024;
 /// Steps of the spatial Gaussian table per px² of squared distance.
@@ -280,6 +296,7 @@ fn cylinder(
         return None;
     }
     let reach = RADIUS + 3.0 * SIGMA_S;
+    let centres = disc_centres();
     let mut values = [[0f32; NS * NS]; ND];
     let mut neighbours = 0;
     for (j, &(tx, ty, td)) in ms.iter().enumerate() {
@@ -296,14 +313,24 @@ fn cylinder(
         }
         let (lu, lv) = (dx * cos + dy * sin, -dx * sin + dy * cos);
         let gd = directional(dphi(md, td));
-        for &(c, u, v) in disc {
-            let e2 = (u - lu) * (u - lu) + (v - lv) * (v - lv);
-            if e2 > 9.0 * SIGMA_S * SIGMA_S {
-                continue;
-            }
-            let gs = spatial(e2);
-            for (layer, g) in values.iter_mut().zip(gd) {
-                layer[c] += gs * g;
+        // Only cells within 3σ of the neighbour get a contribution: visit the rows and columns
+        // that can hold one (a cell of slack either side), not the whole disc.
+        let span = |w: f32| {
+            let lo = ((w - 3.0 * SIGMA_S) / CELL + CENTRE).floor() - 1.0;
+            let hi = ((w + 3.0 * SIGMA_S) / CELL + CENTRE).ceil() + 1.0;
+            (lo.max(0.0) as usize)..=(hi.min(NS as f32 - 1.0) as usize)
+        };
+        for row in span(lv) {
+            for c in span(lu).map(|col| row * NS + col) {
+                let Some((u, v)) = centres[c] else { continue };
+                let e2 = (u - lu) * (u - lu) + (v - lv) * (v - lv);
+                if e2 > 9.0 * SIGMA_S * SIGMA_S {
+                    continue;
+                }
+                let gs = spatial(e2);
+                for (layer, g) in values.iter_mut().zip(gd) {
+                    layer[c] += gs * g;
+                }
             }
         }
     }

@@ -15,7 +15,7 @@
 //!
 //! | part        | content                                                                  |
 //! |-------------|--------------------------------------------------------------------------|
-//! | header (64) | magic `b"ABISFCD\0"`, version u32 = 1, code bytes u32 = 160, segment id u64, records N u64, finger entries F u64, 20 reserved bytes, CRC-32 of bytes 0..60 |
+//! | header (64) | magic `b"ABISFCD\0"`, version u32 = 2, code bytes u32 = 160, segment id u64, records N u64, finger entries F u64, 20 reserved bytes, CRC-32 of bytes 0..60 |
 //! | Codes       | N × 10 × 160 bytes, record-major, positions 1..=10                        |
 //! | Presence    | N × u16: bit p−1 set when position p has a code                           |
 //! | Flags       | N × u8: bit 0 "wide" (an unknown position or a second impression: the first stage cannot rank the record, so the second always sees it) |
@@ -59,7 +59,7 @@ const CODES_MAGIC: &[u8; 8] = b"ABISFCD\0";
 const CODES_END: &[u8; 8] = b"ABISFCE\0";
 const FORMS_MAGIC: &[u8; 8] = b"ABISFFM\0";
 const FORMS_END: &[u8; 8] = b"ABISFFE\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 64;
 const ALIGN: usize = 64;
