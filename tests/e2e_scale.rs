@@ -1,7 +1,8 @@
-//! End-to-end: a gallery written straight into the store format (as `abis-bench gen` does) is
-//! with its finger index files is served by `abis serve`, and Identify goes through the index
-//! (codes keep 30 of 300 people, local structures 5 of those; prepared templates not kept) and
-//! still finds every mate.
+//! End-to-end: a gallery written straight into the store format with its finger index files
+//! (as `abis-bench gen` does) is served by `abis serve`; Identify goes through the index (codes
+//! keep 30 of 300 people, local structures 5 of those; prepared templates not kept) and still
+//! finds every mate; after a SIGKILL the index files are opened, not rebuilt, and Identify and
+//! IdentifyBatch answer as before.
 
 mod support;
 
@@ -12,7 +13,10 @@ use abis_engine::synth::{person_seed, MasterFinger};
 use abis_engine::template::{encode_native, FingerPosition};
 use std::time::Duration;
 
-use abis_proto::v1::{sample, InsertRequest, Modality, ReferenceCountRequest, Sample};
+use abis_proto::v1::{
+    identify_batch_result, identify_request, sample, IdentifyBatchRequest, IdentifyRequest,
+    InsertRequest, Modality, ReferenceCountRequest, Sample, SampleList,
+};
 use support::Server;
 
 const PEOPLE: u64 = 300;
@@ -216,6 +220,33 @@ async fn serving_again_after_sigkill_with_the_index_opened_not_rebuilt() {
         let r = support::identify_samples(&mut client, probe(p)).await;
         assert_eq!(r.gallery_size, PEOPLE + ENROLLED_LIVE);
         assert_eq!(&answer(&r), expected, "person {p}");
+    }
+    // IdentifyBatch through gRPC: one pass over the index, each answer the single one.
+    let batch = client
+        .identify_batch(IdentifyBatchRequest {
+            requests: people
+                .iter()
+                .map(|&p| IdentifyRequest {
+                    probe: Some(identify_request::Probe::Samples(SampleList {
+                        samples: probe(p),
+                    })),
+                    gallery_reference_ids: vec![],
+                    max_results: 5,
+                    target_fpir: 30,
+                })
+                .collect(),
+        })
+        .await
+        .expect("identify batch")
+        .into_inner();
+    assert_eq!(batch.results.len(), people.len());
+    for ((result, expected), &p) in batch.results.iter().zip(&before).zip(&people) {
+        match &result.outcome {
+            Some(identify_batch_result::Outcome::Response(r)) => {
+                assert_eq!(&answer(r), expected, "batch, person {p}")
+            }
+            other => panic!("batch result for person {p}: {other:?}"),
+        }
     }
     assert_eq!(server.stop().code(), Some(0));
 }
