@@ -188,6 +188,9 @@ pub struct Gallery {
     deletions: AtomicU64,
 }
 
+/// Cached index entries of records no longer in the log tolerated before a search prunes them.
+const RECENT_SLACK: usize = 1024;
+
 /// Strong per-finger evidence reported in the candidate's positions list.
 const STRONG_FINGER_SCORE: f64 = 20.0;
 
@@ -376,6 +379,7 @@ impl Gallery {
             .map(|t| t.count as usize > self.search.index_above)
             .collect();
         let indexed = if indexed_search.iter().any(|&i| i) {
+            self.prune_recent(&snapshot);
             Some(Indexed::new(&snapshot, &self.index.recent))
         } else {
             None
@@ -683,6 +687,22 @@ impl Gallery {
             finger: c.finger,
             face: c.face,
         })
+    }
+
+    /// Drops cached index entries of records that are no longer recent (written to a segment
+    /// while a search held an older snapshot, or refused after their entries were computed),
+    /// so that the cache stays the size of the log's records. Entries of records inserted
+    /// after `snapshot` may go too; a search recomputes them.
+    fn prune_recent(&self, snapshot: &Snapshot) {
+        if self.index.recent.len() <= snapshot.recent().len() + RECENT_SLACK {
+            return;
+        }
+        let live: HashSet<&str> = snapshot
+            .recent()
+            .iter()
+            .map(|r| r.reference_id.as_str())
+            .collect();
+        self.index.recent.retain(&live);
     }
 
     /// Makes the gallery ready to search: rebuilds missing segment indexes (after damage or

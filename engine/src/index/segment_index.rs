@@ -614,6 +614,33 @@ mod tests {
         }
         assert!(open(&c[..c.len() - 1], &m, 7, records.len(), f).is_err());
     }
+
+    #[test]
+    fn entries_leave_the_recent_cache_when_their_segment_takes_them() {
+        let recent = RecentIndex::default();
+        let a = synthetic_record("a", 1, 2, 0, 0);
+        let b = synthetic_record("b", 2, 2, 0, 0);
+        let cached = recent.get_or_compute(&a).unwrap();
+        assert_eq!(recent.len(), 1);
+        assert!(Arc::ptr_eq(&recent.take(&a).unwrap(), &cached));
+        assert!(recent.is_empty(), "a taken entry stayed cached");
+        // Not cached (a written gallery, or entries pruned): computed, and still not cached.
+        let computed = recent.take(&b).unwrap();
+        assert_eq!(
+            computed.code_bytes(),
+            RecordIndex::of_record(&b).unwrap().code_bytes()
+        );
+        assert!(recent.is_empty());
+        // Same id, other templates: the stale entry is not handed out.
+        recent.get_or_compute(&a).unwrap();
+        let mut a2 = synthetic_record("a", 3, 2, 0, 0);
+        a2.reference_id = "a".into();
+        let fresh = recent.take(&a2).unwrap();
+        assert_eq!(
+            fresh.code_bytes(),
+            RecordIndex::of_record(&a2).unwrap().code_bytes()
+        );
+    }
 }
 
 /// The index entries of records not yet in a segment, computed once (at insert, or at the first
@@ -649,6 +676,23 @@ impl RecentIndex {
             .unwrap_or_else(|e| e.into_inner())
             .insert(record.reference_id.clone(), (fp, Arc::clone(&computed)));
         Ok(computed)
+    }
+
+    /// The record's index entries for its segment: the cached ones, which leave the cache (the
+    /// segment's index files hold them from now on), or computed now and not cached.
+    pub fn take(&self, record: &Record) -> Result<Arc<RecordIndex>, TemplateError> {
+        let fp = fingerprint(record);
+        let cached = {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            match entries.get(&record.reference_id) {
+                Some((f, _)) if *f == fp => entries.remove(&record.reference_id).map(|(_, r)| r),
+                _ => None,
+            }
+        };
+        match cached {
+            Some(hit) => Ok(hit),
+            None => Ok(Arc::new(RecordIndex::of_record(record)?)),
+        }
     }
 
     fn get(&self, record: &Record, fp: u32) -> Option<Arc<RecordIndex>> {
@@ -728,7 +772,7 @@ impl FingerIndexFiles {
                     None => from_templates(&old_fingers, o),
                 }
             }
-            Origin::Memory(r) => self.recent.get_or_compute(r).map_err(|e| e.to_string()),
+            Origin::Memory(r) => self.recent.take(r).map_err(|e| e.to_string()),
             Origin::Rebuild => from_templates(fingers, ord),
         }
     }
