@@ -275,3 +275,41 @@ fn eval_runs_the_fvc_protocol_on_db3() {
     let png = std::fs::read(&det).expect("DET plot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 }
+
+/// The models are found from any working folder (beside the executable's checkout), and when
+/// none can be found the error names the places tried and how to get them.
+#[test]
+fn models_are_found_from_any_folder_or_the_places_tried_are_named() {
+    if !support::models_ready() {
+        return;
+    }
+    let image = support::afis_sample("p1_1.png");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let extract_from = |exe: &std::path::Path| {
+        std::process::Command::new(exe)
+            .current_dir(elsewhere.path())
+            .env_remove("ABIS_MODELS_DIR")
+            .args(["finger", "extract"])
+            .arg(&image)
+            .output()
+            .expect("run abis")
+    };
+    let out = extract_from(env!("CARGO_BIN_EXE_abis").as_ref());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "from another folder: {stderr}");
+
+    // The same executable where no models are near it.
+    let lonely = elsewhere.path().join("abis");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_abis"), &lonely).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_abis"), &lonely).expect("copy abis");
+    }
+    let out = extract_from(&lonely);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no models found")
+            && stderr.contains("/usr/local/share/abis/models")
+            && stderr.contains("make setup"),
+        "stderr: {stderr}"
+    );
+}

@@ -42,6 +42,12 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         services.contains(&"grpc.health.v1.Health".to_string()),
         "{services:?}"
     );
+    // Older tools (and Python's grpcio-reflection client) ask v1alpha.
+    let services = list_services_v1alpha(channel.clone()).await;
+    assert!(
+        services.contains(&"abis.v1.Abis".to_string()),
+        "{services:?}"
+    );
 
     let mut client = AbisClient::new(channel);
     let image = std::fs::read(support::afis_sample("p1_1.png")).expect("afis sample");
@@ -164,6 +170,34 @@ async fn list_services(channel: tonic::transport::Channel) -> Vec<String> {
             list.service.into_iter().map(|s| s.name).collect()
         }
         other => panic!("unexpected reflection reply {other:?}"),
+    }
+}
+
+async fn list_services_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let resp = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner()
+        .message()
+        .await
+        .expect("v1alpha reflection reply")
+        .expect("one reply");
+    match resp.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected v1alpha reflection reply {other:?}"),
     }
 }
 

@@ -205,6 +205,9 @@ pub enum AuditError {
     Poisoned,
     #[error("audit log writer is gone")]
     Closed,
+    /// Verification was pointed at a folder holding no audit log: never reported as "all well".
+    #[error("no audit log file in {0} (nor in its audit/ folder)")]
+    NoLog(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
@@ -398,8 +401,16 @@ fn verify_file(path: &Path, first_seq: u64, cursor: &mut Cursor) -> Result<u64, 
 }
 
 /// Verifies the whole chain of `dir`, from sequence 1 through every file.
+/// Verifies the audit log in `dir`, or in `dir/audit` when `dir` is a data directory (the
+/// default `audit.dir`). A folder without any audit log file is an error.
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport, AuditError> {
-    let files = list_files(dir)?;
+    let mut files = list_files(dir)?;
+    if files.is_empty() {
+        files = list_files(&dir.join("audit"))?;
+    }
+    if files.is_empty() {
+        return Err(AuditError::NoLog(dir.to_path_buf()));
+    }
     let mut cursor = Cursor {
         expected_seq: 1,
         prev: GENESIS,
@@ -811,6 +822,15 @@ mod tests {
         assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(at(4_107_542_399_000), "2100-02-28T23:59:59.000Z");
+    }
+
+    #[test]
+    fn verifying_a_folder_without_a_log_is_an_error_and_a_data_dir_is_accepted() {
+        let data = tempfile::tempdir().unwrap();
+        assert!(matches!(verify_dir(data.path()), Err(AuditError::NoLog(_))));
+        write_log(&data.path().join("audit"), 3, 1 << 20);
+        assert_eq!(verify_dir(data.path()).unwrap().entries, 3);
+        assert_eq!(verify_dir(&data.path().join("audit")).unwrap().entries, 3);
     }
 
     #[test]

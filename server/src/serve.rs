@@ -444,10 +444,15 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
             Arc::new(RoutedBackend::new(Arc::clone(router)))
         }
     };
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl asks v1, older tools and Python's grpcio-reflection
+    // client ask v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(abis_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let abis = AbisServer::new(AbisService::new(
         engines,
         backend,
@@ -504,6 +509,7 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
         .layer(CallLayer)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(abis)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

@@ -15,6 +15,11 @@ pub enum ModelError {
     LibraryConflict { loaded: PathBuf, requested: PathBuf },
     #[error("model manifest {path}: {detail}")]
     Manifest { path: PathBuf, detail: String },
+    #[error(
+        "no models found (models/manifest.toml); tried {tried}. Get them with `{setup}` in the \
+         checkout, or name them with --models DIR or ABIS_MODELS_DIR"
+    )]
+    ModelsNotFound { tried: String, setup: &'static str },
     #[error("model {name:?} is not in the manifest")]
     UnknownModel { name: String },
     #[error("model file {path} not found; run `{setup}`")]

@@ -24,6 +24,9 @@ pub struct RuntimeConfig {
     pub intra_threads: usize,
     /// Sessions per model: how many inferences of one model may run at once.
     pub sessions_per_model: usize,
+    /// The models directories [`RuntimeConfig::discover`] looked in without finding a manifest
+    /// (named in the error); empty when the directory was given.
+    pub searched: Vec<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -42,17 +45,48 @@ impl RuntimeConfig {
             library: None,
             intra_threads: cores,
             sessions_per_model: 1,
+            searched: Vec::new(),
         }
     }
 
-    /// `ABIS_MODELS_DIR`, else `./models`.
+    /// Finds the models the way an installed tool does: `ABIS_MODELS_DIR` when set; else the
+    /// first of `./models`, `models/` beside the executable or up to three folders above it (a
+    /// checkout's `target/release/abis`), [`INSTALLED_MODELS_DIRS`] that holds a manifest.
     pub fn discover() -> RuntimeConfig {
-        let dir = std::env::var_os("ABIS_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("models"));
-        Self::for_models_dir(&dir)
+        if let Some(dir) = std::env::var_os("ABIS_MODELS_DIR") {
+            return Self::for_models_dir(Path::new(&dir));
+        }
+        let exe_dirs: Vec<PathBuf> = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.canonicalize().ok())
+            .map(|e| {
+                e.ancestors()
+                    .skip(1)
+                    .take(4)
+                    .map(Path::to_path_buf)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let candidates: Vec<PathBuf> = std::iter::once(PathBuf::from("models"))
+            .chain(exe_dirs.iter().map(|d| d.join("models")))
+            .chain(INSTALLED_MODELS_DIRS.iter().map(PathBuf::from))
+            .collect();
+        match candidates
+            .iter()
+            .find(|d| d.join("manifest.toml").is_file())
+        {
+            Some(dir) => Self::for_models_dir(dir),
+            None => RuntimeConfig {
+                searched: candidates.clone(),
+                ..Self::for_models_dir(&candidates[0])
+            },
+        }
     }
 }
+
+/// Where an installed abis looks for its models after the working and executable's folders.
+pub const INSTALLED_MODELS_DIRS: &[&str] =
+    &["/usr/local/share/abis/models", "/usr/share/abis/models"];
 
 /// The loaded library and manifest; opens session pools for named models.
 pub struct Runtime {
@@ -66,7 +100,20 @@ static LOADED: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::
 
 impl Runtime {
     pub fn open(config: RuntimeConfig) -> Result<Arc<Runtime>, ModelError> {
-        let manifest = Manifest::load(&config.manifest)?;
+        let manifest = Manifest::load(&config.manifest).map_err(|e| {
+            if config.searched.is_empty() {
+                return e;
+            }
+            let tried: Vec<String> = config
+                .searched
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            ModelError::ModelsNotFound {
+                tried: tried.join(", "),
+                setup: SETUP_COMMAND,
+            }
+        })?;
         let library = config
             .library
             .clone()

@@ -11,7 +11,7 @@ pub enum AuditCommand {
     /// Verify every entry from sequence 1 to the end. Prints a JSON report; on the first broken
     /// entry prints its file, line and sequence and exits non-zero.
     Verify {
-        /// Audit log directory (audit.dir, default <data_dir>/audit).
+        /// Audit log directory (audit.dir, default <data_dir>/audit), or the data directory.
         dir: PathBuf,
     },
 }
