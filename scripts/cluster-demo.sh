@@ -11,7 +11,8 @@
 # of 3 client ports, default 14222), ROUTER_PORT (first router, default 50051; replicas' health
 # from ROUTER_PORT+10), SHARDS (3), REPLICAS per shard (2), ROUTERS (1), REPLICA_GRACE_S (600);
 # other ABIS__* variables reach every node (e.g. ABIS__SEARCH__RETAIN_PREPARED=false). A replica
-# whose DIR/replica-<shard><letter>/gallery already holds a store (abis-bench gen) starts from it.
+# whose DIR/replica-<shard><letter>/gallery already holds a store (from a previous run) starts from
+# it and replays the log from its own position.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

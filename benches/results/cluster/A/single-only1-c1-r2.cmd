@@ -1,0 +1,1 @@
+abis client --addr 127.0.0.1:52100 load --rpc identify --finger 1=/tmp/clm/probe/1.abft --only load-5 --requests 100 --concurrency 1 --max-seconds 600
