@@ -105,8 +105,10 @@ pub fn shared(relative: &str) -> Option<PathBuf> {
 
 /// The models cache `make setup` fills.
 pub fn models_cache() -> PathBuf {
+    // As the engine resolves it: ABIS_MODELS_CACHE, else the cache of ABIS_MODELS_DIR.
     std::env::var_os("ABIS_MODELS_CACHE")
         .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ABIS_MODELS_DIR").map(|d| PathBuf::from(d).join("cache")))
         .unwrap_or_else(|| repo_root().join("models/cache"))
 }
 
