@@ -30,7 +30,7 @@
 use std::f32::consts::{PI, SQRT_2, TAU};
 use std::sync::OnceLock;
 
-use crate::matcher::{convex_hull, dphi, erf, in_hull};
+use crate::matcher::{convex_hull, dphi, erf, in_hull, Relaxation};
 use crate::template::FingerTemplate;
 
 /// Cells per side.
@@ -49,14 +49,9 @@ const MIN_NEIGHBOURS: usize = 2;
 const MIN_MATCHABLE: f32 = 0.60;
 /// ... and their minutiae differ by at most a quarter turn (1/256 turns).
 const MAX_DIR_DIFF8: u8 = 64;
-/// LSS-R constants (the matcher's, from the MCC papers).
+/// LSS-R constants (the matcher's, from the MCC papers; relaxation and the local score are
+/// the matcher's own code, [`Relaxation`]).
 const MAX_NR: usize = 24;
-const RELAX_ITERATIONS: usize = 5;
-const RELAX_WEIGHT: f32 = 0.5;
-const MIN_NP: usize = 4;
-const MAX_NP: usize = 12;
-const MU_P: f32 = 20.0;
-const TAU_P: f32 = 0.4;
 const MU_RHO_D: f32 = 5.0;
 const TAU_RHO_D: f32 = -1.6;
 const MU_RHO_A: f32 = PI / 12.0;
@@ -271,7 +266,7 @@ impl LocalForm {
             return 0.0;
         }
         relax(a, b, scratch, n_r);
-        local_score(scratch, a.len().min(b.len()), n_r)
+        scratch.lssr.local_score(a.len().min(b.len()), n_r).0
     }
 }
 
@@ -382,11 +377,8 @@ pub struct LocalScratch {
     /// Direction (1/256 turn) and bit count of each cylinder of the second form.
     b_info: Vec<(u8, u32)>,
     sel: Vec<(u8, u8)>,
-    lambda0: Vec<f32>,
-    lambda: Vec<f32>,
-    next: Vec<f32>,
-    edges: Vec<(u8, u8, f32)>,
-    order: Vec<u32>,
+    /// Similarities of the selected pairs, their compatibilities, relaxation, order.
+    lssr: Relaxation,
 }
 
 fn adiff8(a: u8, b: u8) -> u8 {
@@ -436,7 +428,7 @@ fn cylinder_similarity(a: &LocalCylinder, b: &LocalCylinder, ones: (u32, u32), m
     }
 }
 
-/// The best `n_R` cylinder pairs, best first, into `s.sel` / `s.lambda0`; returns `n_R`.
+/// The best `n_R` cylinder pairs, best first, into `s.sel` / `s.lssr.lambda0`; returns `n_R`.
 fn local_pairs(a: &[LocalCylinder], b: &[LocalCylinder], s: &mut LocalScratch) -> usize {
     let min = (MIN_MATCHABLE * disc().len() as f32).ceil() as u32;
     s.pairs.clear();
@@ -470,9 +462,9 @@ fn local_pairs(a: &[LocalCylinder], b: &[LocalCylinder], s: &mut LocalScratch) -
     }
     s.pairs.sort_unstable_by(|x, y| y.cmp(x));
     s.sel.clear();
-    s.lambda0.clear();
+    s.lssr.lambda0.clear();
     for &k in &s.pairs {
-        s.lambda0.push(f32::from_bits((k >> 32) as u32));
+        s.lssr.lambda0.push(f32::from_bits((k >> 32) as u32));
         s.sel.push((((k >> 8) & 0xFF) as u8, (k & 0xFF) as u8));
     }
     n_r
@@ -505,7 +497,7 @@ fn compatibility(
 
 /// Relaxation: each selected pair is reinforced by the pairs compatible with it.
 fn relax(a: &[LocalCylinder], b: &[LocalCylinder], s: &mut LocalScratch, n_r: usize) {
-    s.edges.clear();
+    s.lssr.edges.clear();
     for i in 0..n_r {
         let (ai, bi) = s.sel[i];
         for j in i + 1..n_r {
@@ -520,47 +512,11 @@ fn relax(a: &[LocalCylinder], b: &[LocalCylinder], s: &mut LocalScratch, n_r: us
                 &b[usize::from(bj)],
             );
             if r > 1e-4 {
-                s.edges.push((i as u8, j as u8, r));
+                s.lssr.edges.push((i as u8, j as u8, r));
             }
         }
     }
-    s.lambda.clear();
-    s.lambda.extend_from_slice(&s.lambda0);
-    s.next.clear();
-    s.next.resize(n_r, 0.0);
-    let spread = if n_r > 1 {
-        (1.0 - RELAX_WEIGHT) / (n_r - 1) as f32
-    } else {
-        0.0
-    };
-    for _ in 0..RELAX_ITERATIONS {
-        for (n, l) in s.next.iter_mut().zip(&s.lambda) {
-            *n = RELAX_WEIGHT * l;
-        }
-        for &(i, j, r) in &s.edges {
-            let (i, j) = (usize::from(i), usize::from(j));
-            let w = spread * r;
-            s.next[i] += w * s.lambda[j];
-            s.next[j] += w * s.lambda[i];
-        }
-        std::mem::swap(&mut s.lambda, &mut s.next);
-    }
-}
-
-/// The mean relaxed similarity of the `n_P` pairs the relaxation strengthened most, over the
-/// `n_P` a pair of templates of `n_min` cylinders deserves.
-fn local_score(s: &mut LocalScratch, n_min: usize, n_r: usize) -> f32 {
-    let full_np = (MIN_NP as f32
-        + (sigmoid(n_min as f32, MU_P, TAU_P) * (MAX_NP - MIN_NP) as f32).round())
-        as usize;
-    let n_p = full_np.min(n_r).max(1);
-    s.order.clear();
-    s.order.extend(0..n_r as u32);
-    let eff = |i: u32| s.lambda[i as usize] / s.lambda0[i as usize].max(1e-9);
-    s.order
-        .sort_unstable_by(|&x, &y| eff(y).total_cmp(&eff(x)).then(x.cmp(&y)));
-    let sum: f32 = s.order[..n_p].iter().map(|&i| s.lambda[i as usize]).sum();
-    sum / full_np.max(1) as f32
+    s.lssr.relax(n_r);
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Comparison of two prepared templates: local cylinder similarities, LSS-R consolidation,
 //! global alignment with overlap normalisation (see the module docs of `matcher`).
 
+use super::lssr::Relaxation;
 use super::params::*;
 use super::prepare::{in_hull, to_dir8, Cylinder, PreparedTemplate};
 
@@ -72,14 +73,10 @@ pub struct Scratch {
     pairs: Vec<u64>,
     sel_a: Vec<u8>,
     sel_b: Vec<u8>,
-    lambda0: Vec<f32>,
-    lambda: Vec<f32>,
-    next: Vec<f32>,
-    /// Compatible pairs of selected pairs `(i, j, ρ)`.
-    edges: Vec<(u8, u8, f32)>,
+    /// Similarities of the selected pairs, their compatibilities, relaxation, order.
+    lssr: Relaxation,
     dir_a: Vec<u8>,
     dir_b: Vec<u8>,
-    order: Vec<u32>,
     /// A's minutiae mapped into B's frame by the current alignment.
     ax: Vec<f32>,
     ay: Vec<f32>,
@@ -282,8 +279,9 @@ pub(super) fn compare_raw(
     if n_r == 0 {
         return RawComparison::default();
     }
-    relax(a, b, t, s, n_r);
-    let (local, n_p) = local_score(s, na.min(nb), n_r);
+    compatibility_edges(a, b, t, s, n_r);
+    s.lssr.relax(n_r);
+    let (local, n_p) = s.lssr.local_score(na.min(nb), n_r);
     let best = align_globally(a, b, s, local);
     let (a_inside, b_inside) = match best.transform {
         Some(tr) => overlap(a, b, &tr),
@@ -304,7 +302,7 @@ pub(super) fn compare_raw(
 }
 
 /// Local Similarity Sort: the `n_R` best pairs of cylinders, best first, into `s.sel_a`,
-/// `s.sel_b` (minutia indices) and `s.lambda0` (their similarities). Returns `n_R` (0: none).
+/// `s.sel_b` (minutia indices) and `s.lssr.lambda0` (their similarities). Returns `n_R` (0: none).
 #[inline]
 fn select_local_pairs(
     a: &PreparedTemplate,
@@ -330,44 +328,16 @@ fn select_local_pairs(
 
     s.sel_a.clear();
     s.sel_b.clear();
-    s.lambda0.clear();
+    s.lssr.lambda0.clear();
     for &k in &s.pairs {
-        s.lambda0.push(f32::from_bits((k >> 32) as u32));
+        s.lssr.lambda0.push(f32::from_bits((k >> 32) as u32));
         s.sel_a.push(a.cyl_index[((k >> 8) & 0xFF) as usize]);
         s.sel_b.push(b.cyl_index[(k & 0xFF) as usize]);
     }
     n_r
 }
 
-/// Relaxation (LSS-R): each selected pair's similarity is reinforced by the pairs geometrically
-/// compatible with it, over `RELAX_ITERATIONS` rounds; the result is left in `s.lambda`.
-#[inline]
-fn relax(a: &PreparedTemplate, b: &PreparedTemplate, t: &Tables, s: &mut Scratch, n_r: usize) {
-    compatibility_edges(a, b, t, s, n_r);
-    s.lambda.clear();
-    s.lambda.extend_from_slice(&s.lambda0);
-    s.next.clear();
-    s.next.resize(n_r, 0.0);
-    let spread = if n_r > 1 {
-        (1.0 - RELAX_WEIGHT) / (n_r - 1) as f32
-    } else {
-        0.0
-    };
-    for _ in 0..RELAX_ITERATIONS {
-        for (n, l) in s.next.iter_mut().zip(&s.lambda) {
-            *n = RELAX_WEIGHT * l;
-        }
-        for &(i, j, r) in &s.edges {
-            let (i, j) = (usize::from(i), usize::from(j));
-            let w = spread * r;
-            s.next[i] += w * s.lambda[j];
-            s.next[j] += w * s.lambda[i];
-        }
-        std::mem::swap(&mut s.lambda, &mut s.next);
-    }
-}
-
-/// Compatibility of every two selected pairs, kept sparse in `s.edges` (most pairs of an
+/// Compatibility of every two selected pairs, kept sparse in `s.lssr.edges` (most pairs of an
 /// impostor comparison are incompatible). Angles first: they need no table look-up.
 #[inline]
 fn compatibility_edges(
@@ -383,7 +353,7 @@ fn compatibility_edges(
         s.dir_a.push(a.minutiae[usize::from(s.sel_a[i])].dir8);
         s.dir_b.push(b.minutiae[usize::from(s.sel_b[i])].dir8);
     }
-    s.edges.clear();
+    s.lssr.edges.clear();
     for i in 0..n_r {
         let (ai, bi) = (usize::from(s.sel_a[i]), usize::from(s.sel_b[i]));
         let (da, db) = (s.dir_a[i], s.dir_b[i]);
@@ -407,31 +377,10 @@ fn compatibility_edges(
             }
             let r = t.rho_dist[dd] * t.rho_angle[d_dir] * t.rho_angle[d_rad];
             if r > 1e-4 {
-                s.edges.push((i as u8, j as u8, r));
+                s.lssr.edges.push((i as u8, j as u8, r));
             }
         }
     }
-}
-
-/// The local score: the relaxed similarities of the `n_P` most efficient pairs (those the
-/// relaxation strengthened most), averaged over the full `n_P` for templates with `n_min`
-/// cylinders. Leaves the pairs ordered by efficiency in `s.order`; returns the score and `n_P`.
-#[inline]
-fn local_score(s: &mut Scratch, n_min: usize, n_r: usize) -> (f32, usize) {
-    let full_np =
-        (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round()) as usize;
-    let n_p = (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round())
-        .min(n_r as f32) as usize;
-    s.order.clear();
-    s.order.extend(0..n_r as u32);
-    let eff = |i: u32| s.lambda[i as usize] / s.lambda0[i as usize].max(1e-9);
-    s.order
-        .sort_unstable_by(|&x, &y| eff(y).total_cmp(&eff(x)).then(x.cmp(&y)));
-    let n_p = n_p.max(1);
-    let sum: f32 = s.order[..n_p].iter().map(|&i| s.lambda[i as usize]).sum();
-    // Averaging over the n_P of the full count (not fewer when fewer pairs exist) penalises
-    // comparisons with very few matchable descriptors.
-    (sum / full_np.max(1) as f32, n_p)
 }
 
 /// The global alignment: from each of the most efficient pairs (when the local score clears
@@ -446,7 +395,7 @@ fn align_globally(
 ) -> Alignment {
     s.seeds.clear();
     if local >= GEO_GATE {
-        for &i in s.order.iter().take(GEO_SEEDS) {
+        for &i in s.lssr.order.iter().take(GEO_SEEDS) {
             s.seeds.push((s.sel_a[i as usize], s.sel_b[i as usize]));
         }
     }
@@ -643,8 +592,4 @@ fn overlap(a: &PreparedTemplate, b: &PreparedTemplate, tr: &Transform) -> (u16, 
         .filter(|m| in_hull(&a.hull, tr.invert(m.x, m.y), OVERLAP_MARGIN))
         .count();
     (a_in as u16, b_in as u16)
-}
-
-fn sigmoid_p(v: f32) -> f32 {
-    1.0 / (1.0 + (-TAU_P * (v - MU_P)).exp())
 }

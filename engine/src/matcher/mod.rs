@@ -73,10 +73,12 @@
 
 mod calibration;
 mod compare;
+mod lssr;
 mod params;
 mod prepare;
 
 pub use compare::Scratch;
+pub(crate) use lssr::Relaxation;
 pub use prepare::PreparedTemplate;
 pub(crate) use prepare::{convex_hull, dphi, erf, in_hull};
 
