@@ -10,7 +10,7 @@
 //! shard returned its best `max_results`, every record of the global best `max_results` was
 //! returned by its shard: the merged answer is exactly the single node's.
 
-use abis_engine::gallery::{fusion, Candidate};
+use abis_engine::gallery::{fusion, rank, Candidate};
 
 /// One shard's answer to one query.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,13 +38,7 @@ pub fn merge(answers: Vec<ShardAnswer>, target_fpir: f64, max_results: usize) ->
         .flat_map(|a| a.candidates)
         .filter(|c| c.score >= threshold)
         .collect();
-    // The engine's order: score descending, then referenceId.
-    candidates.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.reference_id.cmp(&b.reference_id))
-    });
-    candidates.truncate(max_results.max(1));
+    rank(&mut candidates, max_results);
     Merged {
         candidates,
         threshold,
@@ -75,12 +69,7 @@ mod tests {
             .filter(|(_, &s)| s >= threshold)
             .map(|(i, &s)| cand(i as u32, s))
             .collect();
-        c.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.reference_id.cmp(&b.reference_id))
-        });
-        c.truncate(max.max(1));
+        rank(&mut c, max);
         Merged {
             candidates: c,
             threshold,
@@ -102,12 +91,7 @@ mod tests {
             .filter(|(_, s)| *s >= threshold)
             .map(|&(i, s)| cand(i as u32, s))
             .collect();
-        c.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.reference_id.cmp(&b.reference_id))
-        });
-        c.truncate(max.max(1));
+        rank(&mut c, max);
         ShardAnswer {
             candidates: c,
             searched: mine.len() as u64,

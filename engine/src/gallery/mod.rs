@@ -23,6 +23,6 @@ mod search;
 mod shortlist;
 
 pub use search::{
-    Candidate, FaceScorer, Gallery, GalleryError, Identified, IdentifyOptions, ModalityEvidence,
-    Probe, SearchConfig, Verification,
+    rank, Candidate, FaceScorer, Gallery, GalleryError, Identified, IdentifyOptions,
+    ModalityEvidence, Probe, SearchConfig, Verification,
 };

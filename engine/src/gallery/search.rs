@@ -131,6 +131,17 @@ pub struct Verification {
 /// searched.
 pub type Identified = Result<(Vec<Candidate>, f64, u64), GalleryError>;
 
+/// The order of a 1:N answer: score descending, then referenceId; at most `max_results` (at
+/// least one). A cluster's router orders the shards' merged candidates with it too.
+pub fn rank(candidates: &mut Vec<Candidate>, max_results: usize) {
+    candidates.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.reference_id.cmp(&b.reference_id))
+    });
+    candidates.truncate(max_results.max(1));
+}
+
 /// How 1:N picks the records the full matcher scores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchConfig {
@@ -203,14 +214,7 @@ impl Gallery {
         matcher: Matcher,
         face_scorer: Option<FaceScorer>,
     ) -> Result<(Gallery, RecoveryReport), GalleryError> {
-        let index = Arc::new(FingerIndexFiles::default());
-        let mut cfg = cfg;
-        cfg.companion = Some(index.clone());
-        let (store, report) = Store::open(path, cfg)?;
-        Ok((
-            Gallery::assemble(store, matcher, face_scorer, index),
-            report,
-        ))
+        Self::open_with(cfg, matcher, face_scorer, |cfg| Store::open(path, cfg))
     }
 
     /// [`Gallery::open`] in any [`Directory`].
@@ -220,10 +224,18 @@ impl Gallery {
         matcher: Matcher,
         face_scorer: Option<FaceScorer>,
     ) -> Result<(Gallery, RecoveryReport), GalleryError> {
+        Self::open_with(cfg, matcher, face_scorer, |cfg| Store::open_in(dir, cfg))
+    }
+
+    fn open_with(
+        mut cfg: StoreConfig,
+        matcher: Matcher,
+        face_scorer: Option<FaceScorer>,
+        open_store: impl FnOnce(StoreConfig) -> Result<(Store, RecoveryReport), StoreError>,
+    ) -> Result<(Gallery, RecoveryReport), GalleryError> {
         let index = Arc::new(FingerIndexFiles::default());
-        let mut cfg = cfg;
         cfg.companion = Some(index.clone());
-        let (store, report) = Store::open_in(dir, cfg)?;
+        let (store, report) = open_store(cfg)?;
         Ok((
             Gallery::assemble(store, matcher, face_scorer, index),
             report,
@@ -395,17 +407,12 @@ impl Gallery {
                 let ready = ready?;
                 let locs = match shortlist {
                     Some(s) => s?,
-                    None => self.all_targets(&snapshot, &targets),
+                    None => shortlist::live_targets(&snapshot, &targets),
                 };
                 let threshold = fusion::threshold_for_fpir(options.target_fpir, targets.count);
                 let mut candidates =
                     self.score_all(&snapshot, &ready, &locs, epoch, threshold, indexed)?;
-                candidates.sort_by(|a, b| {
-                    b.score
-                        .total_cmp(&a.score)
-                        .then_with(|| a.reference_id.cmp(&b.reference_id))
-                });
-                candidates.truncate(options.max_results.max(1));
+                rank(&mut candidates, options.max_results);
                 Ok((candidates, threshold, targets.count))
             })
             .collect()
@@ -473,32 +480,14 @@ impl Gallery {
         let k = self.search.shortlist.max(1);
         let mut locs = Vec::new();
         if !probe.index.forms.is_empty() {
-            let candidates = by_codes.unwrap_or_else(|| indexed.all(targets));
+            let candidates =
+                by_codes.unwrap_or_else(|| shortlist::live_targets(indexed.snapshot, targets));
             locs.extend(indexed.by_local(&probe.index, &candidates, k)?);
         }
         locs.extend(indexed.by_face(&probe.index, targets, k)?);
         locs.sort();
         locs.dedup();
         Ok(locs)
-    }
-
-    fn all_targets(&self, snapshot: &Snapshot, targets: &Targets) -> Vec<Loc> {
-        let mut out = Vec::new();
-        for (s, view) in snapshot.segments().iter().enumerate() {
-            for o in view.live_ordinals() {
-                let loc = Loc::Seg(s as u32, o as u32);
-                if targets.includes(loc) {
-                    out.push(loc);
-                }
-            }
-        }
-        for r in 0..snapshot.recent().len() {
-            let loc = Loc::Recent(r as u32);
-            if targets.includes(loc) {
-                out.push(loc);
-            }
-        }
-        out
     }
 
     /// The full matcher on every location; those at or above `threshold`.
@@ -727,7 +716,7 @@ impl Gallery {
         let everything = shortlist::targets(&snapshot, None, None);
         let count = everything.count as usize;
         if self.search.retain_prepared && count <= self.search.index_above {
-            self.all_targets(&snapshot, &everything)
+            shortlist::live_targets(&snapshot, &everything)
                 .par_iter()
                 .try_for_each(|&loc| {
                     self.prepared_at(&snapshot, loc, epoch, &[], false)

@@ -254,27 +254,6 @@ impl<'s> Indexed<'s> {
         out
     }
 
-    /// Every live target (stage 2 without stage 1).
-    pub fn all(&self, targets: &Targets) -> Vec<Loc> {
-        let mut out = Vec::new();
-        for (s, idx) in self.segments.iter().enumerate() {
-            let view = self.view(s as u32);
-            for o in 0..idx.len() {
-                let loc = Loc::Seg(s as u32, o as u32);
-                if view.is_live(o) && targets.includes(loc) {
-                    out.push(loc);
-                }
-            }
-        }
-        for r in 0..self.recent.len() {
-            let loc = Loc::Recent(r as u32);
-            if targets.includes(loc) {
-                out.push(loc);
-            }
-        }
-        out
-    }
-
     /// The forms of a record's fingers compatible with `position`.
     fn forms_of(
         &self,
@@ -413,6 +392,27 @@ pub(super) fn locate(snapshot: &Snapshot, id: &str) -> Option<Loc> {
         .iter()
         .enumerate()
         .find_map(|(s, v)| v.find(id).map(|o| Loc::Seg(s as u32, o as u32)))
+}
+
+/// Every live record of the snapshot that the search covers, in location order (what stage 2
+/// compares without stage 1, and what an exhaustive search scores).
+pub(super) fn live_targets(snapshot: &Snapshot, targets: &Targets) -> Vec<Loc> {
+    let mut out = Vec::new();
+    for (s, view) in snapshot.segments().iter().enumerate() {
+        for o in view.live_ordinals() {
+            let loc = Loc::Seg(s as u32, o as u32);
+            if targets.includes(loc) {
+                out.push(loc);
+            }
+        }
+    }
+    for r in 0..snapshot.recent().len() {
+        let loc = Loc::Recent(r as u32);
+        if targets.includes(loc) {
+            out.push(loc);
+        }
+    }
+    out
 }
 
 /// The targets of a search: every live record, or the listed ones, less the excluded one.
