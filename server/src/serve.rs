@@ -235,19 +235,7 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
             reporter.set_service_status("", status).await;
         }
     });
-    let addr = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "server.listen",
-            addr,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind {
-        what: "server.listen",
-        addr,
-        source,
-    })?;
+    let (listener, local) = bind("server.listen", config.server.listen).await?;
     tracing::info!(%local, shard, "abis replica: health on");
     // A line on stdout that scripts and tests can wait for.
     println!("listening on {local}");
@@ -355,18 +343,23 @@ async fn start_metrics(
     if !config.metrics.enabled {
         return Ok(());
     }
-    let addr = config.metrics.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "metrics.listen",
-            addr,
-            source,
-        })?;
+    let (listener, _) = bind("metrics.listen", config.metrics.listen).await?;
     tokio::spawn(Arc::clone(metrics).serve_on(listener, async {
         let _ = stop.await;
     }));
     Ok(())
+}
+
+/// Binds the listener of configuration key `what`; returns it with the address it got (the
+/// port chosen when the configuration says 0).
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServeError> {
+    let err = |source| ServeError::Bind { what, addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
 }
 
 /// Prepares every stored record for matching in the background and reports SERVING when done.
@@ -462,19 +455,7 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);
 
-    let addr = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "server.listen",
-            addr,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Bind {
-        what: "server.listen",
-        addr,
-        source,
-    })?;
+    let (listener, local) = bind("server.listen", config.server.listen).await?;
     tracing::info!(%local, "abis serving");
     // A line on stdout that scripts and tests can wait for.
     println!("listening on {local}");
