@@ -172,6 +172,12 @@ pub struct Router {
     next_any: AtomicU32,
 }
 
+/// What a write does once it knows what its subject holds.
+enum Step<T> {
+    Answer(T),
+    Publish,
+}
+
 /// What a subject's history says about an id.
 enum Presence {
     /// Stored with these canonical bytes.
@@ -446,15 +452,76 @@ impl Router {
                 .map_err(|e| RouteError::Invalid(format!("samples[{i}]: {e}")))?;
         }
         let canonical = record.encode().map_err(invalid_record)?;
-        let shards = self.catalog.spec.shards;
         let id = record.reference_id;
-        let shard = shard_of(&id, shards);
-        let subject = log_subject(&id, shards);
+        let subject = log_subject(&id, self.catalog.spec.shards);
         let payload = entry::encode_insert(self.config.keys.as_ref(), &subject, &canonical)
             .map_err(|e| RouteError::Internal(e.to_string()))?;
         self.check_size(payload.len())?;
         let deadline = self.deadline(self.config.write_timeout, caller_deadline);
         let mut served = Served::default();
+        let outcome = self
+            .write(
+                &id,
+                payload,
+                deadline,
+                &mut served,
+                |stored, published| match stored {
+                    Some(bytes) if bytes == canonical => Ok(Step::Answer(if published {
+                        InsertOutcome::Inserted
+                    } else {
+                        InsertOutcome::AlreadyPresent
+                    })),
+                    Some(_) => Err(RouteError::AlreadyExists),
+                    None => Ok(Step::Publish),
+                },
+            )
+            .await?;
+        Ok((outcome.unwrap_or(InsertOutcome::Inserted), served))
+    }
+
+    /// Deletes a record (see the module docs).
+    pub async fn delete(
+        &self,
+        id: &str,
+        caller_deadline: Option<Instant>,
+    ) -> Result<Served, RouteError> {
+        abis_engine::store::validate_reference_id(id).map_err(invalid_record)?;
+        let subject = log_subject(id, self.catalog.spec.shards);
+        let payload = entry::encode_delete(self.config.keys.as_ref(), &subject, id)
+            .map_err(|e| RouteError::Internal(e.to_string()))?;
+        let deadline = self.deadline(self.config.write_timeout, caller_deadline);
+        let mut served = Served::default();
+        self.write(
+            id,
+            payload,
+            deadline,
+            &mut served,
+            |stored, published| match (stored, published) {
+                (Some(_), _) => Ok(Step::Publish),
+                (None, true) => Ok(Step::Answer(())),
+                (None, false) => Err(RouteError::NotFound),
+            },
+        )
+        .await?;
+        Ok(served)
+    }
+
+    /// The write loop of Insert and Delete: learn what `id`'s subject holds (from the log, or
+    /// from a caught-up replica when the log cannot tell), let `decide` answer from it or
+    /// publish `payload` expecting the subject's last sequence as read, and start again when
+    /// another writer got there first or an acknowledgement was lost (`published` then tells
+    /// `decide` that the content it finds may be this call's own). `Ok(None)`: published, its
+    /// log position recorded in `served`.
+    async fn write<T>(
+        &self,
+        id: &str,
+        payload: Vec<u8>,
+        deadline: Instant,
+        served: &mut Served,
+        decide: impl Fn(Option<Vec<u8>>, bool) -> Result<Step<T>, RouteError>,
+    ) -> Result<Option<T>, RouteError> {
+        let shards = self.catalog.spec.shards;
+        let (shard, subject) = (shard_of(id, shards), log_subject(id, shards));
         let mut published = false;
         let mut last = String::from("timed out");
         while Instant::now() < deadline {
@@ -469,19 +536,10 @@ impl Router {
             let stored = match presence {
                 Presence::Stored(bytes) => Some(bytes),
                 Presence::Absent => None,
-                Presence::Unknown => self.stored(shard, &id, deadline, &mut served).await?,
+                Presence::Unknown => self.stored(shard, id, deadline, served).await?,
             };
-            match stored {
-                Some(bytes) if bytes == canonical => {
-                    let outcome = if published {
-                        InsertOutcome::Inserted
-                    } else {
-                        InsertOutcome::AlreadyPresent
-                    };
-                    return Ok((outcome, served));
-                }
-                Some(_) => return Err(RouteError::AlreadyExists),
-                None => {}
+            if let Step::Answer(answer) = decide(stored, published)? {
+                return Ok(Some(answer));
             }
             match self
                 .publish(&subject, payload.clone(), expected, deadline)
@@ -489,70 +547,11 @@ impl Router {
             {
                 Ok(Some(position)) => {
                     served.log(position);
-                    return Ok((InsertOutcome::Inserted, served));
+                    return Ok(None);
                 }
                 Ok(None) => {}
                 Err(e) => {
                     // It may have been stored: the next round finds out.
-                    published = true;
-                    last = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        Err(RouteError::LogUnavailable(last))
-    }
-
-    /// Deletes a record (see the module docs).
-    pub async fn delete(
-        &self,
-        id: &str,
-        caller_deadline: Option<Instant>,
-    ) -> Result<Served, RouteError> {
-        abis_engine::store::validate_reference_id(id).map_err(invalid_record)?;
-        let shards = self.catalog.spec.shards;
-        let shard = shard_of(id, shards);
-        let subject = log_subject(id, shards);
-        let payload = entry::encode_delete(self.config.keys.as_ref(), &subject, id)
-            .map_err(|e| RouteError::Internal(e.to_string()))?;
-        let deadline = self.deadline(self.config.write_timeout, caller_deadline);
-        let mut served = Served::default();
-        let mut published = false;
-        let mut last = String::from("timed out");
-        while Instant::now() < deadline {
-            let (expected, presence) = match self.presence(&subject, shard).await {
-                Ok(p) => p,
-                Err(e) => {
-                    last = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let present = match presence {
-                Presence::Stored(_) => true,
-                Presence::Absent => false,
-                Presence::Unknown => self
-                    .stored(shard, id, deadline, &mut served)
-                    .await?
-                    .is_some(),
-            };
-            if !present {
-                return if published {
-                    Ok(served)
-                } else {
-                    Err(RouteError::NotFound)
-                };
-            }
-            match self
-                .publish(&subject, payload.clone(), expected, deadline)
-                .await
-            {
-                Ok(Some(position)) => {
-                    served.log(position);
-                    return Ok(served);
-                }
-                Ok(None) => {}
-                Err(e) => {
                     published = true;
                     last = e;
                     tokio::time::sleep(Duration::from_millis(100)).await;
