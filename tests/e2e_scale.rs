@@ -26,6 +26,19 @@ fn template(person: u64, position: u8, capture: u64) -> Vec<u8> {
     encode_native(&t).expect("encode")
 }
 
+/// Capture 1 of a person's fingers at these positions, as Identify samples.
+fn probe_samples(person: u64, positions: &[u8]) -> Vec<Sample> {
+    positions
+        .iter()
+        .map(|&pos| Sample {
+            modality: Modality::Finger as i32,
+            finger_position: u32::from(pos),
+            ppi: 500.0,
+            data: Some(sample::Data::Template(template(person, pos, 1))),
+        })
+        .collect()
+}
+
 fn id(person: u64) -> String {
     format!("{}", 500_000_000_000 + person)
 }
@@ -75,17 +88,7 @@ async fn identify_through_the_indexes_on_a_written_gallery() {
         .into_inner();
     assert_eq!(count.count, PEOPLE);
 
-    let probe = |person: u64| -> Vec<Sample> {
-        [2u8, 7]
-            .iter()
-            .map(|&pos| Sample {
-                modality: Modality::Finger as i32,
-                finger_position: u32::from(pos),
-                ppi: 500.0,
-                data: Some(sample::Data::Template(template(person, pos, 1))),
-            })
-            .collect()
-    };
+    let probe = |person: u64| probe_samples(person, &[2, 7]);
     for person in [0, 41, 177, 299] {
         let r = support::identify_samples(&mut client, probe(person)).await;
         assert_eq!(r.gallery_size, PEOPLE);
@@ -160,17 +163,7 @@ async fn serving_again_after_sigkill_with_the_index_opened_not_rebuilt() {
         ("ABIS__SEARCH__SHORTLIST", "8".as_ref()),
         ("ABIS__SEARCH__RETAIN_PREPARED", "false".as_ref()),
     ];
-    let probe = |person: u64| -> Vec<Sample> {
-        fingers
-            .iter()
-            .map(|&pos| Sample {
-                modality: Modality::Finger as i32,
-                finger_position: u32::from(pos),
-                ppi: 500.0,
-                data: Some(sample::Data::Template(template(person, pos, 1))),
-            })
-            .collect()
-    };
+    let probe = |person: u64| probe_samples(person, &fingers);
     let server = Server::start_with(data, env);
     let first_wait = support::wait_serving(&server, "", Duration::from_secs(600)).await;
     let mut client = support::connect(&server).await;

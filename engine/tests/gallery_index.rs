@@ -58,22 +58,26 @@ fn gallery(dir: &MemDirectory, search: SearchConfig) -> Gallery {
         .with_search(search)
 }
 
+/// A person's enrolment record: capture 0 of every finger and the face.
+fn record(model: &FaceModel, person: u64) -> Record {
+    Record {
+        reference_id: format!("P-{person:04}"),
+        fingers: fingers(person, 0, &POSITIONS)
+            .into_iter()
+            .map(|(p, template)| FingerEntry {
+                position: FingerPosition::new(p).unwrap(),
+                template,
+            })
+            .collect(),
+        faces: vec![face(model, person, 0)],
+        ..Record::default()
+    }
+}
+
 fn enrol(g: &Gallery) {
     let model = FaceModel::new();
     for person in 0..PEOPLE {
-        let record = Record {
-            reference_id: format!("P-{person:04}"),
-            fingers: fingers(person, 0, &POSITIONS)
-                .into_iter()
-                .map(|(p, template)| FingerEntry {
-                    position: FingerPosition::new(p).unwrap(),
-                    template,
-                })
-                .collect(),
-            faces: vec![face(&model, person, 0)],
-            ..Record::default()
-        };
-        g.insert(record).unwrap();
+        g.insert(record(&model, person)).unwrap();
     }
     g.store().flush().unwrap();
 }
@@ -204,19 +208,7 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
     drop(g);
     let extra = gallery(&dir, indexed_config());
     for person in PEOPLE..PEOPLE + 10 {
-        let record = Record {
-            reference_id: format!("P-{person:04}"),
-            fingers: fingers(person, 0, &POSITIONS)
-                .into_iter()
-                .map(|(p, template)| FingerEntry {
-                    position: FingerPosition::new(p).unwrap(),
-                    template,
-                })
-                .collect(),
-            faces: vec![face(&model, person, 0)],
-            ..Record::default()
-        };
-        extra.insert(record).unwrap();
+        extra.insert(record(&model, person)).unwrap();
     }
     let recent_probe = probe(&model, PEOPLE + 5, &[2, 7], true);
     let found = ids_and_scores_n(&extra, &recent_probe, PEOPLE + 10);
