@@ -215,6 +215,40 @@ def convert_models(py: Path, manifest: dict, cache: Path) -> None:
                              f"pins {model['sha256']} (different converter or tool versions?)")
 
 
+def fvc_check_images(per_set: int = 5) -> list[Path]:
+    """A few real fingerprints of each FVC2002 B set, when the shared data is beside the repo."""
+    images = []
+    for db in range(1, 5):
+        folder = shared_data() / "fingerprint" / f"FVC2002_DB{db}_B"
+        images += sorted(folder.glob("*.tif"))[:per_set]
+    return images
+
+
+def derive_models(py: Path, manifest: dict, cache: Path) -> None:
+    """Builds each model that the manifest derives from another file with a script of this
+    repository (the LEADER graph rewrite), checks it against its source on real images, and
+    requires the manifest's sha256 (the rewrite is bit-reproducible)."""
+    for name, model in manifest["models"].items():
+        derive = model.get("derive")
+        if derive is None:
+            continue
+        dest = cache / model["file"]
+        report = cache / "reference" / name / "rewrite.check.json"
+        if dest.is_file() and sha256(dest) == model["sha256"] and report.is_file():
+            continue
+        images = sorted((cache / "afis").glob("*.png")) + fvc_check_images()
+        say(f"deriving {model['file']} from {derive['from']} and checking it on "
+            f"{len(images)} images")
+        subprocess.run([str(py), str(ROOT / derive["script"]), "--src", str(cache / derive["from"]),
+                        "--out", str(dest), "--report", str(report),
+                        "--check", *map(str, images)], check=True)
+        digest = sha256(dest)
+        if digest != model["sha256"]:
+            report.unlink(missing_ok=True)
+            raise SystemExit(f"setup: derived {model['file']} has sha256 {digest}, the manifest "
+                             f"pins {model['sha256']} (different script or tool versions?)")
+
+
 def main() -> None:
     manifest = tomllib.loads(MANIFEST.read_text())
     cache = cache_dir()
@@ -223,8 +257,9 @@ def main() -> None:
                 for name, src in manifest["sources"].items()}
     install_file(manifest["runtime"], archives, cache)
     for model in manifest["models"].values():
-        # Converted models are built below; operator-provided ones are the operator's to place.
-        if "convert" in model or "provided_by" in model:
+        # Converted and derived models are built below; operator-provided ones are the
+        # operator's to place.
+        if "convert" in model or "derive" in model or "provided_by" in model:
             continue
         install_file(model, archives, cache)
     for fixture in manifest.get("fixtures", []) + manifest.get("originals", []):
@@ -234,8 +269,10 @@ def main() -> None:
         run_references(py, cache)
         make_wsq_fixtures(py, cache)
         convert_models(py, manifest, cache)
+        derive_models(py, manifest, cache)
     else:
-        say("--no-tools: the face models (converted from TFLite by the tools) are not built")
+        say("--no-tools: the face models (converted from TFLite by the tools) and the rewritten "
+            "LEADER graph are not built")
     say(f"ready in {cache}")
 
 

@@ -1,12 +1,13 @@
-//! Fingerprint extraction time per image: decode + resample + LEADER + decoding + quality.
+//! Fingerprint extraction time per image: decode + resample + LEADER + decoding + quality
+//! (`finger_extract`), and each of those stages alone (`finger_stage`).
 //!
 //! `make bench` or `cargo bench -p abis-bench --bench extract`. Needs `make setup` (models);
-//! the FVC image is read from ../shared/data when present.
+//! the FVC images are read from ../shared/data when present.
 
 use std::path::PathBuf;
 
-use abis_engine::finger::{CaptureInfo, FingerExtractor};
-use abis_engine::image::Limits;
+use abis_engine::finger::{assess, CaptureInfo, FingerExtractor, LeaderModel, MODEL_PPI};
+use abis_engine::image::{self, Limits};
 use abis_engine::model::{Runtime, RuntimeConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -37,19 +38,50 @@ fn extraction(c: &mut Criterion) {
         fvc.join("FVC2002_DB2_B/101_1.tif"),
         569.0,
     ));
+    let images: Vec<(&str, Vec<u8>, f32)> = images
+        .into_iter()
+        .filter_map(|(name, path, ppi)| match std::fs::read(&path) {
+            Ok(bytes) => Some((name, bytes, ppi)),
+            Err(_) => {
+                eprintln!("skipping {name}: {} not found", path.display());
+                None
+            }
+        })
+        .collect();
+
     let mut group = c.benchmark_group("finger_extract");
     group.sample_size(20);
-    for (name, path, ppi) in images {
-        let Ok(bytes) = std::fs::read(&path) else {
-            eprintln!("skipping {name}: {} not found", path.display());
-            continue;
-        };
+    for (name, bytes, ppi) in &images {
         let info = CaptureInfo {
-            ppi: Some(ppi),
+            ppi: Some(*ppi),
             ..Default::default()
         };
-        group.bench_function(name, |b| {
-            b.iter(|| extractor.extract(&bytes, info).expect("extract"))
+        group.bench_function(*name, |b| {
+            b.iter(|| extractor.extract(bytes, info).expect("extract"))
+        });
+    }
+    group.finish();
+
+    // The same work stage by stage, so that the README can say where the time goes.
+    let leader = LeaderModel::open(&runtime, "leader").expect("LEADER model");
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("finger_stage");
+    group.sample_size(20);
+    for (name, bytes, ppi) in &images {
+        let decoded = image::decode(bytes, &limits).expect("decode");
+        let resampled = image::resample_to_ppi(&decoded.image, *ppi, MODEL_PPI).expect("resample");
+        let minutiae = leader.detect(&resampled.image).expect("LEADER");
+        group.bench_function(format!("{name}/decode"), |b| {
+            b.iter(|| image::decode(bytes, &limits).expect("decode"))
+        });
+        group.bench_function(format!("{name}/resample"), |b| {
+            b.iter(|| image::resample_to_ppi(&decoded.image, *ppi, MODEL_PPI).expect("resample"))
+        });
+        group.bench_function(format!("{name}/leader"), |b| {
+            b.iter(|| leader.detect(&resampled.image).expect("LEADER"))
+        });
+        group.bench_function(format!("{name}/quality"), |b| {
+            b.iter(|| assess(&resampled.image, &minutiae))
         });
     }
     group.finish();

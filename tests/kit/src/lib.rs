@@ -116,7 +116,10 @@ pub fn models_cache() -> PathBuf {
 #[track_caller]
 pub fn models_ready() -> bool {
     let cache = models_cache();
-    for file in ["lib/libonnxruntime.so.1.32.0", "leader/LEADER.onnx"] {
+    for file in [
+        "lib/libonnxruntime.so.1.32.0",
+        "leader/LEADER-rewritten.onnx",
+    ] {
         if !cache.join(file).is_file() {
             skip(
                 &format!("model file {}", cache.join(file).display()),
