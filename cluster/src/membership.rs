@@ -80,17 +80,29 @@ pub async fn withdraw(bucket: &kv::Store, shard: u32, node: &str) -> Result<(), 
 
 /// Every heartbeat in the bucket (replicas seen within the grace), by shard then node.
 /// Unreadable entries are skipped: they cannot hold back trimming or confuse status.
+///
+/// The keys come from the bucket stream's subject list (one stream-info request), not from
+/// `kv::Store::keys`: that one reads through a consumer that waits until it has seen as many
+/// keys as the server counted, and with nats-server 2.9 a heartbeat expiring by `max_age` during
+/// the read can leave it waiting forever (nats-io/nats-server#3481) — which hung
+/// `abis cluster status` in a test and would stall a router's retention round.
 pub async fn list(bucket: &kv::Store) -> Result<Vec<Heartbeat>, ClusterError> {
-    let mut keys = bucket
-        .keys()
+    let prefix = bucket.prefix.clone();
+    let mut subjects = bucket
+        .stream
+        .info_with_subjects(format!("{prefix}>"))
         .await
         .map_err(|e| ClusterError::nats("listing heartbeats", e))?;
     let mut names = Vec::new();
-    while let Some(k) = keys.next().await {
-        names.push(k.map_err(|e| ClusterError::nats("listing heartbeats", e))?);
+    while let Some(entry) = subjects.next().await {
+        let (subject, _count) = entry.map_err(|e| ClusterError::nats("listing heartbeats", e))?;
+        if let Some(name) = subject.strip_prefix(&prefix) {
+            names.push(name.to_owned());
+        }
     }
     let mut beats = Vec::with_capacity(names.len());
     for name in names {
+        // Expired or withdrawn since the list was taken: nothing to read, skipped.
         let Some(bytes) = bucket
             .get(&name)
             .await
