@@ -12,9 +12,12 @@
 //!    - an insert of other content: `AlreadyExists` (MOSIP 10);
 //!    - a delete: the id is free;
 //!    - nothing: the id is free, unless the shard's log has been trimmed (KV `trimmed.<shard>`
-//!      is set; it is written before each purge) — then a replica of the shard, caught up to
-//!      the shard's last message, says whether it holds the id (and with what content);
-//!    - an unreadable message: a replica decides likewise;
+//!      is set; it is written before each purge) — then a replica of the shard that has applied
+//!      the log through the trim point says whether it holds the id (and with what content).
+//!      Through the trim point, not the stream's end: any later message of the id would still
+//!      be in the log, and waiting for a replica to apply every other id's recent inserts
+//!      stalled writes under load;
+//!    - an unreadable message: a replica that has applied it decides likewise;
 //! 2. publish with `expected-last-subject-sequence` = the sequence read in 1 (0 for an empty
 //!    subject). Another writer in between makes the publish fail with "wrong last sequence":
 //!    start again at 1 (bounded by the write timeout).
@@ -183,8 +186,13 @@ enum Presence {
     /// Stored with these canonical bytes.
     Stored(Vec<u8>),
     Absent,
-    /// The log cannot tell (trimmed or unreadable): ask a replica.
-    Unknown,
+    /// The log cannot tell (trimmed or unreadable): ask a replica that has applied the shard's
+    /// log through this position — the last message that may have been purged, or the
+    /// unreadable one. Not the stream's end: a replica need not catch up on a backlog of other
+    /// ids' inserts to answer for this one, whose later messages the log itself would show.
+    Unknown {
+        through: u64,
+    },
 }
 
 impl Router {
@@ -326,6 +334,20 @@ impl Router {
         served: &mut Served,
     ) -> Result<Option<Vec<u8>>, RouteError> {
         let position = self.log_position(deadline).await?;
+        self.stored_as_of(shard, id, position, deadline, served)
+            .await
+    }
+
+    /// The record stored under `id` according to a replica that has applied the shard's log at
+    /// least through `position`.
+    async fn stored_as_of(
+        &self,
+        shard: u32,
+        id: &str,
+        position: u64,
+        deadline: Instant,
+        served: &mut Served,
+    ) -> Result<Option<Vec<u8>>, RouteError> {
         let reply = self
             .shard_call(
                 RequestKind::Get,
@@ -371,7 +393,9 @@ impl Router {
                     Err(e) if e.is_configuration() => return Err(e.to_string()),
                     Err(e) => {
                         tracing::warn!(shard, position = m.sequence, error = %e, "unreadable log entry");
-                        Presence::Unknown
+                        Presence::Unknown {
+                            through: m.sequence,
+                        }
                     }
                 },
             )),
@@ -380,7 +404,9 @@ impl Router {
                 Ok((
                     0,
                     if trimmed.below > 0 {
-                        Presence::Unknown
+                        Presence::Unknown {
+                            through: trimmed.below - 1,
+                        }
                     } else {
                         Presence::Absent
                     },
@@ -536,7 +562,10 @@ impl Router {
             let stored = match presence {
                 Presence::Stored(bytes) => Some(bytes),
                 Presence::Absent => None,
-                Presence::Unknown => self.stored(shard, id, deadline, served).await?,
+                Presence::Unknown { through } => {
+                    self.stored_as_of(shard, id, through, deadline, served)
+                        .await?
+                }
             };
             if let Step::Answer(answer) = decide(stored, published)? {
                 return Ok(Some(answer));
