@@ -177,9 +177,25 @@ def make_wsq_fixtures(py: Path, cache: Path) -> None:
 
 def real_face_images() -> list[Path]:
     """Real faces for the conversion check, when the shared evaluation data is beside the repo."""
-    shared = Path(os.environ.get("ABIS_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    att = shared / "face" / "ATT_ORL"
+    att = shared_data() / "face" / "ATT_ORL"
     return [p for p in (att / "s1" / "1.pgm", att / "s7" / "3.pgm") if p.is_file()]
+
+
+def is_built(model: dict, dest: Path, report: Path) -> bool:
+    """Whether a model built at setup is in place with its pinned sha256 and its check report."""
+    return dest.is_file() and sha256(dest) == model["sha256"] and report.is_file()
+
+
+def build_pinned(cmd: list[str], model: dict, dest: Path, report: Path, how: str) -> None:
+    """Runs `cmd`, which writes `dest` and the report of its check, and requires the manifest's
+    sha256: conversions and derivations are bit-reproducible, so any other digest means other
+    scripts or tool versions, and the report of such a build is not kept."""
+    subprocess.run(cmd, check=True)
+    digest = sha256(dest)
+    if digest != model["sha256"]:
+        report.unlink(missing_ok=True)
+        raise SystemExit(f"setup: {how} {model['file']} has sha256 {digest}, the manifest "
+                         f"pins {model['sha256']} (different scripts or tool versions?)")
 
 
 def convert_models(py: Path, manifest: dict, cache: Path) -> None:
@@ -194,7 +210,7 @@ def convert_models(py: Path, manifest: dict, cache: Path) -> None:
             continue
         dest = cache / model["file"]
         report = cache / "reference" / "face" / f"{name}.check.json"
-        if dest.is_file() and sha256(dest) == model["sha256"] and report.is_file():
+        if is_built(model, dest, report):
             continue
         say(f"converting {conv['from']} to {model['file']} and checking it against TFLite")
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -207,12 +223,7 @@ def convert_models(py: Path, manifest: dict, cache: Path) -> None:
             cmd += ["--real-image", str(image)]
         if not real:
             say("ATT_ORL not found beside the repository: checking on random inputs only")
-        subprocess.run(cmd, check=True)
-        digest = sha256(dest)
-        if digest != model["sha256"]:
-            report.unlink(missing_ok=True)
-            raise SystemExit(f"setup: converted {model['file']} has sha256 {digest}, the manifest "
-                             f"pins {model['sha256']} (different converter or tool versions?)")
+        build_pinned(cmd, model, dest, report, "converted")
 
 
 def fvc_check_images(per_set: int = 5) -> list[Path]:
@@ -234,19 +245,14 @@ def derive_models(py: Path, manifest: dict, cache: Path) -> None:
             continue
         dest = cache / model["file"]
         report = cache / "reference" / name / "rewrite.check.json"
-        if dest.is_file() and sha256(dest) == model["sha256"] and report.is_file():
+        if is_built(model, dest, report):
             continue
         images = sorted((cache / "afis").glob("*.png")) + fvc_check_images()
         say(f"deriving {model['file']} from {derive['from']} and checking it on "
             f"{len(images)} images")
-        subprocess.run([str(py), str(ROOT / derive["script"]), "--src", str(cache / derive["from"]),
-                        "--out", str(dest), "--report", str(report),
-                        "--check", *map(str, images)], check=True)
-        digest = sha256(dest)
-        if digest != model["sha256"]:
-            report.unlink(missing_ok=True)
-            raise SystemExit(f"setup: derived {model['file']} has sha256 {digest}, the manifest "
-                             f"pins {model['sha256']} (different script or tool versions?)")
+        cmd = [str(py), str(ROOT / derive["script"]), "--src", str(cache / derive["from"]),
+               "--out", str(dest), "--report", str(report), "--check", *map(str, images)]
+        build_pinned(cmd, model, dest, report, "derived")
 
 
 def main() -> None:
