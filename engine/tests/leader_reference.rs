@@ -39,11 +39,6 @@ fn read_reference(name: &str) -> Vec<RefMinutia> {
         .collect()
 }
 
-fn angle_diff_deg(a: f32, b: f32) -> f32 {
-    let d = (a - b).rem_euclid(std::f32::consts::TAU);
-    d.min(std::f32::consts::TAU - d).to_degrees()
-}
-
 #[test]
 fn minutiae_agree_with_the_afis_reference() {
     let Some(extractor) = common::extractor() else {
@@ -94,7 +89,7 @@ fn minutiae_agree_with_the_afis_reference() {
             );
             // The reference reports LEADER's counter-clockwise angle; templates store the
             // engine's clockwise (y-down atan2) one.
-            let dd = angle_diff_deg(m.direction, -r.direction);
+            let dd = common::angle_diff_deg(m.direction, -r.direction);
             assert!(
                 dd <= 5.0,
                 "{name}: direction differs by {dd:.1} degrees at ({}, {})",

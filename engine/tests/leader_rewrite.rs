@@ -52,15 +52,15 @@ fn matched(reference: &[RawMinutia], got: &[RawMinutia]) -> usize {
             .enumerate()
             .filter(|(j, _)| !used[*j])
             .map(|(j, g)| {
-                let d =
-                    ((g.x as f32 - r.x as f32).powi(2) + (g.y as f32 - r.y as f32).powi(2)).sqrt();
-                (j, d, g)
+                (
+                    j,
+                    (g.x as f32 - r.x as f32).hypot(g.y as f32 - r.y as f32),
+                    g,
+                )
             })
             .min_by(|a, b| a.1.total_cmp(&b.1));
         if let Some((j, d, g)) = nearest {
-            let turn = (g.direction - r.direction).rem_euclid(std::f32::consts::TAU);
-            let turn = turn.min(std::f32::consts::TAU - turn).to_degrees();
-            if d <= 2.0 && turn <= 5.0 {
+            if d <= 2.0 && common::angle_diff_deg(g.direction, r.direction) <= 5.0 {
                 used[j] = true;
                 found += 1;
             }

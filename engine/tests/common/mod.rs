@@ -53,3 +53,9 @@ pub fn models_cache() -> PathBuf {
 pub fn shared_data() -> Option<PathBuf> {
     abis_testkit::shared_data()
 }
+
+/// The smaller angle between two directions in radians, in degrees.
+pub fn angle_diff_deg(a: f32, b: f32) -> f32 {
+    let d = (a - b).rem_euclid(std::f32::consts::TAU);
+    d.min(std::f32::consts::TAU - d).to_degrees()
+}
