@@ -686,6 +686,11 @@ impl Gallery {
         if self.index.recent.len() <= snapshot.recent().len() + RECENT_SLACK {
             return;
         }
+        self.retain_recent_of(snapshot);
+    }
+
+    /// Drops the recent cache's entries of records that are not in `snapshot`'s log records.
+    fn retain_recent_of(&self, snapshot: &Snapshot) {
         let live: HashSet<&str> = snapshot
             .recent()
             .iter()
@@ -702,12 +707,7 @@ impl Gallery {
         self.store.rebuild_companions()?;
         let epoch = self.deletions.load(Ordering::SeqCst);
         let snapshot = self.store.snapshot();
-        let recent: HashSet<&str> = snapshot
-            .recent()
-            .iter()
-            .map(|r| r.reference_id.as_str())
-            .collect();
-        self.index.recent.retain(&recent);
+        self.retain_recent_of(&snapshot);
         snapshot
             .recent()
             .par_iter()
