@@ -1,29 +1,29 @@
-//! A replica that fell behind its shard's trimmed log copies a live peer's store.
+//! A replica that fell behind its shard's trimmed log copies a live peer's store. The store
+//! decides what a copy is ([`Gallery::checkpoint_to`], [`store::install`]); this module only
+//! moves the bytes.
 //!
 //! Protocol (NATS request-reply):
 //!
 //! 1. The new replica asks `abis.bootstrap.<shard>` (the shard's queue group: one live peer
-//!    answers). The peer stops applying the log (it takes the apply gate), checkpoints its store
-//!    (memtable into a segment, compacted into one segment when it holds more than the store
-//!    allows), hard-links the store's files into `<gallery>.copy-<session>` and applies again:
-//!    segments and bitmaps are immutable, the meta is replaced by renaming (the link keeps the
-//!    old one), and the log only grows (the offer gives its size then, and only that prefix is
-//!    served), so the links stay the checkpoint while the peer goes on. (Where hard links
-//!    fail, the peer stays stopped for the whole copy instead.) It answers with an offer: a
-//!    session subject, the files and sizes, and the log position they hold.
+//!    answers). The peer compacts its store when it holds more segments than the store allows,
+//!    then checkpoints it into `<gallery>.copy-<session>` (`Gallery::checkpoint_to`: every file
+//!    the gallery owns, store and index files, hard-linked where possible, with the log
+//!    position they hold) and goes on applying the log meanwhile. It answers with an offer: a
+//!    session subject, the files and sizes, and that position.
 //! 2. The new replica reads each file in order, chunk by chunk (512 KiB, under NATS's default
 //!    1 MiB message limit), from the session subject; the peer hashes each file as it serves it
 //!    and sends the SHA-256 with the last chunk, which the new replica checks.
-//! 3. The new replica writes the files into `<gallery>.incoming`, fsyncs them and the directory,
-//!    says `done` (the peer drops its links), then swaps the directories: `gallery` →
-//!    `gallery.replaced`, `gallery.incoming` → `gallery`, fsync of the parent, removal of the old
-//!    one. A crash between the two renames is repaired at the next start ([`recover_dirs`]).
-//! 4. It opens the copied store — whose replicated position is the peer's — and replays the log
-//!    from there like any restarted replica.
+//! 3. The new replica accepts only names of gallery files (`Gallery::is_gallery_file`), writes
+//!    them into `<gallery>.incoming`, fsyncs them and the directory, says `done` (the peer
+//!    removes its copy), then has the store install the copy in place of its gallery
+//!    (`store::install`; a crash in between is repaired at the next start by
+//!    `store::repair_install`, see [`recover_dirs`]).
+//! 4. It opens the copied store — whose replicated position is the peer's, and whose index
+//!    files came with it, so nothing is rebuilt — and replays the log from there like any
+//!    restarted replica.
 //!
 //! With encryption at rest the files travel sealed, as they lie on the peer's disk: replicas of
-//! a cluster share the gallery key. A session idle for 30 s ends by itself, so a new replica
-//! that died mid-copy does not stop its peer for long.
+//! a cluster share the gallery key. A session idle for 30 s ends by itself.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -31,14 +31,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use abis_engine::gallery::GalleryError;
+// TEMPORARY until the engine's API lands: `Gallery::checkpoint_to`, `store::install`...
+use crate::engine_shim::{self as store, StoreCopy};
 use abis_proto::cluster::v1 as pb;
 use async_nats::{Client, Request, RequestErrorKind};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt;
 
-use crate::error::ClusterError;
-use crate::replica::{ReplicaConfig, Shared};
+use crate::error::{BootstrapError, ClusterError};
+use crate::replica::shared::{ReplicaConfig, Shared};
 use crate::shard::{request_subject, RequestKind};
 use crate::wire::check_node_name;
 
@@ -50,40 +53,24 @@ const IDLE: Duration = Duration::from_secs(30);
 const OFFER_TIMEOUT: Duration = Duration::from_secs(300);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the new replica writes the copy before it is installed.
 fn incoming(gallery: &Path) -> PathBuf {
     gallery.with_extension("incoming")
 }
 
-fn replaced(gallery: &Path) -> PathBuf {
-    gallery.with_extension("replaced")
-}
-
+/// Where a peer puts the copy it serves.
 fn copy_dir(gallery: &Path, token: &str) -> PathBuf {
     gallery.with_extension(format!("copy-{token}"))
 }
 
-/// Whether `name` is a file of a store (the names `engine::store` writes).
-fn is_store_file(name: &str) -> bool {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    ok_chars
-        && !name.starts_with('.')
-        && (name == "meta.abis"
-            || (name.starts_with("wal-") && name.ends_with(".log"))
-            || (name.starts_with("seg-") && name.ends_with(".seg"))
-            || (name.starts_with("del-") && name.ends_with(".bits")))
-}
-
-/// Repairs what a crash during a directory swap left: the old store back in place when the
-/// new one was not moved in yet, and no half-copied directory.
+/// Repairs what a crash left: an install the store had begun (`store::repair_install`), a copy
+/// half downloaded, and the copies this replica was serving to peers.
 pub fn recover_dirs(gallery: &Path) -> Result<(), ClusterError> {
-    let (inc, old) = (incoming(gallery), replaced(gallery));
-    if !gallery.exists() && old.exists() {
-        std::fs::rename(&old, gallery).map_err(|e| ClusterError::io("restoring", &old, e))?;
-    }
-    let mut leftovers = vec![inc, old];
-    // Links of copies this replica was serving when it stopped.
+    store::repair_install(gallery).map_err(|source| ClusterError::Store {
+        path: gallery.to_owned(),
+        source,
+    })?;
+    let mut leftovers = vec![incoming(gallery)];
     if let (Some(parent), Some(name)) = (gallery.parent(), gallery.file_name()) {
         let prefix = format!("{}.copy-", name.to_string_lossy());
         let parent = if parent.as_os_str().is_empty() {
@@ -109,130 +96,136 @@ pub fn recover_dirs(gallery: &Path) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// Peer side: checkpoints, links the store's files aside and offers them (an encoded
-/// [`pb::BootstrapOffer`]).
+/// An offer saying why the peer cannot copy now.
+fn refusal(shared: &Shared, error: &str) -> Vec<u8> {
+    pb::BootstrapOffer {
+        node: shared.config.node.clone(),
+        error: error.to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Peer side: checkpoints its gallery into a copy and offers it (an encoded
+/// [`pb::BootstrapOffer`]); a session task serves the copy, then removes it.
 pub(crate) async fn offer(shared: &Arc<Shared>, payload: &[u8]) -> Result<Vec<u8>, ClusterError> {
-    let request = pb::BootstrapRequest::decode(payload).map_err(|e| ClusterError::Bootstrap {
-        shard: shared.config.shard,
-        detail: e.to_string(),
+    let shard = shared.config.shard;
+    let request = pb::BootstrapRequest::decode(payload).map_err(|source| {
+        let source = BootstrapError::Decode {
+            what: "bootstrap request",
+            source,
+        };
+        ClusterError::Bootstrap { shard, source }
     })?;
     check_node_name(&request.node)?;
-    let refuse = |error: &str| {
-        pb::BootstrapOffer {
-            node: shared.config.node.clone(),
-            error: error.to_owned(),
-            ..Default::default()
-        }
-        .encode_to_vec()
-    };
     let Ok(busy) = Arc::clone(&shared.serving_bootstrap).try_lock_owned() else {
-        return Ok(refuse("another copy is in progress"));
+        return Ok(refusal(shared, "another copy is in progress"));
     };
     let inbox = shared.client.new_inbox();
     let token = inbox.rsplit('.').next().unwrap_or("0").to_owned();
-    let gate = Arc::clone(&shared.gate).lock_owned().await;
-    let gallery = Arc::clone(&shared.gallery);
-    let max_segments = shared.config.store.max_segments;
-    let dir = shared.config.gallery_dir.clone();
-    let links = copy_dir(&dir, &token);
-    let listed = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let store = gallery.store();
-        store.flush().map_err(|e| e.to_string())?;
-        if store.stats().segments > max_segments {
-            store.compact().map_err(|e| e.to_string())?;
-        }
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_store_file(&name) {
-                let size = entry.metadata().map_err(|e| e.to_string())?.len();
-                files.push(pb::StoreFile { name, size });
-            }
-        }
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        let linked = std::fs::create_dir(&links).is_ok()
-            && files
-                .iter()
-                .all(|f| std::fs::hard_link(dir.join(&f.name), links.join(&f.name)).is_ok());
-        if !linked {
-            let _ = std::fs::remove_dir_all(&links);
-        }
-        Ok((files, store.replicated_position(), linked.then_some(links)))
-    })
-    .await
-    .map_err(|e| ClusterError::Bootstrap {
-        shard: shared.config.shard,
-        detail: e.to_string(),
-    })?;
-    let (files, position, links) = match listed {
-        Ok(l) => l,
+    let copy_at = copy_dir(&shared.config.gallery.dir, &token);
+    let copy = match checkpoint(shared, &copy_at).await {
+        Ok(copy) => copy,
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint for a bootstrap failed");
-            return Ok(refuse("the peer could not checkpoint its store"));
+            let _ = std::fs::remove_dir_all(&copy_at);
+            return Ok(refusal(shared, "the peer could not checkpoint its store"));
         }
-    };
-    // With the files linked the peer applies again at once; without, it waits for the copy.
-    let gate = match links {
-        Some(_) => {
-            drop(gate);
-            None
-        }
-        None => Some(gate),
     };
     let subject = format!(
         "{}.session.{token}",
-        request_subject(RequestKind::Bootstrap, shared.config.shard)
+        request_subject(RequestKind::Bootstrap, shard)
     );
-    let sub = shared
-        .client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| ClusterError::nats("bootstrap session", e))?;
-    shared
-        .client
-        .flush()
-        .await
-        .map_err(|e| ClusterError::nats("bootstrap session", e))?;
+    let sub = match subscribe(&shared.client, &subject).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&copy_at);
+            return Err(e);
+        }
+    };
     tracing::info!(
-        shard = shared.config.shard,
+        shard,
         peer = %request.node,
-        files = files.len(),
-        bytes = files.iter().map(|f| f.size).sum::<u64>(),
-        position,
+        files = copy.files.len(),
+        bytes = copy.files.iter().map(|f| f.size).sum::<u64>(),
+        position = copy.position,
         "serving a copy of this store"
     );
-    let offer = pb::BootstrapOffer {
-        session: token,
-        subject,
-        node: shared.config.node.clone(),
-        position,
-        files: files.clone(),
-        idle_ms: IDLE.as_millis() as u32,
-        error: String::new(),
-    };
+    let offer = offered(shared, token, subject, &copy);
     let session = Session {
         client: shared.client.clone(),
-        dir: links
-            .clone()
-            .unwrap_or_else(|| shared.config.gallery_dir.clone()),
-        files: files.into_iter().map(|f| (f.name, f.size)).collect(),
+        files: copy.files.into_iter().map(|f| (f.name, f.size)).collect(),
+        dir: copy_at,
         hashes: HashMap::new(),
     };
     tokio::spawn(async move {
+        let dir = session.dir.clone();
         session.serve(sub).await;
-        if let Some(links) = links {
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(links)).await;
-        }
-        drop(gate);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         drop(busy);
     });
     Ok(offer.encode_to_vec())
 }
 
+/// The offer of `copy`, served on `subject`.
+fn offered(
+    shared: &Shared,
+    token: String,
+    subject: String,
+    copy: &StoreCopy,
+) -> pb::BootstrapOffer {
+    pb::BootstrapOffer {
+        session: token,
+        subject,
+        node: shared.config.node.clone(),
+        position: copy.position,
+        files: copy
+            .files
+            .iter()
+            .map(|f| pb::StoreFile {
+                name: f.name.clone(),
+                size: f.size,
+            })
+            .collect(),
+        idle_ms: IDLE.as_millis() as u32,
+        error: String::new(),
+    }
+}
+
+/// Compacts the gallery when it holds more segments than the store allows (fewer files to
+/// copy), then checkpoints it into the new directory `dest`.
+async fn checkpoint(shared: &Shared, dest: &Path) -> Result<StoreCopy, BootstrapError> {
+    let gallery = Arc::clone(shared.shard.gallery());
+    let max_segments = shared.config.gallery.store.max_segments;
+    let dest = dest.to_owned();
+    let dir = shared.config.gallery.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        if gallery.store().stats().segments > max_segments {
+            gallery.store().compact().map_err(GalleryError::from)?;
+        }
+        store::checkpoint_to(&gallery, &dir, &dest)
+    })
+    .await
+    .map_err(|_| BootstrapError::Peer("the checkpoint task ended abnormally".into()))?
+    .map_err(BootstrapError::Checkpoint)
+}
+
+async fn subscribe(client: &Client, subject: &str) -> Result<async_nats::Subscriber, ClusterError> {
+    let sub = client
+        .subscribe(subject.to_owned())
+        .await
+        .map_err(|e| ClusterError::nats("bootstrap session", e))?;
+    client
+        .flush()
+        .await
+        .map_err(|e| ClusterError::nats("bootstrap session", e))?;
+    Ok(sub)
+}
+
 /// The peer's side of one copy.
 struct Session {
     client: Client,
+    /// The copy being served.
     dir: PathBuf,
     files: HashMap<String, u64>,
     /// Per file: the next offset and the hash of what was served before it.
@@ -246,7 +239,7 @@ impl Session {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(_) => {
-                    tracing::warn!("bootstrap session idle: resuming");
+                    tracing::warn!("bootstrap session idle: ending it");
                     break;
                 }
             };
@@ -288,8 +281,7 @@ impl Session {
             return fail(format!("expected offset {next}"));
         }
         let path = self.dir.join(&r.file);
-        let len = CHUNK.min(size - r.offset);
-        let offset = r.offset;
+        let (offset, len) = (r.offset, CHUNK.min(size - r.offset));
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             let mut f = std::fs::File::open(path)?;
             f.seek(SeekFrom::Start(offset))?;
@@ -324,47 +316,12 @@ impl Session {
 }
 
 /// New replica's side: finds a live peer, copies its store into place. Retries until a peer
-/// answers.
+/// answers and a copy succeeds.
 pub(crate) async fn fetch(config: &ReplicaConfig, client: &Client) -> Result<(), ClusterError> {
     let shard = config.shard;
-    let subject = request_subject(RequestKind::Bootstrap, shard);
-    let ask = pb::BootstrapRequest {
-        node: config.node.clone(),
-    }
-    .encode_to_vec();
     loop {
-        let answer = client
-            .send_request(
-                subject.clone(),
-                Request::new()
-                    .payload(ask.clone().into())
-                    .timeout(Some(OFFER_TIMEOUT)),
-            )
-            .await;
-        let offer = match answer {
-            Ok(m) => match pb::BootstrapOffer::decode(&m.payload[..]) {
-                Ok(o) if o.error.is_empty() => o,
-                Ok(o) => {
-                    tracing::info!(shard, peer = %o.node, reason = %o.error, "peer cannot copy now");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(shard, error = %e, "unreadable bootstrap offer");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            },
-            Err(e) if e.kind() == RequestErrorKind::NoResponders => {
-                tracing::warn!(shard, "no live peer of this shard to copy from yet");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(shard, error = %e, "bootstrap request");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let Some(offer) = ask(config, client).await else {
+            continue;
         };
         match download(config, client, &offer).await {
             Ok(bytes) => {
@@ -385,81 +342,89 @@ pub(crate) async fn fetch(config: &ReplicaConfig, client: &Client) -> Result<(),
     }
 }
 
-/// Copies the offered files into `<gallery>.incoming`, then swaps it in. Returns the bytes
-/// copied.
+/// Asks the shard's queue group for a copy once: the offer, or `None` (after a pause) when no
+/// peer can copy now.
+async fn ask(config: &ReplicaConfig, client: &Client) -> Option<pb::BootstrapOffer> {
+    let shard = config.shard;
+    let ask = pb::BootstrapRequest {
+        node: config.node.clone(),
+    };
+    let answer = client
+        .send_request(
+            request_subject(RequestKind::Bootstrap, shard),
+            Request::new()
+                .payload(ask.encode_to_vec().into())
+                .timeout(Some(OFFER_TIMEOUT)),
+        )
+        .await;
+    let pause = match answer.map(|m| pb::BootstrapOffer::decode(&m.payload[..])) {
+        Ok(Ok(o)) if o.error.is_empty() => return Some(o),
+        Ok(Ok(o)) => {
+            tracing::info!(shard, peer = %o.node, reason = %o.error, "peer cannot copy now");
+            Duration::from_secs(1)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(shard, error = %e, "unreadable bootstrap offer");
+            Duration::from_secs(1)
+        }
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+            tracing::warn!(shard, "no live peer of this shard to copy from yet");
+            Duration::from_secs(2)
+        }
+        Err(e) => {
+            tracing::warn!(shard, error = %e, "bootstrap request");
+            Duration::from_secs(1)
+        }
+    };
+    tokio::time::sleep(pause).await;
+    None
+}
+
+/// Whether an offer is one this replica may take: its session on the shard's subject, and
+/// nothing but gallery files.
+fn check_offer(shard: u32, offer: &pb::BootstrapOffer) -> Result<(), BootstrapError> {
+    if !offer
+        .subject
+        .starts_with(&request_subject(RequestKind::Bootstrap, shard))
+    {
+        return Err(BootstrapError::ForeignSubject);
+    }
+    if offer.files.is_empty() {
+        return Err(BootstrapError::Empty);
+    }
+    match offer
+        .files
+        .iter()
+        .find(|f| !store::is_gallery_file(&f.name))
+    {
+        Some(f) => Err(BootstrapError::NotAGalleryFile(f.name.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Copies the offered files into `<gallery>.incoming`, then has the store install them.
+/// Returns the bytes copied.
 async fn download(
     config: &ReplicaConfig,
     client: &Client,
     offer: &pb::BootstrapOffer,
 ) -> Result<u64, ClusterError> {
     let shard = config.shard;
-    let bad = |detail: String| ClusterError::Bootstrap { shard, detail };
-    if !offer
-        .subject
-        .starts_with(&request_subject(RequestKind::Bootstrap, shard))
-    {
-        return Err(bad("offer names a foreign session subject".into()));
-    }
-    if !offer.files.iter().any(|f| f.name == "meta.abis")
-        || offer.files.iter().any(|f| !is_store_file(&f.name))
-    {
-        return Err(bad("offer is not a store".into()));
-    }
-    let gallery = config.gallery_dir.clone();
-    let inc = incoming(&gallery);
+    let failed = |source| ClusterError::Bootstrap { shard, source };
+    check_offer(shard, offer).map_err(failed)?;
+    let gallery = &config.gallery.dir;
+    let inc = incoming(gallery);
     if inc.exists() {
         std::fs::remove_dir_all(&inc).map_err(|e| ClusterError::io("removing", &inc, e))?;
     }
     std::fs::create_dir_all(&inc).map_err(|e| ClusterError::io("creating", &inc, e))?;
     let mut total = 0u64;
     for f in &offer.files {
-        let path = inc.join(&f.name);
-        let mut out =
-            std::fs::File::create(&path).map_err(|e| ClusterError::io("creating", &path, e))?;
-        let mut hasher = Sha256::new();
-        let mut offset = 0u64;
-        loop {
-            let req = pb::ChunkRequest {
-                file: f.name.clone(),
-                offset,
-                done: false,
-            };
-            let m = client
-                .send_request(
-                    offer.subject.clone(),
-                    Request::new()
-                        .payload(req.encode_to_vec().into())
-                        .timeout(Some(CHUNK_TIMEOUT)),
-                )
-                .await
-                .map_err(|e| bad(format!("chunk of {}: {e}", f.name)))?;
-            let chunk =
-                pb::Chunk::decode(&m.payload[..]).map_err(|e| bad(format!("chunk: {e}")))?;
-            if !chunk.error.is_empty() {
-                return Err(bad(format!("peer: {}", chunk.error)));
-            }
-            if chunk.data.is_empty() && !chunk.eof {
-                return Err(bad("empty chunk".into()));
-            }
-            out.write_all(&chunk.data)
-                .map_err(|e| ClusterError::io("writing", &path, e))?;
-            hasher.update(&chunk.data);
-            offset += chunk.data.len() as u64;
-            if offset > f.size {
-                return Err(bad(format!("{} is longer than offered", f.name)));
-            }
-            if chunk.eof || f.size == 0 {
-                if offset != f.size || (f.size > 0 && chunk.sha256 != hasher.finalize().to_vec()) {
-                    return Err(bad(format!("{} arrived damaged", f.name)));
-                }
-                break;
-            }
-        }
-        out.sync_all()
-            .map_err(|e| ClusterError::io("syncing", &path, e))?;
-        total += f.size;
+        total += copy_file(client, offer, f, &inc.join(&f.name), shard).await?;
     }
-    sync_dir(&inc)?;
+    std::fs::File::open(&inc)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ClusterError::io("syncing directory", &inc, e))?;
     let done = pb::ChunkRequest {
         done: true,
         ..Default::default()
@@ -472,76 +437,132 @@ async fn download(
                 .timeout(Some(Duration::from_secs(5))),
         )
         .await;
-    install(&gallery, &inc)?;
+    store::install(&inc, gallery).map_err(|e| failed(BootstrapError::Install(e)))?;
     Ok(total)
 }
 
-fn sync_dir(dir: &Path) -> Result<(), ClusterError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ClusterError::io("syncing directory", dir, e))
+/// Copies one offered file to `path`, checking its size and hash. Returns its size.
+async fn copy_file(
+    client: &Client,
+    offer: &pb::BootstrapOffer,
+    f: &pb::StoreFile,
+    path: &Path,
+    shard: u32,
+) -> Result<u64, ClusterError> {
+    let failed = |source| ClusterError::Bootstrap { shard, source };
+    let mut out = std::fs::File::create(path).map_err(|e| ClusterError::io("creating", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    loop {
+        let chunk = fetch_chunk(client, &offer.subject, &f.name, offset)
+            .await
+            .map_err(failed)?;
+        out.write_all(&chunk.data)
+            .map_err(|e| ClusterError::io("writing", path, e))?;
+        hasher.update(&chunk.data);
+        offset += chunk.data.len() as u64;
+        if offset > f.size {
+            return Err(failed(BootstrapError::TooLong(f.name.clone())));
+        }
+        if chunk.eof || f.size == 0 {
+            if offset != f.size || (f.size > 0 && chunk.sha256 != hasher.finalize().to_vec()) {
+                return Err(failed(BootstrapError::Damaged(f.name.clone())));
+            }
+            break;
+        }
+    }
+    out.sync_all()
+        .map_err(|e| ClusterError::io("syncing", path, e))?;
+    Ok(f.size)
 }
 
-/// Swaps the copied store in (see the module docs).
-fn install(gallery: &Path, inc: &Path) -> Result<(), ClusterError> {
-    let old = replaced(gallery);
-    if gallery.exists() {
-        std::fs::rename(gallery, &old).map_err(|e| ClusterError::io("moving", gallery, e))?;
+/// One chunk of `file` from `offset`, from the session on `subject`.
+async fn fetch_chunk(
+    client: &Client,
+    subject: &str,
+    file: &str,
+    offset: u64,
+) -> Result<pb::Chunk, BootstrapError> {
+    let req = pb::ChunkRequest {
+        file: file.to_owned(),
+        offset,
+        done: false,
+    };
+    let m = client
+        .send_request(
+            subject.to_owned(),
+            Request::new()
+                .payload(req.encode_to_vec().into())
+                .timeout(Some(CHUNK_TIMEOUT)),
+        )
+        .await
+        .map_err(|source| BootstrapError::Request {
+            file: file.to_owned(),
+            source,
+        })?;
+    let chunk = pb::Chunk::decode(&m.payload[..]).map_err(|source| BootstrapError::Decode {
+        what: "chunk",
+        source,
+    })?;
+    if !chunk.error.is_empty() {
+        return Err(BootstrapError::Peer(chunk.error));
     }
-    std::fs::rename(inc, gallery).map_err(|e| ClusterError::io("moving", inc, e))?;
-    if let Some(parent) = gallery.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
+    if chunk.data.is_empty() && !chunk.eof {
+        return Err(BootstrapError::EmptyChunk(file.to_owned()));
     }
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| ClusterError::io("removing", &old, e))?;
-    }
-    Ok(())
+    Ok(chunk)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_store_files_are_offered_or_accepted() {
-        for ok in [
-            "meta.abis",
-            "wal-0000000003.log",
-            "seg-00000001.seg",
-            "del-1-2.bits",
-        ] {
-            assert!(is_store_file(ok), "{ok}");
-        }
-        for bad in [
-            "LOCK",
-            "meta.tmp",
-            "../meta.abis",
-            "seg-1/../../x.seg",
-            ".seg-1.seg",
-            "wal-1.log/x",
-        ] {
-            assert!(!is_store_file(bad), "{bad}");
+    fn offer_of(names: &[&str]) -> pb::BootstrapOffer {
+        pb::BootstrapOffer {
+            subject: "abis.bootstrap.3.session.x".into(),
+            files: names
+                .iter()
+                .map(|n| pb::StoreFile {
+                    name: n.to_string(),
+                    size: 1,
+                })
+                .collect(),
+            ..Default::default()
         }
     }
 
     #[test]
-    fn an_interrupted_swap_is_repaired() {
+    fn only_gallery_files_of_the_shard_are_accepted() {
+        assert!(check_offer(3, &offer_of(&["meta.abis"])).is_ok());
+        assert!(matches!(
+            check_offer(4, &offer_of(&["meta.abis"])),
+            Err(BootstrapError::ForeignSubject)
+        ));
+        assert!(matches!(
+            check_offer(3, &offer_of(&[])),
+            Err(BootstrapError::Empty)
+        ));
+        for bad in ["LOCK", "../meta.abis", "seg-1/../../x.seg", "wal-1.log/x"] {
+            assert!(
+                matches!(
+                    check_offer(3, &offer_of(&["meta.abis", bad])),
+                    Err(BootstrapError::NotAGalleryFile(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn leftovers_of_copies_are_removed_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let gallery = dir.path().join("gallery");
-        std::fs::create_dir_all(replaced(&gallery)).unwrap();
-        std::fs::write(replaced(&gallery).join("meta.abis"), b"old").unwrap();
+        std::fs::create_dir_all(&gallery).unwrap();
+        std::fs::write(gallery.join("meta.abis"), b"kept").unwrap();
         std::fs::create_dir_all(incoming(&gallery)).unwrap();
-        recover_dirs(&gallery).unwrap();
-        assert_eq!(std::fs::read(gallery.join("meta.abis")).unwrap(), b"old");
-        assert!(!incoming(&gallery).exists() && !replaced(&gallery).exists());
         std::fs::create_dir_all(copy_dir(&gallery, "abc")).unwrap();
         recover_dirs(&gallery).unwrap();
-        assert!(!copy_dir(&gallery, "abc").exists());
-        // A complete copy swapped in replaces the old store.
-        std::fs::create_dir_all(incoming(&gallery)).unwrap();
-        std::fs::write(incoming(&gallery).join("meta.abis"), b"new").unwrap();
-        install(&gallery, &incoming(&gallery)).unwrap();
-        assert_eq!(std::fs::read(gallery.join("meta.abis")).unwrap(), b"new");
-        assert!(!replaced(&gallery).exists());
+        assert!(!incoming(&gallery).exists() && !copy_dir(&gallery, "abc").exists());
+        assert_eq!(std::fs::read(gallery.join("meta.abis")).unwrap(), b"kept");
     }
 }

@@ -307,13 +307,16 @@ async fn read_spec(js: &Context) -> Result<Option<ClusterSpec>, ClusterError> {
 /// An opened cluster: its spec, log stream and buckets.
 #[derive(Clone)]
 pub struct Catalog {
-    pub js: Context,
-    pub spec: ClusterSpec,
-    pub stream: stream::Stream,
-    pub meta: kv::Store,
+    js: Context,
+    spec: ClusterSpec,
+    /// The write log.
+    stream: stream::Stream,
+    /// Bucket `abis_cluster`: the spec and the trim points.
+    meta: kv::Store,
     /// The stream behind `meta`, for reads from its leader.
     meta_stream: stream::Stream,
-    pub replicas: kv::Store,
+    /// Bucket `abis_replicas`: one heartbeat per shard replica.
+    heartbeats: kv::Store,
 }
 
 impl Catalog {
@@ -359,15 +362,34 @@ impl Catalog {
             .get_stream(&spec.stream)
             .await
             .map_err(|e| ClusterError::nats("opening the log stream", e))?;
-        let replicas = open_bucket(js, None, REPLICAS_BUCKET).await?;
+        let heartbeats = open_bucket(js, None, REPLICAS_BUCKET).await?;
         Ok(Catalog {
             js: js.clone(),
             spec,
             stream,
             meta,
             meta_stream,
-            replicas,
+            heartbeats,
         })
+    }
+
+    /// The JetStream context the cluster was opened with.
+    pub fn js(&self) -> &Context {
+        &self.js
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    /// The write-log stream.
+    pub fn stream(&self) -> &stream::Stream {
+        &self.stream
+    }
+
+    /// The bucket of replica heartbeats (see [`membership`](crate::membership)).
+    pub fn heartbeats(&self) -> &kv::Store {
+        &self.heartbeats
     }
 
     /// `shard`'s trim point, from the bucket's leader (`below` 0: never trimmed).

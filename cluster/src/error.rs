@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
+use abis_engine::gallery::GalleryError;
+use abis_engine::store::StoreError;
+
 use crate::entry::EntryError;
+use crate::gallery_shard::ShardError;
 use crate::wire::WireError;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +37,27 @@ pub enum ClusterError {
     Wire(#[from] WireError),
     #[error(transparent)]
     Entry(#[from] EntryError),
-    #[error("gallery store {path}: {detail}")]
-    Store { path: PathBuf, detail: String },
-    #[error("bootstrap of shard {shard}: {detail}")]
-    Bootstrap { shard: u32, detail: String },
+    #[error("gallery store {path}: {source}")]
+    Gallery {
+        path: PathBuf,
+        #[source]
+        source: ShardError,
+    },
+    #[error("bootstrap of shard {shard}: {source}")]
+    Bootstrap {
+        shard: u32,
+        #[source]
+        source: BootstrapError,
+    },
+    #[error("gallery store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    /// A task of the node ended abnormally (a panic): `what` it was doing.
+    #[error("{0}: the task ended abnormally")]
+    Task(&'static str),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -61,4 +82,42 @@ impl ClusterError {
             source,
         }
     }
+}
+
+/// Why copying a peer's store (or serving a copy) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("unreadable {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("the offer names a foreign session subject")]
+    ForeignSubject,
+    #[error("the offer lists {0:?}, which is not a file of a gallery")]
+    NotAGalleryFile(String),
+    #[error("the offer lists no file")]
+    Empty,
+    #[error("chunk of {file}: {source}")]
+    Request {
+        file: String,
+        #[source]
+        source: async_nats::RequestError,
+    },
+    /// The peer's words.
+    #[error("the peer: {0}")]
+    Peer(String),
+    #[error("an empty chunk of {0}")]
+    EmptyChunk(String),
+    #[error("{0} is longer than offered")]
+    TooLong(String),
+    #[error("{0} arrived damaged")]
+    Damaged(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[source] GalleryError),
+    #[error("installing the copy: {0}")]
+    Install(#[source] StoreError),
 }

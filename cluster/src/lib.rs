@@ -15,8 +15,12 @@
 //! - [`entry`]: one log message (sealed with the gallery key under encryption at rest).
 //! - [`wire`]: the engine's types on the wire (`abis.cluster.v1`), checked when decoded.
 //! - [`catalog`]: the stream and buckets `abis cluster init` creates.
-//! - [`router`]: the write path (optimistic concurrency) and the read path (fan-out, merge,
-//!   read-your-writes); [`merge`]: the global threshold.
+//! - [`gallery_shard`]: the shard seam — what a shard answers, by [`local`] (this process's
+//!   gallery: a single node, a replica) or [`remote`] (NATS request-reply: the router), and the
+//!   one mapping of a gallery's errors.
+//! - [`router`]: the write path (optimistic concurrency) and the read path (plan, call every
+//!   shard, merge; read-your-writes); [`merge`]: the global threshold; [`served`]: which
+//!   replica answered, for the audit.
 //! - [`replica`]: applying a shard's log, answering its requests; [`bootstrap`]: copying a
 //!   peer's store when the log was trimmed past a replica; [`membership`]: heartbeats;
 //!   [`retention`]: trimming the log; [`status`]: `abis cluster status`.
@@ -26,21 +30,28 @@
 pub mod bootstrap;
 pub mod catalog;
 pub mod connect;
+mod engine_shim;
 pub mod entry;
 mod error;
+pub mod gallery_shard;
+pub mod local;
 pub mod membership;
 pub mod merge;
+pub mod remote;
 pub mod replica;
 pub mod retention;
 pub mod router;
+pub mod served;
 pub mod shard;
 pub mod status;
 pub mod wire;
 
 pub use catalog::{Catalog, ClusterSpec, InitOptions};
 pub use connect::NatsConfig;
-pub use error::ClusterError;
+pub use error::{BootstrapError, ClusterError};
+pub use gallery_shard::{FailureKind, GalleryShard, Identified, ShardError};
+pub use local::{GalleryOptions, LocalShard};
 pub use membership::ReplicaState;
-pub use merge::Merged;
 pub use replica::ReplicaConfig;
-pub use router::{RouteError, Router, RouterConfig, Served};
+pub use router::{InternalError, RouteError, Router, RouterConfig};
+pub use served::Served;

@@ -12,25 +12,11 @@
 
 use abis_engine::gallery::{fusion, rank, Candidate};
 
-/// One shard's answer to one query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardAnswer {
-    pub candidates: Vec<Candidate>,
-    /// Records the shard searched.
-    pub searched: u64,
-}
+use crate::gallery_shard::Identified;
 
-/// The whole cluster's answer: candidates best first, the threshold they cleared, the records
-/// searched in all.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Merged {
-    pub candidates: Vec<Candidate>,
-    pub threshold: f64,
-    pub searched: u64,
-}
-
-/// Merges the answers of every shard (see the module docs).
-pub fn merge(answers: Vec<ShardAnswer>, target_fpir: f64, max_results: usize) -> Merged {
+/// Merges the answers of every shard to one query into the whole cluster's answer (see the
+/// module docs; each shard's own threshold is not used).
+pub fn merge(answers: Vec<Identified>, target_fpir: f64, max_results: usize) -> Identified {
     let searched: u64 = answers.iter().map(|a| a.searched).sum();
     let threshold = fusion::threshold_for_fpir(target_fpir, searched);
     let mut candidates: Vec<Candidate> = answers
@@ -39,7 +25,7 @@ pub fn merge(answers: Vec<ShardAnswer>, target_fpir: f64, max_results: usize) ->
         .filter(|c| c.score >= threshold)
         .collect();
     rank(&mut candidates, max_results);
-    Merged {
+    Identified {
         candidates,
         threshold,
         searched,
@@ -61,7 +47,7 @@ mod tests {
     }
 
     /// What one node holding every record answers (the engine's rule).
-    fn single_node(scores: &[f64], fpir: f64, max: usize) -> Merged {
+    fn single_node(scores: &[f64], fpir: f64, max: usize) -> Identified {
         let threshold = fusion::threshold_for_fpir(fpir, scores.len() as u64);
         let mut c: Vec<Candidate> = scores
             .iter()
@@ -70,7 +56,7 @@ mod tests {
             .map(|(i, &s)| cand(i as u32, s))
             .collect();
         rank(&mut c, max);
-        Merged {
+        Identified {
             candidates: c,
             threshold,
             searched: scores.len() as u64,
@@ -78,7 +64,7 @@ mod tests {
     }
 
     /// What shard `s` of `shards` answers (records assigned round-robin by index).
-    fn shard(scores: &[f64], s: usize, shards: usize, fpir: f64, max: usize) -> ShardAnswer {
+    fn shard(scores: &[f64], s: usize, shards: usize, fpir: f64, max: usize) -> Identified {
         let mine: Vec<(usize, f64)> = scores
             .iter()
             .copied()
@@ -92,8 +78,9 @@ mod tests {
             .map(|&(i, s)| cand(i as u32, s))
             .collect();
         rank(&mut c, max);
-        ShardAnswer {
+        Identified {
             candidates: c,
+            threshold,
             searched: mine.len() as u64,
         }
     }
@@ -101,12 +88,14 @@ mod tests {
     #[test]
     fn the_global_threshold_drops_what_a_small_shard_kept() {
         // 1000 records in 10 shards of 100: t(100) = 50, t(1000) = 60 at FPIR 1e-3.
-        let a = ShardAnswer {
+        let a = Identified {
             candidates: vec![cand(1, 55.0), cand(2, 61.0)],
+            threshold: 50.0,
             searched: 100,
         };
-        let b = ShardAnswer {
+        let b = Identified {
             candidates: vec![cand(3, 70.0)],
+            threshold: 59.5,
             searched: 900,
         };
         let m = merge(vec![a, b], 1e-3, 10);

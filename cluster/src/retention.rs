@@ -49,7 +49,7 @@ pub fn purge_below(applied: &[u64], boundary: u64, done: u64) -> Option<u64> {
 
 /// Runs until `shutdown` turns true.
 pub async fn run(catalog: Catalog, config: RetentionConfig, mut shutdown: watch::Receiver<bool>) {
-    let shards = catalog.spec.shards as usize;
+    let shards = catalog.spec().shards as usize;
     let mut done = vec![0u64; shards];
     let mut seen: VecDeque<(Instant, u64)> = VecDeque::new();
     let mut tick = tokio::time::interval(config.interval);
@@ -83,7 +83,7 @@ async fn round(
     if now.duration_since(at) < config.min_age {
         return Ok(());
     }
-    let beats = membership::list(&catalog.replicas).await?;
+    let beats = membership::list(catalog.heartbeats()).await?;
     for (shard, done) in done.iter_mut().enumerate() {
         let counted: Vec<&membership::Heartbeat> =
             beats.iter().filter(|b| b.shard as usize == shard).collect();
@@ -101,7 +101,7 @@ async fn round(
         let stored = catalog.raise_trim(shard, &trim).await?;
         let below = stored.below.min(below);
         let purged = catalog
-            .stream
+            .stream()
             .purge()
             .filter(log_filter(shard))
             .sequence(below)

@@ -36,35 +36,37 @@
 //! [`replica`](crate::replica)), so an Identify sees every Insert acknowledged before it
 //! started, whichever router acknowledged it.
 //!
-//! Identify and IdentifyBatch send one search request per shard (queue group: one replica
-//! answers), each shard returns its candidates at or above the threshold for its own size, and
-//! the answers are merged at the threshold for the whole gallery ([`merge`](crate::merge)). A
+//! Every read goes through the shard seam ([`RemoteShard`], which holds the transport, the
+//! retries and the reply protocol). Identify and IdentifyBatch run in three stages: **plan**
+//! (which shards each probe searches: all of them, or those its restricting list names),
+//! **call** every shard (one replica of each answers, see [`RemoteShard`]), **merge** each
+//! probe's shard answers at the threshold for the whole gallery ([`merge`](crate::merge)). A
 //! shard that does not answer within the request timeout makes the search UNAVAILABLE, naming
 //! the shard: never a partial answer. A try that gets no answer within the attempt timeout (a
 //! replica killed mid-request) is repeated, and the queue group picks a live replica. Verify
 //! and Get go to the id's shard; ReferenceCount sums every shard.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
 use abis_engine::store::encryption::Keyring;
 use abis_engine::store::{InsertOutcome, Record, RecordDefect, StoreError};
 use abis_engine::template::decode_native;
-use abis_proto::cluster::v1 as pb;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::{Client, Request, RequestErrorKind};
-use prost::Message;
+use async_nats::Client;
 
 use crate::catalog::{Catalog, ClusterSpec, OPEN_PATIENCE};
-use crate::entry::{self, Entry};
+use crate::entry::{self, Entry, EntryError};
 use crate::error::ClusterError;
-use crate::merge::{merge, Merged, ShardAnswer};
-use crate::shard::{log_subject, request_subject, shard_of, RequestKind};
+use crate::gallery_shard::{FailureKind, GalleryShard, Identified, RemoteFailure, ShardError};
+use crate::merge::merge;
+use crate::remote::RemoteShard;
+use crate::served::Served;
+use crate::shard::{log_subject, shard_of};
 use crate::wire;
 
 /// How a router behaves.
@@ -109,11 +111,45 @@ pub enum RouteError {
     /// Shards that did not answer in time.
     #[error("shard(s) {} did not answer in time: {detail}", list(.shards))]
     Unavailable { shards: Vec<u32>, detail: String },
-    /// The write log (stream leader) could not be reached in time.
+    /// The write log (stream leader) could not be reached in time: the last reason.
     #[error("the write log is unavailable: {0}")]
     LogUnavailable(String),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(Arc<InternalError>),
+}
+
+/// A failure of the cluster itself (the caller's request was fine).
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    /// A shard's answer that cannot be used, or a failure it reported as its own.
+    #[error("shard {shard}: {source}")]
+    Shard {
+        shard: u32,
+        #[source]
+        source: ShardError,
+    },
+    #[error("sealing a log entry: {0}")]
+    Entry(#[from] EntryError),
+    #[error("a stored record: {0}")]
+    Record(#[from] StoreError),
+}
+
+impl From<InternalError> for RouteError {
+    fn from(e: InternalError) -> RouteError {
+        RouteError::Internal(Arc::new(e))
+    }
+}
+
+impl From<EntryError> for RouteError {
+    fn from(e: EntryError) -> RouteError {
+        InternalError::from(e).into()
+    }
+}
+
+impl From<StoreError> for RouteError {
+    fn from(e: StoreError) -> RouteError {
+        InternalError::from(e).into()
+    }
 }
 
 fn list(shards: &[u32]) -> String {
@@ -124,46 +160,22 @@ fn list(shards: &[u32]) -> String {
         .join(", ")
 }
 
-/// Which replica served which shard of a call (and the log position of a write), for the
-/// audit log: `s0:replica-a s1:replica-c`, `log:1234`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Served(BTreeMap<u32, String>, Option<u64>);
-
-impl Served {
-    fn replica(&mut self, shard: u32, node: &str) {
-        self.0.insert(shard, node.to_owned());
+/// What a shard's failure means for the call.
+fn route_error(shard: u32, e: ShardError) -> RouteError {
+    if let ShardError::Remote(RemoteFailure::Unavailable(detail)) = e {
+        return RouteError::Unavailable {
+            shards: vec![shard],
+            detail,
+        };
     }
-
-    fn log(&mut self, position: u64) {
-        self.1 = Some(position);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty() && self.1.is_none()
-    }
-
-    /// `s<shard>:<node>` per shard, then `log:<position>`.
-    pub fn tokens(&self) -> Vec<String> {
-        let mut parts: Vec<String> = self.0.iter().map(|(s, n)| format!("s{s}:{n}")).collect();
-        if let Some(p) = self.1 {
-            parts.push(format!("log:{p}"));
+    match e.kind() {
+        FailureKind::NotFound => RouteError::NotFound,
+        FailureKind::EmptyProbe => RouteError::EmptyProbe,
+        FailureKind::Invalid => RouteError::Invalid(e.to_string()),
+        FailureKind::Unavailable | FailureKind::Internal => {
+            InternalError::Shard { shard, source: e }.into()
         }
-        parts
     }
-}
-
-impl fmt::Display for Served {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.tokens().join(" "))
-    }
-}
-
-/// A shard request that did not give an answer.
-enum ShardFailure {
-    /// No replica answered in time (the reason of the last try).
-    Unavailable(String),
-    /// A replica answered with a definite failure.
-    Failed(pb::Failure),
 }
 
 /// Routes the service's calls over the cluster.
@@ -195,6 +207,61 @@ enum Presence {
     },
 }
 
+/// Who served a call, filled by its shard requests.
+fn taken(served: Mutex<Served>) -> Served {
+    served.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Per shard, the probes it searches (by position): every probe, except one whose restricting
+/// list names no id of the shard.
+fn plan(probes: &[(Probe, IdentifyOptions)], shards: u32) -> Vec<(u32, Vec<usize>)> {
+    (0..shards)
+        .map(|shard| {
+            let index = probes
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, o))| {
+                    o.only
+                        .as_ref()
+                        .is_none_or(|ids| ids.iter().any(|id| shard_of(id, shards) == shard))
+                })
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>();
+            (shard, index)
+        })
+        .filter(|(_, index)| !index.is_empty())
+        .collect()
+}
+
+/// One probe's answer from its shards' answers (in shard order): UNAVAILABLE naming every shard
+/// that did not answer, else a shard's failure, else the merge at the whole gallery's threshold.
+fn merge_probe(
+    options: &IdentifyOptions,
+    answers: Vec<(u32, Result<Identified, ShardError>)>,
+) -> Result<Identified, RouteError> {
+    let (mut found, mut absent, mut detail, mut failed) = (Vec::new(), Vec::new(), None, None);
+    for (shard, answer) in answers {
+        match answer {
+            Ok(a) => found.push(a),
+            Err(ShardError::Remote(RemoteFailure::Unavailable(why))) => {
+                absent.push(shard);
+                detail.get_or_insert(why);
+            }
+            Err(e) => failed = Some(route_error(shard, e)),
+        }
+    }
+    if !absent.is_empty() {
+        return Err(RouteError::Unavailable {
+            shards: absent,
+            detail: detail.unwrap_or_default(),
+        });
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(merge(found, options.target_fpir, options.max_results)),
+    }
+}
+
 impl Router {
     /// Opens the cluster `abis cluster init` created.
     pub async fn open(client: Client, config: RouterConfig) -> Result<Router, ClusterError> {
@@ -209,7 +276,7 @@ impl Router {
     }
 
     pub fn spec(&self) -> &ClusterSpec {
-        &self.catalog.spec
+        self.catalog.spec()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -218,6 +285,29 @@ impl Router {
 
     pub fn node(&self) -> &str {
         &self.config.node
+    }
+
+    fn shards(&self) -> u32 {
+        self.catalog.spec().shards
+    }
+
+    /// `shard` for one call: its replicas must have applied the log through `min_position`.
+    fn remote<'a>(
+        &'a self,
+        shard: u32,
+        min_position: u64,
+        deadline: Instant,
+        served: &'a Mutex<Served>,
+    ) -> RemoteShard<'a> {
+        RemoteShard {
+            client: &self.client,
+            shard,
+            shards: self.shards(),
+            min_position,
+            attempt_timeout: self.config.attempt_timeout,
+            deadline,
+            served,
+        }
     }
 
     /// The call's deadline: its own budget, or the caller's deadline when sooner — less a
@@ -249,90 +339,14 @@ impl Router {
         }
     }
 
-    /// One request to one replica of `shard`, retried (another replica, or the same one later)
-    /// until it answers or `deadline` passes.
-    async fn shard_call(
-        &self,
-        kind: RequestKind,
-        shard: u32,
-        body: pb::shard_request::Body,
-        min_position: u64,
-        deadline: Instant,
-    ) -> Result<pb::ShardReply, ShardFailure> {
-        let subject = request_subject(kind, shard);
-        let mut last = String::from("timed out");
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ShardFailure::Unavailable(last));
-            }
-            let attempt = left.min(self.config.attempt_timeout);
-            let request = pb::ShardRequest {
-                min_position,
-                // Leave the reply time to travel back within the try.
-                wait_ms: (attempt.as_millis() as u64 * 3 / 4).min(u64::from(u32::MAX)) as u32,
-                body: Some(body.clone()),
-            };
-            let sent = self.client.send_request(
-                subject.clone(),
-                Request::new()
-                    .payload(request.encode_to_vec().into())
-                    .timeout(Some(attempt)),
-            );
-            let pause = match tokio::time::timeout(attempt, sent).await {
-                Ok(Ok(msg)) => match wire::decode_reply(&msg.payload) {
-                    Ok(reply) if reply.shard != shard => {
-                        last = "a reply from another shard".into();
-                        Duration::from_millis(20)
-                    }
-                    Ok(reply) => match &reply.body {
-                        Some(pb::shard_reply::Body::Failure(f))
-                            if f.kind == pb::FailureKind::Behind as i32
-                                || f.kind == pb::FailureKind::Unavailable as i32 =>
-                        {
-                            last = format!("{}: {}", reply.node, f.message);
-                            Duration::from_millis(20)
-                        }
-                        Some(pb::shard_reply::Body::Failure(f)) => {
-                            return Err(ShardFailure::Failed(f.clone()))
-                        }
-                        None => {
-                            last = "an empty reply".into();
-                            Duration::from_millis(20)
-                        }
-                        Some(_) => return Ok(reply),
-                    },
-                    Err(e) => {
-                        last = e.to_string();
-                        Duration::from_millis(20)
-                    }
-                },
-                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
-                    last = "no replica of the shard is serving".into();
-                    Duration::from_millis(50)
-                }
-                Ok(Err(e)) => {
-                    last = e.to_string();
-                    Duration::from_millis(20)
-                }
-                Err(_) => {
-                    last = "timed out".into();
-                    Duration::ZERO
-                }
-            };
-            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        }
-    }
-
-    /// What the replicas of `shard` (caught up to its last message) hold under `id`: its
-    /// canonical bytes, or `None`.
+    /// The record the replicas of `shard` hold under `id` once caught up to the log's end.
     async fn stored(
         &self,
         shard: u32,
         id: &str,
         deadline: Instant,
-        served: &mut Served,
-    ) -> Result<Option<Vec<u8>>, RouteError> {
+        served: &Mutex<Served>,
+    ) -> Result<Option<Record>, RouteError> {
         let position = self.log_position(deadline).await?;
         self.stored_as_of(shard, id, position, deadline, served)
             .await
@@ -346,42 +360,19 @@ impl Router {
         id: &str,
         position: u64,
         deadline: Instant,
-        served: &mut Served,
-    ) -> Result<Option<Vec<u8>>, RouteError> {
-        let reply = self
-            .shard_call(
-                RequestKind::Get,
-                shard,
-                pb::shard_request::Body::Get(pb::GetRequest {
-                    reference_id: id.to_owned(),
-                }),
-                position,
-                deadline,
-            )
+        served: &Mutex<Served>,
+    ) -> Result<Option<Record>, RouteError> {
+        self.remote(shard, position, deadline, served)
+            .get(id.to_owned())
             .await
-            .map_err(|f| unavailable(shard, f))?;
-        served.replica(shard, &reply.node);
-        match reply.body {
-            Some(pb::shard_reply::Body::Get(g)) if g.record.is_empty() => Ok(None),
-            Some(pb::shard_reply::Body::Get(g)) => {
-                let record = Record::decode(&g.record)
-                    .map_err(|e| RouteError::Internal(format!("a replica's record: {e}")))?;
-                if record.reference_id != id {
-                    return Err(RouteError::Internal(
-                        "a replica returned another record".into(),
-                    ));
-                }
-                Ok(Some(g.record))
-            }
-            _ => Err(RouteError::Internal("unexpected reply to a get".into())),
-        }
+            .map_err(|e| route_error(shard, e))
     }
 
     /// The subject's last message: its sequence and what it says about the id.
     async fn presence(&self, subject: &str, shard: u32) -> Result<(u64, Presence), String> {
         match self
             .catalog
-            .stream
+            .stream()
             .get_last_raw_message_by_subject(subject)
             .await
         {
@@ -439,7 +430,7 @@ impl Router {
     ) -> Result<Option<u64>, String> {
         let ack = self
             .catalog
-            .js
+            .js()
             .send_publish(
                 subject.to_owned(),
                 PublishMessage::build()
@@ -479,18 +470,17 @@ impl Router {
         }
         let canonical = record.encode().map_err(invalid_record)?;
         let id = record.reference_id;
-        let subject = log_subject(&id, self.catalog.spec.shards);
-        let payload = entry::encode_insert(self.config.keys.as_ref(), &subject, &canonical)
-            .map_err(|e| RouteError::Internal(e.to_string()))?;
+        let subject = log_subject(&id, self.shards());
+        let payload = entry::encode_insert(self.config.keys.as_ref(), &subject, &canonical)?;
         self.check_size(payload.len())?;
         let deadline = self.deadline(self.config.write_timeout, caller_deadline);
-        let mut served = Served::default();
+        let served = Mutex::new(Served::default());
         let outcome = self
             .write(
                 &id,
                 payload,
                 deadline,
-                &mut served,
+                &served,
                 |stored, published| match stored {
                     Some(bytes) if bytes == canonical => Ok(Step::Answer(if published {
                         InsertOutcome::Inserted
@@ -502,7 +492,7 @@ impl Router {
                 },
             )
             .await?;
-        Ok((outcome.unwrap_or(InsertOutcome::Inserted), served))
+        Ok((outcome.unwrap_or(InsertOutcome::Inserted), taken(served)))
     }
 
     /// Deletes a record (see the module docs).
@@ -512,24 +502,19 @@ impl Router {
         caller_deadline: Option<Instant>,
     ) -> Result<Served, RouteError> {
         abis_engine::store::validate_reference_id(id).map_err(invalid_record)?;
-        let subject = log_subject(id, self.catalog.spec.shards);
-        let payload = entry::encode_delete(self.config.keys.as_ref(), &subject, id)
-            .map_err(|e| RouteError::Internal(e.to_string()))?;
+        let subject = log_subject(id, self.shards());
+        let payload = entry::encode_delete(self.config.keys.as_ref(), &subject, id)?;
         let deadline = self.deadline(self.config.write_timeout, caller_deadline);
-        let mut served = Served::default();
-        self.write(
-            id,
-            payload,
-            deadline,
-            &mut served,
-            |stored, published| match (stored, published) {
+        let served = Mutex::new(Served::default());
+        self.write(id, payload, deadline, &served, |stored, published| {
+            match (stored, published) {
                 (Some(_), _) => Ok(Step::Publish),
                 (None, true) => Ok(Step::Answer(())),
                 (None, false) => Err(RouteError::NotFound),
-            },
-        )
+            }
+        })
         .await?;
-        Ok(served)
+        Ok(taken(served))
     }
 
     /// The write loop of Insert and Delete: learn what `id`'s subject holds (from the log, or
@@ -543,10 +528,10 @@ impl Router {
         id: &str,
         payload: Vec<u8>,
         deadline: Instant,
-        served: &mut Served,
+        served: &Mutex<Served>,
         decide: impl Fn(Option<Vec<u8>>, bool) -> Result<Step<T>, RouteError>,
     ) -> Result<Option<T>, RouteError> {
-        let shards = self.catalog.spec.shards;
+        let shards = self.shards();
         let (shard, subject) = (shard_of(id, shards), log_subject(id, shards));
         let mut published = false;
         let mut last = String::from("timed out");
@@ -562,10 +547,11 @@ impl Router {
             let stored = match presence {
                 Presence::Stored(bytes) => Some(bytes),
                 Presence::Absent => None,
-                Presence::Unknown { through } => {
-                    self.stored_as_of(shard, id, through, deadline, served)
-                        .await?
-                }
+                Presence::Unknown { through } => self
+                    .stored_as_of(shard, id, through, deadline, served)
+                    .await?
+                    .map(|r| r.encode())
+                    .transpose()?,
             };
             if let Step::Answer(answer) = decide(stored, published)? {
                 return Ok(Some(answer));
@@ -575,7 +561,9 @@ impl Router {
                 .await
             {
                 Ok(Some(position)) => {
-                    served.log(position);
+                    if let Ok(mut served) = served.lock() {
+                        served.log(position);
+                    }
                     return Ok(None);
                 }
                 Ok(None) => {}
@@ -598,15 +586,10 @@ impl Router {
     ) -> Result<(Option<Record>, Served), RouteError> {
         abis_engine::store::validate_reference_id(id).map_err(invalid_record)?;
         let deadline = self.deadline(self.config.request_timeout, caller_deadline);
-        let shard = shard_of(id, self.catalog.spec.shards);
-        let mut served = Served::default();
-        let record = self
-            .stored(shard, id, deadline, &mut served)
-            .await?
-            .map(|bytes| Record::decode(&bytes))
-            .transpose()
-            .map_err(|e| RouteError::Internal(e.to_string()))?;
-        Ok((record, served))
+        let shard = shard_of(id, self.shards());
+        let served = Mutex::new(Served::default());
+        let record = self.stored(shard, id, deadline, &served).await?;
+        Ok((record, taken(served)))
     }
 
     /// 1:1 against the stored record `id`.
@@ -618,12 +601,14 @@ impl Router {
     ) -> Result<(Verification, Served), RouteError> {
         let deadline = self.deadline(self.config.request_timeout, caller_deadline);
         let position = self.log_position(deadline).await?;
-        let shard = shard_of(id, self.catalog.spec.shards);
-        let body = pb::shard_request::Body::Verify(pb::VerifyRequest {
-            probe: Some(wire::probe_to_wire(probe)),
-            reference: Some(pb::verify_request::Reference::ReferenceId(id.to_owned())),
-        });
-        self.verify_on(shard, body, position, deadline).await
+        let shard = shard_of(id, self.shards());
+        let served = Mutex::new(Served::default());
+        let verified = self
+            .remote(shard, position, deadline, &served)
+            .verify(probe.clone(), id.to_owned())
+            .await
+            .map_err(|e| route_error(shard, e))?;
+        Ok((verified, taken(served)))
     }
 
     /// 1:1 of two sets of samples (nothing stored): computed by a replica of any shard.
@@ -634,54 +619,27 @@ impl Router {
         caller_deadline: Option<Instant>,
     ) -> Result<(Verification, Served), RouteError> {
         let deadline = self.deadline(self.config.request_timeout, caller_deadline);
-        let shards = self.catalog.spec.shards;
-        let body = pb::shard_request::Body::Verify(pb::VerifyRequest {
-            probe: Some(wire::probe_to_wire(probe)),
-            reference: Some(pb::verify_request::Reference::Samples(wire::probe_to_wire(
-                reference,
-            ))),
-        });
+        let shards = self.shards();
         let first = self.next_any.fetch_add(1, Ordering::Relaxed) % shards;
         let mut failed = Vec::new();
         // Try each shard in turn, sharing the budget: any live replica can answer.
         for k in 0..shards {
             let shard = (first + k) % shards;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let share = left / (shards - k);
-            match self
-                .verify_on(shard, body.clone(), 0, Instant::now() + share)
-                .await
-            {
+            let share = deadline.saturating_duration_since(Instant::now()) / (shards - k);
+            let served = Mutex::new(Served::default());
+            let verified = self
+                .remote(shard, 0, Instant::now() + share, &served)
+                .verify_samples(probe.clone(), reference.clone())
+                .await;
+            match verified.map_err(|e| route_error(shard, e)) {
                 Err(RouteError::Unavailable { .. }) => failed.push(shard),
-                other => return other,
+                other => return other.map(|v| (v, taken(served))),
             }
         }
         Err(RouteError::Unavailable {
             shards: failed,
             detail: "no replica of any shard answered".into(),
         })
-    }
-
-    async fn verify_on(
-        &self,
-        shard: u32,
-        body: pb::shard_request::Body,
-        position: u64,
-        deadline: Instant,
-    ) -> Result<(Verification, Served), RouteError> {
-        let reply = self
-            .shard_call(RequestKind::Verify, shard, body, position, deadline)
-            .await
-            .map_err(|f| unavailable(shard, f))?;
-        let mut served = Served::default();
-        served.replica(shard, &reply.node);
-        match reply.body {
-            Some(pb::shard_reply::Body::Verify(v)) => Ok((
-                wire::verification_from_wire(v).map_err(|e| RouteError::Internal(e.to_string()))?,
-                served,
-            )),
-            _ => Err(RouteError::Internal("unexpected reply to a verify".into())),
-        }
     }
 
     /// Records in the whole gallery.
@@ -691,35 +649,21 @@ impl Router {
     ) -> Result<(u64, Served), RouteError> {
         let deadline = self.deadline(self.config.request_timeout, caller_deadline);
         let position = self.log_position(deadline).await?;
-        let shards = self.catalog.spec.shards;
-        let calls = (0..shards).map(|shard| async move {
-            let r = self
-                .shard_call(
-                    RequestKind::Count,
-                    shard,
-                    pb::shard_request::Body::Count(pb::CountRequest {}),
-                    position,
-                    deadline,
-                )
-                .await;
-            (shard, r)
+        let served = Mutex::new(Served::default());
+        let calls = (0..self.shards()).map(|shard| {
+            let remote = self.remote(shard, position, deadline, &served);
+            async move { (shard, remote.count().await) }
         });
-        let mut served = Served::default();
-        let mut total = 0u64;
-        let mut missing = Vec::new();
-        let mut detail = String::new();
-        for (shard, r) in futures_util::future::join_all(calls).await {
-            match r {
-                Ok(reply) => match reply.body {
-                    Some(pb::shard_reply::Body::Count(c)) => {
-                        served.replica(shard, &reply.node);
-                        total += c.records;
-                    }
-                    _ => return Err(RouteError::Internal("unexpected reply to a count".into())),
-                },
-                Err(f) => {
+        let (mut total, mut missing, mut detail) = (0u64, Vec::new(), String::new());
+        for (shard, counted) in futures_util::future::join_all(calls).await {
+            match counted {
+                Ok(n) => total += n,
+                Err(e @ ShardError::Remote(RemoteFailure::Reply(_))) => {
+                    return Err(InternalError::Shard { shard, source: e }.into())
+                }
+                Err(e) => {
                     missing.push(shard);
-                    detail = failure_text(f);
+                    detail = e.to_string();
                 }
             }
         }
@@ -729,150 +673,71 @@ impl Router {
                 detail,
             });
         }
-        Ok((total, served))
+        Ok((total, taken(served)))
     }
 
     /// Searches each probe over the whole cluster; each answer is what one node holding every
-    /// record would give, or an error (never a partial answer).
+    /// record would give, or an error (never a partial answer): plan, call every shard, merge.
     pub async fn identify(
         &self,
         probes: &[(Probe, IdentifyOptions)],
         caller_deadline: Option<Instant>,
-    ) -> (Vec<Result<Merged, RouteError>>, Served) {
-        let mut served = Served::default();
+    ) -> (Vec<Result<Identified, RouteError>>, Served) {
         if probes.is_empty() {
-            return (Vec::new(), served);
+            return (Vec::new(), Served::default());
         }
         let deadline = self.deadline(self.config.request_timeout, caller_deadline);
         let position = match self.log_position(deadline).await {
             Ok(p) => p,
-            Err(e) => return (probes.iter().map(|_| Err(e.clone())).collect(), served),
-        };
-        let shards = self.catalog.spec.shards;
-        let wired: Vec<pb::Probe> = probes.iter().map(|(p, _)| wire::probe_to_wire(p)).collect();
-        // Per shard: its requests, each a list of (query index, query), cut so that a request
-        // and its reply stay well under NATS's message limit.
-        let mut calls = Vec::new();
-        let mut sent: Vec<Vec<u32>> = probes.iter().map(|_| Vec::new()).collect();
-        for shard in 0..shards {
-            let mut batch: Vec<(usize, pb::Query)> = Vec::new();
-            let mut bytes = 0usize;
-            for (i, (wp, (_, options))) in wired.iter().zip(probes).enumerate() {
-                let Some(q) = wire::query_to_wire(wp, options, shard, shards) else {
-                    continue;
-                };
-                let cost = q.encoded_len() + q.max_results as usize * REPLY_BYTES_PER_RESULT;
-                if !batch.is_empty() && bytes + cost > REQUEST_BUDGET {
-                    calls.push((shard, std::mem::take(&mut batch)));
-                    bytes = 0;
-                }
-                bytes += cost;
-                sent[i].push(shard);
-                batch.push((i, q));
-            }
-            if !batch.is_empty() {
-                calls.push((shard, batch));
-            }
-        }
-        let futures = calls.into_iter().map(|(shard, batch)| async move {
-            let (index, queries): (Vec<usize>, Vec<pb::Query>) = batch.into_iter().unzip();
-            let r = self
-                .shard_call(
-                    RequestKind::Search,
-                    shard,
-                    pb::shard_request::Body::Search(pb::SearchRequest { queries }),
-                    position,
-                    deadline,
+            Err(e) => {
+                return (
+                    probes.iter().map(|_| Err(e.clone())).collect(),
+                    Served::default(),
                 )
-                .await;
-            (shard, index, r)
+            }
+        };
+        let served = Mutex::new(Served::default());
+        let answers = self
+            .call_shards(
+                probes,
+                plan(probes, self.shards()),
+                position,
+                deadline,
+                &served,
+            )
+            .await;
+        let results = probes
+            .iter()
+            .zip(answers)
+            .map(|((_, options), answers)| merge_probe(options, answers))
+            .collect();
+        (results, taken(served))
+    }
+
+    /// Sends each shard its probes of `plan`; returns per probe the answers of its shards, in
+    /// shard order.
+    async fn call_shards(
+        &self,
+        probes: &[(Probe, IdentifyOptions)],
+        plan: Vec<(u32, Vec<usize>)>,
+        position: u64,
+        deadline: Instant,
+        served: &Mutex<Served>,
+    ) -> Vec<Vec<(u32, Result<Identified, ShardError>)>> {
+        let calls = plan.into_iter().map(|(shard, index)| {
+            let remote = self.remote(shard, position, deadline, served);
+            let queries: Vec<_> = index.iter().map(|&i| probes[i].clone()).collect();
+            async move { (shard, index, remote.identify_batch(queries).await) }
         });
-        // Per query: the shards' answers, or the first failure.
-        let mut answers: Vec<Result<Vec<ShardAnswer>, RouteError>> =
-            probes.iter().map(|_| Ok(Vec::new())).collect();
-        let mut missing: BTreeMap<u32, String> = BTreeMap::new();
-        for (shard, index, r) in futures_util::future::join_all(futures).await {
-            let reply = match r {
-                Ok(reply) => reply,
-                Err(ShardFailure::Unavailable(why)) => {
-                    missing.insert(shard, why);
-                    continue;
-                }
-                Err(ShardFailure::Failed(f)) => {
-                    let e = route_failure(f);
-                    for i in index {
-                        answers[i] = Err(e.clone());
-                    }
-                    continue;
-                }
-            };
-            served.replica(shard, &reply.node);
-            let results = match reply.body {
-                Some(pb::shard_reply::Body::Search(s)) if s.results.len() == index.len() => {
-                    s.results
-                }
-                _ => {
-                    let e = RouteError::Internal(format!("shard {shard}: unexpected search reply"));
-                    for i in index {
-                        answers[i] = Err(e.clone());
-                    }
-                    continue;
-                }
-            };
-            for (i, result) in index.into_iter().zip(results) {
-                let Ok(list) = &mut answers[i] else {
-                    continue;
-                };
-                match result.outcome {
-                    Some(pb::query_result::Outcome::Found(found)) => {
-                        let candidates = found
-                            .candidates
-                            .into_iter()
-                            .enumerate()
-                            .map(|(k, c)| wire::candidate_from_wire(&format!("candidates[{k}]"), c))
-                            .collect::<Result<Vec<_>, _>>();
-                        match candidates {
-                            Ok(candidates) => list.push(ShardAnswer {
-                                candidates,
-                                searched: found.searched,
-                            }),
-                            Err(e) => answers[i] = Err(RouteError::Internal(e.to_string())),
-                        }
-                    }
-                    Some(pb::query_result::Outcome::Failure(f)) => {
-                        answers[i] = Err(route_failure(f))
-                    }
-                    None => answers[i] = Err(RouteError::Internal("an empty search result".into())),
-                }
+        let mut per_probe: Vec<Vec<_>> = probes.iter().map(|_| Vec::new()).collect();
+        for (shard, index, answers) in futures_util::future::join_all(calls).await {
+            for (i, answer) in index.into_iter().zip(answers) {
+                per_probe[i].push((shard, answer));
             }
         }
-        let results = answers
-            .into_iter()
-            .zip(probes)
-            .zip(sent)
-            .map(|((a, (_, options)), sent)| {
-                let absent: Vec<u32> = sent
-                    .into_iter()
-                    .filter(|s| missing.contains_key(s))
-                    .collect();
-                if let Some(first) = absent.first() {
-                    return Err(RouteError::Unavailable {
-                        detail: missing.get(first).cloned().unwrap_or_default(),
-                        shards: absent,
-                    });
-                }
-                a.map(|list| merge(list, options.target_fpir, options.max_results))
-            })
-            .collect();
-        (results, served)
+        per_probe
     }
 }
-
-/// A search request's budget for its own bytes and its reply's (NATS's default message limit
-/// is 1 MiB).
-const REQUEST_BUDGET: usize = 512 << 10;
-/// Reply bytes set aside per result a query may return (a candidate is well under this).
-const REPLY_BYTES_PER_RESULT: usize = 160;
 
 fn invalid_record(e: StoreError) -> RouteError {
     RouteError::InvalidRecord {
@@ -881,45 +746,12 @@ fn invalid_record(e: StoreError) -> RouteError {
     }
 }
 
-fn failure_text(f: ShardFailure) -> String {
-    match f {
-        ShardFailure::Unavailable(why) => why,
-        ShardFailure::Failed(f) => f.message,
-    }
-}
-
-fn unavailable(shard: u32, f: ShardFailure) -> RouteError {
-    match f {
-        ShardFailure::Unavailable(detail) => RouteError::Unavailable {
-            shards: vec![shard],
-            detail,
-        },
-        ShardFailure::Failed(f) => route_failure(f),
-    }
-}
-
-fn route_failure(f: pb::Failure) -> RouteError {
-    match pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Unspecified) {
-        pb::FailureKind::NotFound => RouteError::NotFound,
-        pb::FailureKind::EmptyProbe => RouteError::EmptyProbe,
-        pb::FailureKind::Invalid => RouteError::Invalid(f.message),
-        _ => RouteError::Internal(f.message),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn served_names_shards_and_log_positions() {
-        let mut s = Served::default();
-        assert!(s.is_empty());
-        s.replica(1, "replica-c");
-        s.replica(0, "replica-a");
-        assert_eq!(s.to_string(), "s0:replica-a s1:replica-c");
-        s.log(42);
-        assert_eq!(s.to_string(), "s0:replica-a s1:replica-c log:42");
+    fn unavailable_names_the_shards() {
         let e = RouteError::Unavailable {
             shards: vec![2, 5],
             detail: "timed out".into(),
@@ -928,5 +760,54 @@ mod tests {
             e.to_string(),
             "shard(s) 2, 5 did not answer in time: timed out"
         );
+    }
+
+    #[test]
+    fn a_probe_restricted_to_some_ids_searches_only_their_shards() {
+        let ids = ["a", "b", "c", "d", "e", "f"];
+        let only = IdentifyOptions {
+            only: Some(ids[..2].iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let probes = vec![
+            (Probe::default(), IdentifyOptions::default()),
+            (Probe::default(), only),
+        ];
+        let planned = plan(&probes, 4);
+        let searching_1: Vec<u32> = planned
+            .iter()
+            .filter(|(_, index)| index.contains(&1))
+            .map(|(s, _)| *s)
+            .collect();
+        let mut expected: Vec<u32> = ids[..2].iter().map(|id| shard_of(id, 4)).collect();
+        expected.dedup();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(searching_1, expected);
+        assert_eq!(planned.iter().filter(|(_, i)| i.contains(&0)).count(), 4);
+    }
+
+    #[test]
+    fn a_probe_is_unavailable_when_any_of_its_shards_is() {
+        let found = || {
+            Ok(Identified {
+                candidates: Vec::new(),
+                threshold: 0.0,
+                searched: 10,
+            })
+        };
+        let gone = |why: &str| Err(RemoteFailure::Unavailable(why.into()).into());
+        let e = merge_probe(
+            &IdentifyOptions::default(),
+            vec![(0, found()), (1, gone("first")), (2, gone("second"))],
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "shard(s) 1, 2 did not answer in time: first");
+        let m = merge_probe(
+            &IdentifyOptions::default(),
+            vec![(0, found()), (1, found())],
+        )
+        .unwrap();
+        assert_eq!(m.searched, 20);
     }
 }

@@ -14,6 +14,7 @@ use abis_engine::template::{
 use abis_proto::cluster::v1 as pb;
 use prost::Message;
 
+use crate::gallery_shard::{FailureKind, Identified, RemoteFailure, ShardError};
 use crate::shard::shard_of;
 
 /// Most fingers and faces in one probe (the service accepts fewer samples than this).
@@ -374,6 +375,89 @@ pub fn verification_from_wire(v: pb::VerifyReply) -> Result<Verification, WireEr
             .map(|e| evidence_from_wire("verify.face", e))
             .transpose()?,
     })
+}
+
+fn kind_to_wire(kind: FailureKind) -> pb::FailureKind {
+    match kind {
+        FailureKind::NotFound => pb::FailureKind::NotFound,
+        FailureKind::EmptyProbe => pb::FailureKind::EmptyProbe,
+        FailureKind::Invalid => pb::FailureKind::Invalid,
+        FailureKind::Unavailable => pb::FailureKind::Unavailable,
+        FailureKind::Internal => pb::FailureKind::Internal,
+    }
+}
+
+/// A failure as a replica sends it: the kind, and the error's words — except for an internal
+/// failure, logged here, whose details stay on the replica.
+pub fn failure_to_wire(e: &ShardError) -> pb::Failure {
+    let kind = e.kind();
+    let message = match kind {
+        FailureKind::Internal => {
+            tracing::error!(error = %e, "replica gallery failure");
+            "the replica's gallery failed".to_string()
+        }
+        _ => e.to_string(),
+    };
+    failure(kind, message)
+}
+
+/// A failure of `kind` with `message`, for the wire.
+pub fn failure(kind: FailureKind, message: impl Into<String>) -> pb::Failure {
+    pb::Failure {
+        kind: kind_to_wire(kind) as i32,
+        message: message.into(),
+    }
+}
+
+/// A replica's definite failure (one that is not worth asking another replica about).
+pub fn failure_from_wire(f: &pb::Failure) -> RemoteFailure {
+    let kind = match pb::FailureKind::try_from(f.kind).unwrap_or(pb::FailureKind::Unspecified) {
+        pb::FailureKind::NotFound => FailureKind::NotFound,
+        pb::FailureKind::EmptyProbe => FailureKind::EmptyProbe,
+        pb::FailureKind::Invalid => FailureKind::Invalid,
+        _ => FailureKind::Internal,
+    };
+    RemoteFailure::Refused {
+        kind,
+        message: f.message.clone(),
+    }
+}
+
+/// One query's answer as a replica sends it.
+pub fn found_to_wire(r: Result<Identified, ShardError>) -> pb::QueryResult {
+    let outcome = match r {
+        Ok(found) => pb::query_result::Outcome::Found(pb::Found {
+            candidates: found.candidates.iter().map(candidate_to_wire).collect(),
+            threshold: found.threshold,
+            searched: found.searched,
+        }),
+        Err(e) => pb::query_result::Outcome::Failure(failure_to_wire(&e)),
+    };
+    pb::QueryResult {
+        outcome: Some(outcome),
+    }
+}
+
+/// One query's answer from a replica: its candidates, or the failure it sent (the outer error:
+/// an answer that does not decode).
+pub fn found_from_wire(r: pb::QueryResult) -> Result<Result<Identified, RemoteFailure>, WireError> {
+    match r.outcome {
+        Some(pb::query_result::Outcome::Found(found)) => {
+            let candidates = found
+                .candidates
+                .into_iter()
+                .enumerate()
+                .map(|(k, c)| candidate_from_wire(&format!("candidates[{k}]"), c))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Ok(Identified {
+                candidates,
+                threshold: found.threshold,
+                searched: found.searched,
+            }))
+        }
+        Some(pb::query_result::Outcome::Failure(f)) => Ok(Err(failure_from_wire(&f))),
+        None => Err(WireError::Missing("search result")),
+    }
 }
 
 #[cfg(test)]

@@ -12,15 +12,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use abis_cluster::retention::RetentionConfig;
-use abis_cluster::{ReplicaConfig, ReplicaState, Router, RouterConfig};
+use abis_cluster::{GalleryOptions, LocalShard, ReplicaConfig, ReplicaState, Router, RouterConfig};
 use abis_engine::face::{Calibration, FaceEngine, FaceManifest};
 use abis_engine::finger::FingerExtractor;
-use abis_engine::gallery::{FaceScorer, Gallery};
+use abis_engine::gallery::FaceScorer;
 use abis_engine::image::Limits;
-use abis_engine::matcher::Matcher;
 use abis_engine::model::{Runtime, RuntimeConfig};
 use abis_engine::store::encryption::Keyring;
 use abis_engine::store::StoreConfig;
@@ -94,7 +93,7 @@ pub enum ServeError {
 
 /// Where the service's records live.
 enum Records {
-    Local(Arc<Gallery>),
+    Local(LocalShard),
     Routed(Arc<Router>),
 }
 
@@ -118,7 +117,7 @@ pub fn run(config: Config, models: Option<PathBuf>) -> Result<(), ServeError> {
     match config.cluster.role {
         ClusterRole::Standalone => {
             let engines = open_engines(&Runtime::open(runtime_config)?)?;
-            let gallery = Arc::new(open_gallery(&config, &engines)?);
+            let gallery = open_gallery(&config, &engines)?;
             runtime.block_on(serve(config, engines, Records::Local(gallery)))
         }
         ClusterRole::Router => {
@@ -199,17 +198,12 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     let node = config.server.node_name();
     let shard = config.cluster.shard.unwrap_or_default();
     let (face_dim, face_scorer) = face_model(runtime_config);
-    let mut store = StoreConfig::new(face_dim);
-    store.memtable_max_records = config.store.memtable_max_records;
-    store.encryption = gallery_keys(&config)?;
+    let gallery = gallery_options(&config, face_dim, face_scorer)?;
     let client = config.cluster.nats(&node).connect().await?;
     let replica = ReplicaConfig {
         node,
         shard,
-        gallery_dir: config.server.data_dir.join("gallery"),
-        store,
-        search: config.search.to_engine(),
-        face_scorer,
+        gallery,
         heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
         max_batch: 512,
         max_searches: 2,
@@ -261,8 +255,8 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     let _ = health.await;
     match result {
         Ok(r) => r.map_err(ServeError::from),
-        Err(e) => Err(ServeError::Cluster(abis_cluster::ClusterError::Config(
-            format!("replica task: {e}"),
+        Err(_) => Err(ServeError::Cluster(abis_cluster::ClusterError::Task(
+            "the replica",
         ))),
     }
 }
@@ -280,33 +274,40 @@ fn open_engines(runtime: &Arc<Runtime>) -> Result<Arc<Engines>, ServeError> {
     Ok(Arc::new(Engines { finger, face }))
 }
 
-/// The gallery under `<data>/gallery`, recovered from its log, sealed with the configured key.
-fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeError> {
+/// Where the gallery lives (`<data>/gallery`), sealed with the configured key, and how it
+/// searches: the same for a single node and a replica.
+fn gallery_options(
+    config: &Config,
+    face_dim: usize,
+    face_scorer: Option<FaceScorer>,
+) -> Result<GalleryOptions, ServeError> {
+    let mut store = StoreConfig::new(face_dim);
+    store.memtable_max_records = config.store.memtable_max_records;
+    store.encryption = gallery_keys(config)?;
+    Ok(GalleryOptions {
+        dir: config.server.data_dir.join("gallery"),
+        store,
+        search: config.search.to_engine(),
+        face_scorer,
+    })
+}
+
+/// The gallery of a single node, recovered from its log.
+fn open_gallery(config: &Config, engines: &Engines) -> Result<LocalShard, ServeError> {
     let face_dim = engines
         .face
         .as_ref()
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
-    let mut store_config = StoreConfig::new(face_dim);
-    store_config.memtable_max_records = config.store.memtable_max_records;
-    store_config.encryption = gallery_keys(config)?;
-    let started = Instant::now();
-    let path = config.server.data_dir.join("gallery");
     let scorer: Option<FaceScorer> = engines
         .face
         .as_ref()
         .and_then(|f| f.calibration().cloned())
         .map(|c| Arc::new(move |cos| c.score(cos)) as FaceScorer);
-    let (gallery, report) = Gallery::open(&path, store_config, Matcher::new(), scorer)
-        .map_err(|source| ServeError::Gallery { path, source })?;
-    tracing::info!(
-        records = gallery.store().count(),
-        replayed = report.entries_replayed,
-        torn_bytes = report.torn_bytes_dropped,
-        indexes_to_rebuild = report.companions_missing,
-        ms = started.elapsed().as_millis() as u64,
-        "gallery open"
-    );
-    Ok(gallery.with_search(config.search.to_engine()))
+    let options = gallery_options(config, face_dim, scorer)?;
+    LocalShard::open("gallery", &options).map_err(|source| ServeError::Gallery {
+        path: options.dir.clone(),
+        source,
+    })
 }
 
 /// Who may call: the keys file and the client certificate names of the configuration, with
@@ -364,21 +365,11 @@ async fn bind(
 
 /// Prepares every stored record for matching in the background and reports SERVING when done.
 /// Requests are answered meanwhile; until then the first searches would pay for preparation.
-fn warm_then_serve(gallery: &Arc<Gallery>, reporter: &HealthReporter) {
-    let (gallery, reporter) = (Arc::clone(gallery), reporter.clone());
+fn warm_then_serve(gallery: &LocalShard, reporter: &HealthReporter) {
+    let (gallery, reporter) = (gallery.clone(), reporter.clone());
     tokio::spawn(async move {
-        let t0 = Instant::now();
-        match tokio::task::spawn_blocking(move || gallery.warm()).await {
-            Ok(Ok(records)) => {
-                tracing::info!(
-                    records,
-                    ms = t0.elapsed().as_millis() as u64,
-                    "gallery prepared for matching"
-                );
-                reporter.set_serving::<AbisServer<AbisService>>().await;
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "preparing the gallery failed"),
-            Err(e) => tracing::error!(error = %e, "preparing the gallery panicked"),
+        if gallery.prepare("gallery").await {
+            reporter.set_serving::<AbisServer<AbisService>>().await;
         }
     });
 }
@@ -415,7 +406,7 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
         Records::Local(gallery) => {
             warm_then_serve(gallery, &health_reporter);
             Arc::new(LocalBackend::new(
-                Arc::clone(gallery),
+                gallery.clone(),
                 config.server.node_name(),
             ))
         }
@@ -500,7 +491,8 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let _ = stop_metrics.send(());
     let _ = stop_retention.send(true);
     if let Records::Local(gallery) = records {
-        checkpoint(gallery);
+        // Requests still running after the drain are abandoned: the log is replayed instead.
+        gallery.close(Duration::ZERO).await;
     }
     Ok(())
 }
@@ -526,21 +518,6 @@ async fn drain(
         }
     }
     Ok(())
-}
-
-/// Every acknowledged write is already durable in the log; a checkpoint at exit makes the next
-/// start faster (less to replay).
-fn checkpoint(gallery: Arc<Gallery>) {
-    match Arc::try_unwrap(gallery) {
-        Ok(gallery) => {
-            if let Err(e) = gallery.into_store().close() {
-                tracing::warn!(error = %e, "checkpoint at shutdown failed; the log will be replayed at the next start");
-            }
-        }
-        Err(_) => tracing::warn!(
-            "requests still running at exit; the log will be replayed at the next start"
-        ),
-    }
 }
 
 async fn shutdown_signal() {

@@ -1,28 +1,19 @@
 //! Where the service's records live and are searched: this process's gallery
-//! ([`LocalBackend`]), or a cluster of shards behind a router. The gRPC layer validates,
+//! ([`LocalBackend`], over the cluster crate's [`LocalShard`] — the same shard a replica answers
+//! from), or a cluster of shards behind a router. The gRPC layer validates,
 //! extracts, audits and answers; a backend stores and searches, and says which node served.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use abis_engine::gallery::{Candidate, Gallery, IdentifyOptions, Probe, Verification};
+use abis_cluster::{GalleryShard, Identified, LocalShard};
+use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
 use abis_engine::store::{InsertOutcome, Record};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use super::status;
-use abis_proto::FailureReason;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The answer of a 1:N search: candidates best first, the threshold they cleared, and how many
-/// records were searched.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identified {
-    pub candidates: Vec<Candidate>,
-    pub threshold: f64,
-    pub searched: u64,
-}
 
 /// Counts for the service's gauges.
 #[derive(Debug, Clone, Copy, Default)]
@@ -55,85 +46,54 @@ pub trait Backend: Send + Sync + 'static {
     fn node(&self) -> String;
 }
 
-/// The gallery of this process. Work runs on the blocking pool: searches burn CPU, writes wait
-/// for fsync.
+/// The gallery of this process (see [`LocalShard`]).
 pub struct LocalBackend {
-    gallery: Arc<Gallery>,
+    shard: LocalShard,
     node: String,
 }
 
 impl LocalBackend {
-    pub fn new(gallery: Arc<Gallery>, node: impl Into<String>) -> LocalBackend {
+    pub fn new(shard: LocalShard, node: impl Into<String>) -> LocalBackend {
         LocalBackend {
-            gallery,
+            shard,
             node: node.into(),
         }
-    }
-
-    pub fn gallery(&self) -> &Arc<Gallery> {
-        &self.gallery
-    }
-
-    fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Gallery) -> Result<T, Status> + Send + 'static,
-    ) -> BoxFuture<'_, Result<T, Status>> {
-        let gallery = Arc::clone(&self.gallery);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(&gallery))
-                .await
-                .map_err(|_| {
-                    status::status(
-                        Code::Internal,
-                        FailureReason::Unexpected,
-                        "request task failed",
-                    )
-                })?
-        })
     }
 }
 
 impl Backend for LocalBackend {
     fn insert(&self, record: Record) -> BoxFuture<'_, Result<InsertOutcome, Status>> {
-        self.blocking(move |g| g.insert(record).map_err(status::from_gallery))
+        Box::pin(async move { self.shard.insert(record).await.map_err(status::from_shard) })
     }
 
     fn delete(&self, id: String) -> BoxFuture<'_, Result<(), Status>> {
-        self.blocking(move |g| g.delete(&id).map_err(status::from_gallery))
+        Box::pin(async move { self.shard.delete(id).await.map_err(status::from_shard) })
     }
 
     fn get(&self, id: String) -> BoxFuture<'_, Result<Option<Record>, Status>> {
-        self.blocking(move |g| g.store().get(&id).map_err(status::from_store))
+        Box::pin(async move { self.shard.get(id).await.map_err(status::from_shard) })
     }
 
     fn identify(
         &self,
         probes: Vec<(Probe, IdentifyOptions)>,
     ) -> BoxFuture<'_, Vec<Result<Identified, Status>>> {
-        let n = probes.len();
-        let all = self.blocking(move |g| {
-            Ok(g.identify_batch(&probes)
-                .into_iter()
-                .map(|r| {
-                    r.map(|(candidates, threshold, searched)| Identified {
-                        candidates,
-                        threshold,
-                        searched,
-                    })
-                    .map_err(status::from_gallery)
-                })
-                .collect::<Vec<_>>())
-        });
         Box::pin(async move {
-            match all.await {
-                Ok(results) => results,
-                Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-            }
+            let results = self.shard.identify_batch(probes).await;
+            results
+                .into_iter()
+                .map(|r| r.map_err(status::from_shard))
+                .collect()
         })
     }
 
     fn verify(&self, probe: Probe, id: String) -> BoxFuture<'_, Result<Verification, Status>> {
-        self.blocking(move |g| g.verify(&probe, &id).map_err(status::from_gallery))
+        Box::pin(async move {
+            self.shard
+                .verify(probe, id)
+                .await
+                .map_err(status::from_shard)
+        })
     }
 
     fn verify_samples(
@@ -141,19 +101,18 @@ impl Backend for LocalBackend {
         probe: Probe,
         reference: Probe,
     ) -> BoxFuture<'_, Result<Verification, Status>> {
-        self.blocking(move |g| {
-            g.verify_samples(&probe, &reference)
-                .map_err(status::from_gallery)
+        Box::pin(async move {
+            let verified = self.shard.verify_samples(probe, reference).await;
+            verified.map_err(status::from_shard)
         })
     }
 
     fn count(&self) -> BoxFuture<'_, Result<u64, Status>> {
-        let n = self.gallery.store().count();
-        Box::pin(async move { Ok(n) })
+        Box::pin(async move { self.shard.count().await.map_err(status::from_shard) })
     }
 
     fn stats(&self) -> BackendStats {
-        let s = self.gallery.store().stats();
+        let s = self.shard.gallery().store().stats();
         BackendStats {
             records: s.records,
             unflushed: s.memtable_records as u64,

@@ -3,8 +3,9 @@
 //! call coming back up to the audit entry.
 //!
 //! A tower layer ([`CallLayer`]) runs each request's future inside a task-local scope. The
-//! backend reads [`deadline`] and records [`note_served`]; the service's audit entry asks the
-//! backend for [`Backend::node`](super::Backend::node), which a cluster router builds from
+//! backend reads [`deadline`] and merges the router's [`Served`] into the scope with
+//! [`note_served`]; the service's audit entry asks the backend for
+//! [`Backend::node`](super::Backend::node), which a cluster router formats once from
 //! [`served`]. Outside a scope (tests that call the service directly) the deadline is unknown
 //! and nothing is recorded.
 
@@ -14,10 +15,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use abis_cluster::Served;
+
 struct CallState {
     deadline: Option<Instant>,
-    /// `key:value` tokens (`s3:replica-a`, `log:1234`), the latest per key.
-    served: Vec<String>,
+    served: Served,
 }
 
 tokio::task_local! {
@@ -29,41 +31,19 @@ pub fn deadline() -> Option<Instant> {
     CALL.try_with(|c| c.borrow().deadline).ok().flatten()
 }
 
-/// Records who served (part of) the call: tokens `key:value`; a later token replaces an
-/// earlier one with the same key.
-pub fn note_served(tokens: impl IntoIterator<Item = String>) {
-    let _ = CALL.try_with(|c| {
-        let mut c = c.borrow_mut();
-        for t in tokens {
-            let key = t.split(':').next().unwrap_or_default().to_owned();
-            c.served
-                .retain(|s| s.split(':').next() != Some(key.as_str()));
-            c.served.push(t);
-        }
-    });
+/// Records who served (part of) the call; a later replica of a shard replaces an earlier one.
+pub fn note_served(served: Served) {
+    let _ = CALL.try_with(|c| c.borrow_mut().served.merge(served));
 }
 
-/// Who served the call so far, space-separated, or `None`.
-pub fn served() -> Option<String> {
+/// Who served the call so far, or `None`.
+pub fn served() -> Option<Served> {
     CALL.try_with(|c| {
-        let mut tokens = c.borrow().served.clone();
-        tokens.sort_by_key(|t| natural(t));
-        (!tokens.is_empty()).then(|| tokens.join(" "))
+        let served = &c.borrow().served;
+        (!served.is_empty()).then(|| served.clone())
     })
     .ok()
     .flatten()
-}
-
-/// Orders `s2:` before `s10:` (shard numbers numerically), then anything else by text.
-fn natural(token: &str) -> (u8, u64, String) {
-    match token
-        .strip_prefix('s')
-        .and_then(|r| r.split(':').next())
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        Some(n) => (0, n, String::new()),
-        None => (1, 0, token.to_owned()),
-    }
 }
 
 /// Runs `f` as one call with the given deadline.
@@ -71,7 +51,7 @@ pub async fn scope<F: Future>(deadline: Option<Instant>, f: F) -> F::Output {
     CALL.scope(
         RefCell::new(CallState {
             deadline,
-            served: Vec::new(),
+            served: Served::default(),
         }),
         f,
     )
@@ -124,17 +104,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_scope_carries_its_deadline_and_who_served() {
+        let served_by = |pairs: &[(u32, &str)], log: Option<u64>| {
+            let mut s = Served::default();
+            for (shard, node) in pairs {
+                s.replica(*shard, node);
+            }
+            if let Some(p) = log {
+                s.log(p);
+            }
+            s
+        };
         assert_eq!(deadline(), None);
-        note_served(["s0:x".to_string()]);
+        note_served(served_by(&[(0, "x")], None));
         assert_eq!(served(), None);
         let d = Instant::now() + Duration::from_secs(3);
         let inside = scope(Some(d), async {
-            note_served(["s10:r1".to_string(), "s2:r2".to_string()]);
-            note_served(["s2:r3".to_string(), "log:7".to_string()]);
+            note_served(served_by(&[(10, "r1"), (2, "r2")], None));
+            note_served(served_by(&[(2, "r3")], Some(7)));
             (deadline(), served())
         })
         .await;
         assert_eq!(inside.0, Some(d));
-        assert_eq!(inside.1.as_deref(), Some("s2:r3 s10:r1 log:7"));
+        assert_eq!(
+            inside.1.map(|s| s.to_string()).as_deref(),
+            Some("s2:r3 s10:r1 log:7")
+        );
     }
 }

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use abis_engine::gallery::{
     fusion, Candidate as EngineCandidate, IdentifyOptions, ModalityEvidence, Probe,
 };
-use abis_engine::store::{validate_reference_id, FingerEntry, InsertOutcome, Record};
+use abis_engine::store::{
+    validate_reference_id, FingerEntry, InsertOutcome, Record, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN,
+};
 use abis_engine::template::encode_native;
 use abis_proto::v1::{
     abis_server::Abis, identify_batch_result, identify_request, verify_request, BatchError,
@@ -34,15 +37,14 @@ use crate::audit::{AuditRecord, Auditor};
 use crate::auth;
 use crate::metrics::Metrics;
 
+use abis_cluster::Identified;
 use abis_proto::FailureReason;
-pub use backend::{Backend, BackendStats, BoxFuture, Identified, LocalBackend};
+pub use backend::{Backend, BackendStats, BoxFuture, LocalBackend};
 pub use routed::RoutedBackend;
 pub use samples::Engines;
 use samples::Item;
 
 /// Metadata bounds: small annotations, never a side channel for personal data.
-const MAX_METADATA_ENTRIES: usize = 16;
-const MAX_METADATA_BYTES: usize = 256;
 /// Default and largest `max_results`.
 const DEFAULT_MAX_RESULTS: usize = 10;
 const MAX_RESULTS: usize = 1000;
@@ -161,15 +163,19 @@ fn reference_id(field: &str, id: &str) -> Result<(), Status> {
 /// Builds the record an insert stores: finger templates in the native encoding, face embeddings.
 fn build_record(engines: &Engines, req: InsertRequest) -> Result<Record, Status> {
     reference_id("reference_id", &req.reference_id)?;
+    // The record's own limits (the data model's; checked again when it is stored), before any
+    // extraction work.
     if req.metadata.len() > MAX_METADATA_ENTRIES
-        || req
-            .metadata
-            .iter()
-            .any(|(k, v)| k.len() + v.len() > MAX_METADATA_BYTES)
+        || req.metadata.iter().any(|(k, v)| {
+            k.is_empty() || k.len() > MAX_METADATA_KEY_LEN || v.len() > MAX_METADATA_VALUE_LEN
+        })
     {
         return Err(status::invalid(
             "metadata",
-            format!("at most {MAX_METADATA_ENTRIES} entries of {MAX_METADATA_BYTES} bytes"),
+            format!(
+                "at most {MAX_METADATA_ENTRIES} entries, keys of 1..={MAX_METADATA_KEY_LEN} \
+                 bytes, values of at most {MAX_METADATA_VALUE_LEN} bytes"
+            ),
         ));
     }
     samples::check_count("samples", req.samples.len())?;

@@ -10,7 +10,9 @@ use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
 use abis_engine::store::{InsertOutcome, Record};
 use tonic::Status;
 
-use super::backend::{Backend, BackendStats, BoxFuture, Identified};
+use abis_cluster::Identified;
+
+use super::backend::{Backend, BackendStats, BoxFuture};
 use super::{call, status};
 
 pub struct RoutedBackend {
@@ -31,7 +33,7 @@ impl RoutedBackend {
 fn noted<T>(r: Result<(T, Served), abis_cluster::RouteError>) -> Result<T, Status> {
     match r {
         Ok((v, served)) => {
-            call::note_served(served.tokens());
+            call::note_served(served);
             Ok(v)
         }
         Err(e) => Err(status::from_route(e)),
@@ -64,17 +66,10 @@ impl Backend for RoutedBackend {
     ) -> BoxFuture<'_, Vec<Result<Identified, Status>>> {
         Box::pin(async move {
             let (results, served) = self.router.identify(&probes, call::deadline()).await;
-            call::note_served(served.tokens());
+            call::note_served(served);
             results
                 .into_iter()
-                .map(|r| {
-                    r.map(|m| Identified {
-                        candidates: m.candidates,
-                        threshold: m.threshold,
-                        searched: m.searched,
-                    })
-                    .map_err(status::from_route)
-                })
+                .map(|r| r.map_err(status::from_route))
                 .collect()
         })
     }

@@ -2,7 +2,7 @@
 //! carried in the error details (`google.rpc.ErrorInfo`, reason `MOSIP_<code>`, metadata
 //! `failureReason`) so an adapter can reproduce MOSIP's responses exactly.
 
-use abis_cluster::RouteError;
+use abis_cluster::{FailureKind, RouteError, ShardError};
 use abis_engine::face::FaceError;
 use abis_engine::finger::FingerError;
 use abis_engine::gallery::GalleryError;
@@ -125,43 +125,56 @@ pub fn from_store(e: StoreError) -> Status {
     }
 }
 
-pub fn from_gallery(e: GalleryError) -> Status {
+/// The local shard's failures: its gallery's, or its request task's.
+pub fn from_shard(e: ShardError) -> Status {
     match e {
-        GalleryError::Store(s) => from_store(s),
-        GalleryError::NotFound => status(
+        ShardError::Gallery(g) => from_gallery(g),
+        other => {
+            tracing::error!(error = %other, "gallery request failed");
+            status(
+                Code::Internal,
+                FailureReason::Unexpected,
+                "request task failed",
+            )
+        }
+    }
+}
+
+/// A gallery's failures: the kind is the cluster's one mapping ([`FailureKind::of`], also what
+/// a replica sends); the server adds the MOSIP reason and, for internal failures, what was
+/// damaged.
+pub fn from_gallery(e: GalleryError) -> Status {
+    match (FailureKind::of(&e), e) {
+        (_, GalleryError::Store(s)) => from_store(s),
+        (FailureKind::NotFound, _) => status(
             Code::NotFound,
             FailureReason::ReferenceIdNotFound,
             "referenceId not found",
         ),
-        GalleryError::EmptyProbe => status(
+        (FailureKind::EmptyProbe, _) => status(
             Code::InvalidArgument,
             FailureReason::NoBiometricData,
             "the probe has no biometric data",
         ),
-        GalleryError::Probe(d) => bad_biometric("samples", d),
-        GalleryError::FaceDimension { .. } => bad_biometric("samples", e),
-        GalleryError::IndexIncomplete => status(
+        (FailureKind::Invalid, GalleryError::Probe(d)) => bad_biometric("samples", d),
+        (FailureKind::Invalid, e) => bad_biometric("samples", e),
+        (FailureKind::Unavailable, _) => status(
             Code::Unavailable,
             FailureReason::Internal,
             "the 1:N index is being rebuilt; retry when the service reports SERVING",
         ),
-        GalleryError::Index(d) => {
-            tracing::error!(detail = %d, "1:N index damaged");
-            status(
-                Code::DataLoss,
-                FailureReason::Internal,
-                "the 1:N index is damaged",
-            )
-        }
-        GalleryError::StoredTemplate(t) => {
-            tracing::error!(error = %t, "unreadable stored template");
-            status(
-                Code::DataLoss,
-                FailureReason::Internal,
-                "a stored template is unreadable",
-            )
-        }
+        (FailureKind::Internal, e) => from_damage(e),
     }
+}
+
+/// A gallery's internal failure: stored data or the index is damaged.
+fn from_damage(e: GalleryError) -> Status {
+    let what = match &e {
+        GalleryError::StoredTemplate(_) => "a stored template is unreadable",
+        _ => "the 1:N index is damaged",
+    };
+    tracing::error!(error = %e, "{what}");
+    status(Code::DataLoss, FailureReason::Internal, what)
 }
 
 pub fn from_finger(field: &str, e: FingerError) -> Status {
