@@ -35,8 +35,8 @@ use crate::shard::{LOG_PREFIX, MAX_SHARDS};
 
 /// KV bucket of the cluster's description and trim points.
 pub const META_BUCKET: &str = "abis_cluster";
-/// KV bucket of replica heartbeats.
-pub const REPLICAS_BUCKET: &str = "abis_replicas";
+/// KV bucket of shard replicas' heartbeats (its name predates the distinction).
+pub const HEARTBEATS_BUCKET: &str = "abis_replicas";
 /// Default name of the write-log stream.
 pub const DEFAULT_STREAM: &str = "ABIS";
 const SPEC_KEY: &str = "spec";
@@ -223,11 +223,11 @@ pub async fn init(js: &Context, options: &InitOptions) -> Result<ClusterSpec, Cl
     open_bucket(
         js,
         Some(bucket_config(
-            REPLICAS_BUCKET,
+            HEARTBEATS_BUCKET,
             spec.stream_replicas,
             Duration::from_secs(spec.replica_grace_s),
         )),
-        REPLICAS_BUCKET,
+        HEARTBEATS_BUCKET,
     )
     .await?;
     // Last: a cluster whose spec exists is complete.
@@ -362,7 +362,7 @@ impl Catalog {
             .get_stream(&spec.stream)
             .await
             .map_err(|e| ClusterError::nats("opening the log stream", e))?;
-        let heartbeats = open_bucket(js, None, REPLICAS_BUCKET).await?;
+        let heartbeats = open_bucket(js, None, HEARTBEATS_BUCKET).await?;
         Ok(Catalog {
             js: js.clone(),
             spec,
@@ -432,6 +432,7 @@ impl Catalog {
         let key = format!("trimmed.{shard}");
         let json = serde_json::to_vec(proposed).map_err(|e| ClusterError::Config(e.to_string()))?;
         loop {
+            // `Err(None)`: someone else wrote in between.
             let written = match self.trim_entry(shard).await? {
                 Some((current, _)) if current.below >= proposed.below => return Ok(current),
                 Some((_, revision)) => self
@@ -439,24 +440,24 @@ impl Catalog {
                     .update(&key, json.clone().into(), revision)
                     .await
                     .map(drop)
-                    .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision),
+                    .map_err(|e| {
+                        (e.kind() != kv::UpdateErrorKind::WrongLastRevision)
+                            .then(|| ClusterError::nats("writing a trim point", e))
+                    }),
                 None => self
                     .meta
                     .create(&key, json.clone().into())
                     .await
                     .map(drop)
-                    .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists),
+                    .map_err(|e| {
+                        (e.kind() != kv::CreateErrorKind::AlreadyExists)
+                            .then(|| ClusterError::nats("writing a trim point", e))
+                    }),
             };
             match written {
                 Ok(()) => return Ok(proposed.clone()),
-                // Someone else wrote in between: look again.
-                Err(true) => continue,
-                Err(false) => {
-                    return Err(ClusterError::Nats {
-                        what: "writing a trim point",
-                        detail: "the bucket did not accept the write".into(),
-                    })
-                }
+                Err(None) => continue,
+                Err(Some(e)) => return Err(e),
             }
         }
     }
@@ -535,7 +536,7 @@ mod tests {
         assert_eq!(c.num_replicas, 3);
         assert!(c.allow_direct && c.deny_delete && !c.deny_purge);
         assert_eq!(c.storage, StorageType::File);
-        let b = bucket_config(REPLICAS_BUCKET, 3, Duration::from_secs(600));
+        let b = bucket_config(HEARTBEATS_BUCKET, 3, Duration::from_secs(600));
         assert_eq!(b.name, "KV_abis_replicas");
         assert_eq!(b.max_messages_per_subject, 1);
         assert_eq!(b.max_age, Duration::from_secs(600));

@@ -133,9 +133,9 @@ impl NatsConfig {
         options
             .connect(addrs)
             .await
-            .map_err(|e| ClusterError::Connect {
+            .map_err(|source| ClusterError::Connect {
                 urls: self.urls.join(","),
-                detail: e.to_string(),
+                source,
             })
     }
 }

@@ -20,11 +20,19 @@ pub enum ClusterError {
         path: PathBuf,
         detail: String,
     },
-    #[error("connecting to NATS at {urls}: {detail}")]
-    Connect { urls: String, detail: String },
+    #[error("connecting to NATS at {urls}: {source}")]
+    Connect {
+        urls: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
     /// A JetStream or NATS request failed (`what` names the operation).
-    #[error("NATS: {what}: {detail}")]
-    Nats { what: &'static str, detail: String },
+    #[error("NATS: {what}: {source}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(
         "the cluster is not initialised (no `spec` in KV bucket {bucket}): run `abis cluster init`"
     )]
@@ -68,10 +76,13 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    pub(crate) fn nats(what: &'static str, e: impl std::fmt::Display) -> ClusterError {
+    pub(crate) fn nats(
+        what: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> ClusterError {
         ClusterError::Nats {
             what,
-            detail: e.to_string(),
+            source: Box::new(e),
         }
     }
 

@@ -53,5 +53,5 @@ pub use gallery_shard::{FailureKind, GalleryShard, Identified, ShardError};
 pub use local::{GalleryOptions, LocalShard};
 pub use membership::ReplicaState;
 pub use replica::ReplicaConfig;
-pub use router::{InternalError, RouteError, Router, RouterConfig};
+pub use router::{InternalError, LogError, RouteError, Router, RouterConfig};
 pub use served::Served;

@@ -113,9 +113,34 @@ pub enum RouteError {
     Unavailable { shards: Vec<u32>, detail: String },
     /// The write log (stream leader) could not be reached in time: the last reason.
     #[error("the write log is unavailable: {0}")]
-    LogUnavailable(String),
+    LogUnavailable(Arc<LogError>),
     #[error(transparent)]
     Internal(Arc<InternalError>),
+}
+
+/// Why the write log did not answer (the last reason before the call's deadline).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("timed out")]
+    TimedOut,
+    #[error("no acknowledgement in time")]
+    NoAcknowledgement,
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The subject's last message, from the stream leader.
+    #[error("reading the subject's last message: {0}")]
+    Read(#[from] async_nats::jetstream::stream::LastRawMessageError),
+    #[error("publishing: {0}")]
+    Publish(#[from] async_nats::jetstream::context::PublishError),
+    /// A log entry this router cannot open (a key it lacks).
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+}
+
+impl From<LogError> for RouteError {
+    fn from(e: LogError) -> RouteError {
+        RouteError::LogUnavailable(Arc::new(e))
+    }
 }
 
 /// A failure of the cluster itself (the caller's request was fine).
@@ -324,16 +349,16 @@ impl Router {
 
     /// The stream's last sequence, retried until `deadline`.
     async fn log_position(&self, deadline: Instant) -> Result<u64, RouteError> {
-        let mut last = String::from("timed out");
+        let mut last = LogError::TimedOut;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(RouteError::LogUnavailable(last));
+                return Err(last.into());
             }
             match tokio::time::timeout(left, self.catalog.last_sequence()).await {
                 Ok(Ok(s)) => return Ok(s),
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "timed out".into(),
+                Ok(Err(e)) => last = e.into(),
+                Err(_) => last = LogError::TimedOut,
             }
             tokio::time::sleep(Duration::from_millis(100).min(left)).await;
         }
@@ -369,7 +394,7 @@ impl Router {
     }
 
     /// The subject's last message: its sequence and what it says about the id.
-    async fn presence(&self, subject: &str, shard: u32) -> Result<(u64, Presence), String> {
+    async fn presence(&self, subject: &str, shard: u32) -> Result<(u64, Presence), LogError> {
         match self
             .catalog
             .stream()
@@ -381,7 +406,7 @@ impl Router {
                 match entry::decode(self.config.keys.as_ref(), subject, &m.payload) {
                     Ok(Entry::Insert { canonical, .. }) => Presence::Stored(canonical),
                     Ok(Entry::Delete(_)) => Presence::Absent,
-                    Err(e) if e.is_configuration() => return Err(e.to_string()),
+                    Err(e) if e.is_configuration() => return Err(e.into()),
                     Err(e) => {
                         tracing::warn!(shard, position = m.sequence, error = %e, "unreadable log entry");
                         Presence::Unknown {
@@ -391,7 +416,7 @@ impl Router {
                 },
             )),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                let trimmed = self.catalog.trim(shard).await.map_err(|e| e.to_string())?;
+                let trimmed = self.catalog.trim(shard).await?;
                 Ok((
                     0,
                     if trimmed.below > 0 {
@@ -403,7 +428,7 @@ impl Router {
                     },
                 ))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -415,11 +440,11 @@ impl Router {
         payload: Vec<u8>,
         expected: u64,
         deadline: Instant,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, LogError> {
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::timeout(left, self.publish_once(subject, payload, expected))
             .await
-            .unwrap_or_else(|_| Err("no acknowledgement in time".into()))
+            .unwrap_or(Err(LogError::NoAcknowledgement))
     }
 
     async fn publish_once(
@@ -427,7 +452,7 @@ impl Router {
         subject: &str,
         payload: Vec<u8>,
         expected: u64,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, LogError> {
         let ack = self
             .catalog
             .js()
@@ -437,12 +462,11 @@ impl Router {
                     .payload(payload.into())
                     .expected_last_subject_sequence(expected),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match ack.await {
             Ok(a) => Ok(Some(a.sequence)),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -534,7 +558,7 @@ impl Router {
         let shards = self.shards();
         let (shard, subject) = (shard_of(id, shards), log_subject(id, shards));
         let mut published = false;
-        let mut last = String::from("timed out");
+        let mut last = LogError::TimedOut;
         while Instant::now() < deadline {
             let (expected, presence) = match self.presence(&subject, shard).await {
                 Ok(p) => p,
@@ -575,7 +599,7 @@ impl Router {
                 }
             }
         }
-        Err(RouteError::LogUnavailable(last))
+        Err(last.into())
     }
 
     /// The record stored under `id`, as of the call's start.
