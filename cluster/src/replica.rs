@@ -627,10 +627,15 @@ fn gallery_failure(e: &GalleryError) -> pb::Failure {
     let kind = match e {
         GalleryError::NotFound => pb::FailureKind::NotFound,
         GalleryError::EmptyProbe => pb::FailureKind::EmptyProbe,
-        GalleryError::Probe(_) | GalleryError::FaceDimension { .. } => pb::FailureKind::Invalid,
+        GalleryError::Probe(_) | GalleryError::Template(_) | GalleryError::FaceDimension { .. } => {
+            pb::FailureKind::Invalid
+        }
         // Another replica of the shard may have its index: let the router ask again.
         GalleryError::IndexIncomplete => pb::FailureKind::Unavailable,
-        GalleryError::Store(_) | GalleryError::StoredTemplate(_) | GalleryError::Index(_) => {
+        GalleryError::Store(_)
+        | GalleryError::StoredTemplate(_)
+        | GalleryError::StoredRecord(_)
+        | GalleryError::Index(_) => {
             tracing::error!(error = %e, "replica gallery failure");
             pb::FailureKind::Internal
         }
@@ -788,16 +793,15 @@ async fn run_request(
                             message: e.to_string(),
                         }),
                         Ok(_) => match searched.next() {
-                            Some(Ok((candidates, threshold, n))) => {
-                                pb::query_result::Outcome::Found(pb::Found {
-                                    candidates: candidates
-                                        .iter()
-                                        .map(wire::candidate_to_wire)
-                                        .collect(),
-                                    threshold,
-                                    searched: n,
-                                })
-                            }
+                            Some(Ok(found)) => pb::query_result::Outcome::Found(pb::Found {
+                                candidates: found
+                                    .candidates
+                                    .iter()
+                                    .map(wire::candidate_to_wire)
+                                    .collect(),
+                                threshold: found.threshold,
+                                searched: found.searched,
+                            }),
                             Some(Err(e)) => pb::query_result::Outcome::Failure(gallery_failure(&e)),
                             None => pb::query_result::Outcome::Failure(pb::Failure {
                                 kind: pb::FailureKind::Internal as i32,

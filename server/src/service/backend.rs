@@ -115,10 +115,10 @@ impl Backend for LocalBackend {
             Ok(g.identify_batch(&probes)
                 .into_iter()
                 .map(|r| {
-                    r.map(|(candidates, threshold, searched)| Identified {
-                        candidates,
-                        threshold,
-                        searched,
+                    r.map(|found| Identified {
+                        candidates: found.candidates,
+                        threshold: found.threshold,
+                        searched: found.searched,
                     })
                     .map_err(status::from_gallery)
                 })

@@ -138,8 +138,9 @@ pub fn from_gallery(e: GalleryError) -> Status {
             FailureReason::NoBiometricData,
             "the probe has no biometric data",
         ),
-        GalleryError::Probe(d) => bad_biometric("samples", d),
-        GalleryError::FaceDimension { .. } => bad_biometric("samples", e),
+        GalleryError::Probe(_) | GalleryError::Template(_) | GalleryError::FaceDimension { .. } => {
+            bad_biometric("samples", e)
+        }
         GalleryError::IndexIncomplete => status(
             Code::Unavailable,
             FailureReason::Internal,
@@ -153,8 +154,8 @@ pub fn from_gallery(e: GalleryError) -> Status {
                 "the 1:N index is damaged",
             )
         }
-        GalleryError::StoredTemplate(t) => {
-            tracing::error!(error = %t, "unreadable stored template");
+        GalleryError::StoredTemplate(_) | GalleryError::StoredRecord(_) => {
+            tracing::error!(error = %e, "unreadable stored template");
             status(
                 Code::DataLoss,
                 FailureReason::Internal,
