@@ -92,7 +92,9 @@ fn ids_and_scores(g: &Gallery, p: &Probe) -> Vec<(String, f64)> {
     assert_eq!(found.searched, PEOPLE);
     found
         .candidates
-        .into_iter().map(|c| (c.reference_id, c.score)).collect()
+        .into_iter()
+        .map(|c| (c.reference_id, c.score))
+        .collect()
 }
 
 #[test]
@@ -268,5 +270,7 @@ fn ids_and_scores_n(g: &Gallery, p: &Probe, n: u64) -> Vec<(String, f64)> {
     assert_eq!(found.searched, n);
     found
         .candidates
-        .into_iter().map(|c| (c.reference_id, c.score)).collect()
+        .into_iter()
+        .map(|c| (c.reference_id, c.score))
+        .collect()
 }

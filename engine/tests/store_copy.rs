@@ -133,7 +133,10 @@ fn a_gallery_copy_carries_its_index_files_and_opens_without_rebuilding() {
     let names: Vec<&str> = copy.files.iter().map(|f| f.name.as_str()).collect();
     assert!(names.iter().any(|n| n.ends_with(".fcodes")), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with(".fforms")), "{names:?}");
-    assert!(names.iter().all(|n| Gallery::is_gallery_file(n)), "{names:?}");
+    assert!(
+        names.iter().all(|n| Gallery::is_gallery_file(n)),
+        "{names:?}"
+    );
     let (copied, report) = Gallery::open(&dest, cfg(), Matcher::new(), None).unwrap();
     assert_eq!(report.companions_missing, 0);
     assert!(copied.index_ready());
@@ -232,4 +235,3 @@ fn a_policy_may_merge_some_segments_and_keep_the_others() {
     assert_eq!(contents(&reopened), want);
     assert_eq!(reopened.count(), 58);
 }
-

@@ -59,8 +59,7 @@ impl Gallery {
         let plans: Vec<Plan> = probes
             .iter()
             .map(|(_, o)| {
-                let targets =
-                    shortlist::targets(&snapshot, o.only.as_ref(), o.exclude.as_deref());
+                let targets = shortlist::targets(&snapshot, o.only.as_ref(), o.exclude.as_deref());
                 let indexed = targets.count as usize > self.search.index_above;
                 Plan { targets, indexed }
             })

@@ -357,10 +357,7 @@ impl<'s> Indexed<'s> {
         for (r, record) in self.snapshot.recent().iter().enumerate() {
             let loc = Loc::Recent(r as u32);
             if targets.includes(loc) && !record.faces.is_empty() {
-                best.push(Scored(
-                    best_cosine(&probe.faces, &record.faces),
-                    loc,
-                ));
+                best.push(Scored(best_cosine(&probe.faces, &record.faces), loc));
             }
         }
         // A record may appear once per matching row: keep its best.

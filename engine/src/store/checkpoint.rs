@@ -12,11 +12,11 @@ use super::bitmap::{bitmap_name, DeletionBitmap};
 use super::companion::{self, CompanionData, Origin};
 use super::dir::Directory;
 use super::error::{Result, StoreError};
+use super::merge::Merge;
 use super::meta::{Meta, SegmentMeta, META_FILE};
 use super::record::Record;
 use super::segment::{build_segment, segment_name, Built, Item, MergeSource, Segment};
 use super::snapshot::SegmentView;
-use super::merge::Merge;
 use super::wal::{self, wal_name};
 use super::{create_wal, lock, write_meta, CheckpointReport, Frozen, Inner, MemRec, SegSlot};
 
@@ -245,7 +245,12 @@ impl Inner {
                 deleted: 0,
             });
         }
-        for (c, _) in frozen.captured.iter().zip(&frozen.merged).filter(|(_, &m)| m) {
+        for (c, _) in frozen
+            .captured
+            .iter()
+            .zip(&frozen.merged)
+            .filter(|(_, &m)| m)
+        {
             for e in self.cfg.companion.iter().flat_map(|c| c.extensions()) {
                 bitmaps
                     .removable

@@ -50,9 +50,8 @@ pub fn is_copy_file(name: &str, companion: Option<&dyn Companion>) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    let companion_file = companion.is_some_and(|c| {
-        companion::is_companion_file(name, c) && !name.ends_with(REBUILD_SUFFIX)
-    });
+    let companion_file = companion
+        .is_some_and(|c| companion::is_companion_file(name, c) && !name.ends_with(REBUILD_SUFFIX));
     safe && name != META_TMP && (is_store_file(name) || companion_file)
 }
 
@@ -141,7 +140,11 @@ impl Inner {
                 }
             }
         }
-        for (f, link) in fixed.iter().map(|f| (f, true)).chain(logs.iter().map(|f| (f, false))) {
+        for (f, link) in fixed
+            .iter()
+            .map(|f| (f, true))
+            .chain(logs.iter().map(|f| (f, false)))
+        {
             let to = dest.join(&f.name);
             self.dir
                 .export(&f.name, &to, f.size, link)

@@ -281,8 +281,7 @@ impl Directory for FsDirectory {
 
     fn export(&self, name: &str, dest: &Path, len: u64, link: bool) -> io::Result<()> {
         let src = self.p(name)?;
-        if link && std::fs::metadata(&src)?.len() == len && std::fs::hard_link(&src, dest).is_ok()
-        {
+        if link && std::fs::metadata(&src)?.len() == len && std::fs::hard_link(&src, dest).is_ok() {
             return Ok(());
         }
         write_new(dest, File::open(&src)?, len)

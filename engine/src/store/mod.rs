@@ -117,9 +117,9 @@ pub use companion::{Companion, CompanionData, CompanionError, Origin};
 pub use copy::{incoming_path, install, is_copy_file, repair_install, CopiedFile, StoreCopy};
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
-pub use merge::{MergeAllAbove, MergePolicy, SegmentSummary};
 #[cfg(feature = "fault-injection")]
 pub use memdir::{CrashMode, MemDirectory};
+pub use merge::{MergeAllAbove, MergePolicy, SegmentSummary};
 pub use record::{
     validate_reference_id, FingerEntry, Record, MAX_FACES, MAX_FACE_DIM, MAX_FINGERS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_REFERENCE_ID_LEN,
@@ -129,8 +129,8 @@ pub use segment::{quantise, FaceMatrix, FingerTemplates};
 pub use snapshot::{SegmentView, Snapshot};
 
 use commit::CommitState;
-use merge::Merge;
 use error::Result;
+use merge::Merge;
 use meta::{Meta, META_FILE, META_TMP};
 use segment::Segment;
 use wal::{parse_wal_name, wal_name};
