@@ -10,6 +10,7 @@ use super::probe::SearchConfig;
 use super::score::{FaceScorer, Scoring};
 use crate::index::segment_index::FingerIndexFiles;
 use crate::matcher::Matcher;
+use crate::store::backup::{self, BackupError, Manifest};
 use crate::store::{
     Companion, Directory, RecoveryReport, Store, StoreConfig, StoreCopy, StoreError,
 };
@@ -84,6 +85,28 @@ impl Gallery {
     /// directory `dest`; see [`Store::checkpoint_to`].
     pub fn checkpoint_to(&self, dest: &Path) -> Result<StoreCopy, GalleryError> {
         Ok(self.store.checkpoint_to(dest)?)
+    }
+
+    /// A backup of the live gallery in the new directory `dest`: a checkpoint copy and its
+    /// manifest ([`crate::store::backup`]). Inserts and searches go on meanwhile.
+    pub fn backup_to(&self, dest: &Path) -> Result<Manifest, BackupError> {
+        let copy = self.store.checkpoint_to(dest)?;
+        backup::write_manifest(dest, &copy)
+    }
+
+    /// Checks a gallery backup (every file named in its manifest, intact; nothing else).
+    pub fn verify_backup(dir: &Path) -> Result<Manifest, BackupError> {
+        backup::verify(dir, Some(&FingerIndexFiles::default() as &dyn Companion))
+    }
+
+    /// Checks the backup in `from` and makes it the gallery directory `to` (which must hold no
+    /// store yet).
+    pub fn restore_backup(from: &Path, to: &Path) -> Result<Manifest, BackupError> {
+        backup::restore(
+            from,
+            to,
+            Some(&FingerIndexFiles::default() as &dyn Companion),
+        )
     }
 
     /// The same gallery with another search configuration (set before the first search: the

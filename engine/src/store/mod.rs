@@ -84,6 +84,7 @@
 
 // The file-format modules are public for their documentation (byte layouts); their
 // codecs stay crate-private.
+pub mod backup;
 pub mod bitmap;
 mod checkpoint;
 mod commit;
@@ -442,6 +443,24 @@ fn is_store_file(name: &str) -> bool {
         || parse_wal_name(name).is_some()
         || (name.starts_with("seg-") && name.ends_with(".seg"))
         || (name.starts_with("del-") && name.ends_with(".bits"))
+}
+
+/// The face dimension of the store in `path` (`None`: no store there), read from its meta
+/// (through `keys` when it is sealed) without opening it, for offline tools that open a store
+/// they did not create. Takes the directory's lock for the read: a store in use by a running
+/// server is [`StoreError::Locked`].
+pub fn stored_face_dim(path: &Path, keys: Option<&encryption::Keyring>) -> Result<Option<usize>> {
+    if !path.join(META_FILE).exists() {
+        return Ok(None);
+    }
+    let dir = open_fs_directory(path)?;
+    let bytes = match keys {
+        Some(k) => encryption::EncryptedDirectory::new(Arc::new(dir), k.clone()).read(META_FILE),
+        None => dir.read(META_FILE),
+    }
+    .map_err(|e| StoreError::io("read", META_FILE, e))?;
+    let meta = Meta::decode(&bytes).map_err(|d| StoreError::corrupt(META_FILE, d))?;
+    Ok(Some(meta.face_dim as usize))
 }
 
 impl Store {
