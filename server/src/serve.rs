@@ -201,6 +201,7 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     let (face_dim, face_scorer) = face_model(runtime_config);
     let mut store = StoreConfig::new(face_dim);
     store.memtable_max_records = config.store.memtable_max_records;
+    store.merge_policy = Some(config.store.merge_policy());
     store.encryption = gallery_keys(&config)?;
     let client = config.cluster.nats(&node).connect().await?;
     let replica = ReplicaConfig {
@@ -288,6 +289,7 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
         .map_or(DEFAULT_FACE_DIM, |f| f.embedding_dimension());
     let mut store_config = StoreConfig::new(face_dim);
     store_config.memtable_max_records = config.store.memtable_max_records;
+    store_config.merge_policy = Some(config.store.merge_policy());
     store_config.encryption = gallery_keys(config)?;
     let started = Instant::now();
     let path = config.server.data_dir.join("gallery");

@@ -120,7 +120,7 @@ pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
 #[cfg(feature = "fault-injection")]
 pub use memdir::{CrashMode, MemDirectory};
-pub use merge::{MergeAllAbove, MergePolicy, SegmentSummary};
+pub use merge::{MergeAllAbove, MergePolicy, SegmentSummary, SizeTiered};
 pub use record::{
     validate_reference_id, FingerEntry, Record, MAX_FACES, MAX_FACE_DIM, MAX_FINGERS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_REFERENCE_ID_LEN,
