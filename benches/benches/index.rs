@@ -2,7 +2,7 @@
 //! and comparing two forms (LSS-R).
 //!
 //! `cargo bench -p abis-bench --bench index`. A ten-finger search of a whole gallery is measured
-//! by `abis-bench search` (README "A million people on one node").
+//! by `abis-bench search` (docs/scale.md, "A million people on one node").
 
 use std::hint::black_box;
 

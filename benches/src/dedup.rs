@@ -171,7 +171,7 @@ fn search_block(
     let mut searched = 0;
     for (r, result) in block.zip(g.identify_batch(&items)) {
         searched += 1;
-        for c in result?.0 {
+        for c in result?.candidates {
             if let Some(q) = Population::record_of(&c.reference_id) {
                 pairs.push((r.min(q), r.max(q), c.score));
             }

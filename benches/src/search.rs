@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use abis_engine::gallery::{fusion, Candidate, Gallery, IdentifyOptions, Probe, SearchConfig};
+use abis_engine::gallery::{
+    fusion, Candidate, Gallery, Identified, IdentifyOptions, Probe, SearchConfig,
+};
 use abis_engine::synth::FaceModel;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -162,7 +164,7 @@ pub fn run(a: &Args) -> Result<()> {
 fn batch_run(
     g: &Gallery,
     probes: &[(Option<u64>, Probe)],
-    single: &[(Vec<Candidate>, f64, u64)],
+    single: &[Identified],
     batch: usize,
 ) -> Result<f64> {
     let started = Instant::now();
@@ -200,10 +202,11 @@ fn tally(
     g: &Gallery,
     pop: &Population,
     probes: &[(Option<u64>, Probe)],
-    answers: &[(Vec<Candidate>, f64, u64)],
+    answers: &[Identified],
 ) -> Result<Tally> {
     let mut t = Tally::default();
-    for ((mate, probe), (candidates, threshold, _)) in probes.iter().zip(answers) {
+    for ((mate, probe), answer) in probes.iter().zip(answers) {
+        let (candidates, threshold) = (&answer.candidates, &answer.threshold);
         match mate {
             Some(person) => {
                 t.mated += 1;

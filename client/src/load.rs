@@ -1,6 +1,6 @@
 //! `abis client load`: a bounded load generator for one RPC against a running server, for the
-//! README's load figures and the loopback load tests. Prints one JSON object: requests, the rate
-//! held, latency percentiles and errors by status code.
+//! load figures in docs/security.md and docs/scale.md and the loopback load tests. Prints one
+//! JSON object: requests, the rate held, latency percentiles and errors by status code.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

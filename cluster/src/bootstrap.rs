@@ -31,9 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use abis_engine::gallery::GalleryError;
-// TEMPORARY until the engine's API lands: `Gallery::checkpoint_to`, `store::install`...
-use crate::engine_shim::{self as store, StoreCopy};
+use abis_engine::gallery::{Gallery, GalleryError};
+use abis_engine::store::{self, incoming_path, StoreCopy};
 use abis_proto::cluster::v1 as pb;
 use async_nats::{Client, Request, RequestErrorKind};
 use prost::Message;
@@ -53,24 +52,19 @@ const IDLE: Duration = Duration::from_secs(30);
 const OFFER_TIMEOUT: Duration = Duration::from_secs(300);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where the new replica writes the copy before it is installed.
-fn incoming(gallery: &Path) -> PathBuf {
-    gallery.with_extension("incoming")
-}
-
 /// Where a peer puts the copy it serves.
 fn copy_dir(gallery: &Path, token: &str) -> PathBuf {
     gallery.with_extension(format!("copy-{token}"))
 }
 
-/// Repairs what a crash left: an install the store had begun (`store::repair_install`), a copy
-/// half downloaded, and the copies this replica was serving to peers.
+/// Repairs what a crash left: an install the store had begun, or a copy half downloaded
+/// (`store::repair_install`), and the copies this replica was serving to peers.
 pub fn recover_dirs(gallery: &Path) -> Result<(), ClusterError> {
     store::repair_install(gallery).map_err(|source| ClusterError::Store {
         path: gallery.to_owned(),
         source,
     })?;
-    let mut leftovers = vec![incoming(gallery)];
+    let mut leftovers = Vec::new();
     if let (Some(parent), Some(name)) = (gallery.parent(), gallery.file_name()) {
         let prefix = format!("{}.copy-", name.to_string_lossy());
         let parent = if parent.as_os_str().is_empty() {
@@ -198,12 +192,11 @@ async fn checkpoint(shared: &Shared, dest: &Path) -> Result<StoreCopy, Bootstrap
     let gallery = Arc::clone(shared.shard.gallery());
     let max_segments = shared.config.gallery.store.max_segments;
     let dest = dest.to_owned();
-    let dir = shared.config.gallery.dir.clone();
     tokio::task::spawn_blocking(move || {
         if gallery.store().stats().segments > max_segments {
             gallery.store().compact().map_err(GalleryError::from)?;
         }
-        store::checkpoint_to(&gallery, &dir, &dest)
+        gallery.checkpoint_to(&dest)
     })
     .await
     .map_err(|_| BootstrapError::Peer("the checkpoint task ended abnormally".into()))?
@@ -395,14 +388,15 @@ fn check_offer(shard: u32, offer: &pb::BootstrapOffer) -> Result<(), BootstrapEr
     match offer
         .files
         .iter()
-        .find(|f| !store::is_gallery_file(&f.name))
+        .find(|f| !Gallery::is_gallery_file(&f.name))
     {
         Some(f) => Err(BootstrapError::NotAGalleryFile(f.name.clone())),
         None => Ok(()),
     }
 }
 
-/// Copies the offered files into `<gallery>.incoming`, then has the store install them.
+/// Copies the offered files into the store's incoming directory (`<gallery>.incoming`), then
+/// has the store install them.
 /// Returns the bytes copied.
 async fn download(
     config: &ReplicaConfig,
@@ -413,7 +407,7 @@ async fn download(
     let failed = |source| ClusterError::Bootstrap { shard, source };
     check_offer(shard, offer).map_err(failed)?;
     let gallery = &config.gallery.dir;
-    let inc = incoming(gallery);
+    let inc = incoming_path(gallery);
     if inc.exists() {
         std::fs::remove_dir_all(&inc).map_err(|e| ClusterError::io("removing", &inc, e))?;
     }
@@ -559,10 +553,10 @@ mod tests {
         let gallery = dir.path().join("gallery");
         std::fs::create_dir_all(&gallery).unwrap();
         std::fs::write(gallery.join("meta.abis"), b"kept").unwrap();
-        std::fs::create_dir_all(incoming(&gallery)).unwrap();
+        std::fs::create_dir_all(incoming_path(&gallery)).unwrap();
         std::fs::create_dir_all(copy_dir(&gallery, "abc")).unwrap();
         recover_dirs(&gallery).unwrap();
-        assert!(!incoming(&gallery).exists() && !copy_dir(&gallery, "abc").exists());
+        assert!(!incoming_path(&gallery).exists() && !copy_dir(&gallery, "abc").exists());
         assert_eq!(std::fs::read(gallery.join("meta.abis")).unwrap(), b"kept");
     }
 }

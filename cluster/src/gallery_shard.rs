@@ -17,17 +17,10 @@
 
 use std::future::Future;
 
-use abis_engine::gallery::{Candidate, GalleryError, IdentifyOptions, Probe, Verification};
+/// A 1:N answer, a shard's or the whole cluster's: the engine's, one type everywhere.
+pub use abis_engine::gallery::Identified;
+use abis_engine::gallery::{GalleryError, IdentifyOptions, Probe, Verification};
 use abis_engine::store::{Record, StoreError};
-
-/// One shard's answer to one 1:N query: candidates best first, the threshold they cleared, the
-/// records searched.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identified {
-    pub candidates: Vec<Candidate>,
-    pub threshold: f64,
-    pub searched: u64,
-}
 
 /// What a shard answers.
 pub trait GalleryShard: Send + Sync {
@@ -76,13 +69,15 @@ impl FailureKind {
             }
             GalleryError::EmptyProbe => FailureKind::EmptyProbe,
             GalleryError::Probe(_)
+            | GalleryError::Template(_)
             | GalleryError::FaceDimension { .. }
             | GalleryError::Store(StoreError::InvalidRecord { .. }) => FailureKind::Invalid,
             // Another replica of the shard may have its index.
             GalleryError::IndexIncomplete => FailureKind::Unavailable,
-            GalleryError::Store(_) | GalleryError::StoredTemplate(_) | GalleryError::Index(_) => {
-                FailureKind::Internal
-            }
+            GalleryError::Store(_)
+            | GalleryError::StoredTemplate(_)
+            | GalleryError::StoredRecord(_)
+            | GalleryError::Index(_) => FailureKind::Internal,
         }
     }
 }
@@ -147,7 +142,9 @@ mod tests {
             FailureKind::Invalid
         );
         assert_eq!(
-            FailureKind::of(&GalleryError::Index("x".into())),
+            FailureKind::of(&GalleryError::Store(StoreError::Full {
+                detail: "x".into()
+            })),
             FailureKind::Internal
         );
         let refused = ShardError::from(RemoteFailure::Refused {

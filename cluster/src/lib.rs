@@ -30,7 +30,6 @@
 pub mod bootstrap;
 pub mod catalog;
 pub mod connect;
-mod engine_shim;
 pub mod entry;
 mod error;
 pub mod gallery_shard;

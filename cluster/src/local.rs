@@ -156,14 +156,7 @@ impl GalleryShard for LocalShard {
             .blocking(move |g| {
                 Ok(g.identify_batch(&queries)
                     .into_iter()
-                    .map(|r| {
-                        r.map(|(candidates, threshold, searched)| Identified {
-                            candidates,
-                            threshold,
-                            searched,
-                        })
-                        .map_err(ShardError::from)
-                    })
+                    .map(|r| r.map_err(ShardError::from))
                     .collect::<Vec<_>>())
             })
             .await;

@@ -28,8 +28,8 @@ fn gallery(n: u64) -> Gallery {
 }
 
 fn first(g: &Gallery, probe: &Probe) -> Option<String> {
-    let (c, _, _) = g.identify(probe, &IdentifyOptions::default()).unwrap();
-    c.first().map(|c| c.reference_id.clone())
+    let found = g.identify(probe, &IdentifyOptions::default()).unwrap();
+    found.candidates.first().map(|c| c.reference_id.clone())
 }
 
 #[test]
@@ -39,9 +39,9 @@ fn gallery_warm_prepares_every_record_and_changes_no_result() {
     let cold = g.identify(&probe, &IdentifyOptions::default()).unwrap();
     assert_eq!(g.warm().unwrap(), 40);
     let warm = g.identify(&probe, &IdentifyOptions::default()).unwrap();
-    assert_eq!(cold.0.len(), warm.0.len());
-    assert_eq!(cold.0[0].reference_id, "P-7");
-    assert_eq!(cold.0[0].score, warm.0[0].score);
+    assert_eq!(cold.candidates.len(), warm.candidates.len());
+    assert_eq!(cold.candidates[0].reference_id, "P-7");
+    assert_eq!(cold.candidates[0].score, warm.candidates[0].score);
 }
 
 #[test]

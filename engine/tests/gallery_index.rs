@@ -88,9 +88,13 @@ fn scorer() -> Option<FaceScorer> {
 }
 
 fn ids_and_scores(g: &Gallery, p: &Probe) -> Vec<(String, f64)> {
-    let (c, _, searched) = g.identify(p, &IdentifyOptions::default()).unwrap();
-    assert_eq!(searched, PEOPLE);
-    c.into_iter().map(|c| (c.reference_id, c.score)).collect()
+    let found = g.identify(p, &IdentifyOptions::default()).unwrap();
+    assert_eq!(found.searched, PEOPLE);
+    found
+        .candidates
+        .into_iter()
+        .map(|c| (c.reference_id, c.score))
+        .collect()
 }
 
 #[test]
@@ -189,7 +193,7 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
         .into_iter()
         .map(|r| {
             r.unwrap()
-                .0
+                .candidates
                 .into_iter()
                 .map(|c| (c.reference_id, c.score))
                 .collect()
@@ -262,7 +266,11 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
 }
 
 fn ids_and_scores_n(g: &Gallery, p: &Probe, n: u64) -> Vec<(String, f64)> {
-    let (c, _, searched) = g.identify(p, &IdentifyOptions::default()).unwrap();
-    assert_eq!(searched, n);
-    c.into_iter().map(|c| (c.reference_id, c.score)).collect()
+    let found = g.identify(p, &IdentifyOptions::default()).unwrap();
+    assert_eq!(found.searched, n);
+    found
+        .candidates
+        .into_iter()
+        .map(|c| (c.reference_id, c.score))
+        .collect()
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use abis_engine::hash::mix;
 use abis_engine::store::synth::synthetic_record;
-use abis_engine::store::{Record, Store, StoreConfig};
+use abis_engine::store::{Record, SizeTiered, Store, StoreConfig};
 
 const DIM: usize = 64;
 const CHILD_ENV: &str = "ABIS_STORE_CRASH_CHILD_DIR";
@@ -27,6 +27,23 @@ fn child_cfg() -> StoreConfig {
     let mut c = StoreConfig::new(DIM);
     c.memtable_max_records = 300;
     c.max_segments = 3;
+    c
+}
+
+/// Odd rounds merge with the size-tiered policy (subsets of segments, deletions reclaimed
+/// alone), even rounds with the default (everything into one).
+fn child_cfg_of_round(round: u64) -> StoreConfig {
+    let mut c = child_cfg();
+    if round % 2 == 1 {
+        c.merge_policy = Some(Arc::new(SizeTiered {
+            min_merge: 2,
+            small_bytes: 0,
+            tier_ratio: 4.0,
+            reclaim_deleted: 0.1,
+            max_segments: 6,
+            ..SizeTiered::default()
+        }));
+    }
     c
 }
 
@@ -46,7 +63,7 @@ fn crash_child() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    let (store, _) = Store::open(&dir, child_cfg()).expect("child opens the store");
+    let (store, _) = Store::open(&dir, child_cfg_of_round(round)).expect("child opens the store");
     let store = Arc::new(store);
     println!("READY");
     let deadline = Instant::now() + Duration::from_secs(20);

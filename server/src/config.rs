@@ -237,6 +237,36 @@ pub struct StoreConfig {
     /// Records kept in the log before a segment (and its index files) is written: bounds the
     /// records whose index entries a restart recomputes.
     pub memtable_max_records: usize,
+    /// Which segments merge (see `abis_engine::store::merge`).
+    pub merge_policy: MergePolicyName,
+    /// Largest merge of the size-tiered policy, in bytes of segments merged.
+    pub max_merge_bytes: u64,
+}
+
+/// `[store] merge_policy`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MergePolicyName {
+    /// Segments of similar size merge once `min_merge` are alike; never above `max_merge_bytes`.
+    SizeTiered,
+    /// Every segment into one above 16 segments (what earlier versions did).
+    AllAboveMaxSegments,
+}
+
+impl StoreConfig {
+    /// The engine's merge policy these keys name.
+    pub fn merge_policy(&self) -> std::sync::Arc<dyn abis_engine::store::MergePolicy> {
+        use abis_engine::store::{MergeAllAbove, SizeTiered};
+        match self.merge_policy {
+            MergePolicyName::SizeTiered => std::sync::Arc::new(SizeTiered {
+                max_merge_bytes: self.max_merge_bytes,
+                ..SizeTiered::default()
+            }),
+            MergePolicyName::AllAboveMaxSegments => std::sync::Arc::new(MergeAllAbove {
+                max_segments: abis_engine::store::StoreConfig::new(0).max_segments,
+            }),
+        }
+    }
 }
 
 /// How 1:N picks the records the full matcher scores (see `abis_engine::gallery::SearchConfig`).
@@ -506,6 +536,12 @@ impl Config {
             return Err(value_error(
                 "store.memtable_max_records",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if self.store.max_merge_bytes < 1 << 20 {
+            return Err(value_error(
+                "store.max_merge_bytes",
+                "must be at least 1048576 (1 MiB)",
             ));
         }
         Ok(())

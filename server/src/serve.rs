@@ -283,6 +283,7 @@ fn gallery_options(
 ) -> Result<GalleryOptions, ServeError> {
     let mut store = StoreConfig::new(face_dim);
     store.memtable_max_records = config.store.memtable_max_records;
+    store.merge_policy = Some(config.store.merge_policy());
     store.encryption = gallery_keys(config)?;
     Ok(GalleryOptions {
         dir: config.server.data_dir.join("gallery"),

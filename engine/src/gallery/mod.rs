@@ -17,12 +17,33 @@
 //! first search after a restart). While a damaged or missing segment index is rebuilt
 //! ([`Gallery::warm`]), indexed searches fail with [`GalleryError::IndexIncomplete`]: never a
 //! search of part of the gallery.
+//!
+//! Files, lower ones never importing higher ones:
+//!
+//! | file | concept |
+//! |---|---|
+//! | `error`, `probe`, `answer`, `fusion` | what can fail; what a search is asked; what it answers; combining scores |
+//! | `score` | one record scored by the full matcher |
+//! | `shortlist` | the index's stages: which records the full matcher scores |
+//! | `cache` | prepared records and the log's index entries, kept between searches |
+//! | `open` | the `Gallery` itself: opening, accessors, checkpoint copies |
+//! | `write`, `identify`, `verify`, `warm` | what the gallery does (each an `impl Gallery`) |
 
+mod answer;
+mod cache;
+mod error;
 pub mod fusion;
-mod search;
+mod identify;
+mod open;
+mod probe;
+mod score;
 mod shortlist;
+mod verify;
+mod warm;
+mod write;
 
-pub use search::{
-    rank, Candidate, FaceScorer, Gallery, GalleryError, Identified, IdentifyOptions,
-    ModalityEvidence, Probe, SearchConfig, Verification,
-};
+pub use answer::{rank, Candidate, Identified, ModalityEvidence, Verification};
+pub use error::GalleryError;
+pub use open::Gallery;
+pub use probe::{IdentifyOptions, Probe, SearchConfig};
+pub use score::FaceScorer;

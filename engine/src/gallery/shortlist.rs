@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::search::GalleryError;
-use crate::index::code::{equal_bytes, FingerCode, CHANCE, SLOTS};
+use super::error::GalleryError;
+use super::probe::Probe;
+use super::score::{best_cosine, compatible};
 use crate::index::face_scan::{top_k_batch_where, Int8Rows};
 use crate::index::local::{LocalForm, LocalScratch};
-use crate::index::segment_index::{
-    RecentIndex, RecordIndex, SegmentIndex, RECORD_CODE_BYTES, WIDE,
-};
+use crate::index::segment_index::{ProbeCodes, RecentIndex, RecordIndex, SegmentIndex};
+use crate::index::IndexError;
 use crate::store::{SegmentView, Snapshot};
 use crate::template::FingerPosition;
 
@@ -57,9 +57,24 @@ impl Targets {
 pub(super) struct ProbeIndex {
     /// (position, form) of every probe finger.
     pub forms: Vec<(FingerPosition, LocalForm)>,
-    /// (position index 0..10, code) of the probe fingers at known positions.
-    pub codes: Vec<(usize, FingerCode)>,
+    /// The codes of the probe fingers at known positions.
+    pub codes: ProbeCodes,
     pub faces: Vec<Vec<f32>>,
+}
+
+impl ProbeIndex {
+    pub fn of(probe: &Probe) -> ProbeIndex {
+        let forms: Vec<(FingerPosition, LocalForm)> = probe
+            .fingers
+            .iter()
+            .map(|(p, t)| (*p, LocalForm::of(t)))
+            .collect();
+        ProbeIndex {
+            codes: ProbeCodes::of(&forms),
+            forms,
+            faces: probe.faces.clone(),
+        }
+    }
 }
 
 /// A scored location; orders best first, ties by location (deterministic).
@@ -136,11 +151,7 @@ impl<'s> Indexed<'s> {
         let segments = snapshot
             .segments()
             .iter()
-            .map(|v| {
-                v.companion()
-                    .and_then(|c| c.downcast_ref::<SegmentIndex>())
-                    .ok_or(GalleryError::IndexIncomplete)
-            })
+            .map(|v| SegmentIndex::of(v).ok_or(GalleryError::IndexIncomplete))
             .collect::<Result<Vec<_>, _>>()?;
         let recent = snapshot
             .recent()
@@ -168,58 +179,15 @@ impl<'s> Indexed<'s> {
         if probes.is_empty() {
             return Vec::new();
         }
-        let score = |codes: &[u8], presence: u16, probe: &ProbeIndex| -> f32 {
-            probe
-                .codes
-                .iter()
-                .filter(|(p, _)| presence >> p & 1 == 1)
-                .map(|(p, c)| {
-                    equal_bytes(&c.bytes, &codes[p * SLOTS..(p + 1) * SLOTS]) as f32 - CHANCE
-                })
-                .sum()
-        };
-        let mut work: Vec<(u32, usize)> = Vec::new();
-        for (s, idx) in self.segments.iter().enumerate() {
-            for start in (0..idx.len()).step_by(CHUNK) {
-                work.push((s as u32, start));
-            }
-        }
-        let mut tops: Vec<Best> = work
-            .par_iter()
-            .fold(
-                || vec![Best::new(k); probes.len()],
-                |mut tops, &(s, start)| {
-                    let (idx, view) = (self.segments[s as usize], self.view(s));
-                    let codes = idx.codes();
-                    for o in start..(start + CHUNK).min(idx.len()) {
-                        if !view.is_live(o) || idx.flags(o) & WIDE != 0 {
-                            continue;
-                        }
-                        let loc = Loc::Seg(s, o as u32);
-                        let presence = idx.presence(o);
-                        let rec = &codes[o * RECORD_CODE_BYTES..(o + 1) * RECORD_CODE_BYTES];
-                        for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
-                            if targets.includes(loc) {
-                                top.push(Scored(score(rec, presence, probe), loc));
-                            }
-                        }
-                    }
-                    tops
-                },
-            )
-            .reduce(
-                || vec![Best::new(k); probes.len()],
-                |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect(),
-            );
+        let mut tops = self.segment_codes(probes, k);
         for (r, ri) in self.recent.iter().enumerate() {
-            if ri.flags & WIDE != 0 {
-                continue;
-            }
             let loc = Loc::Recent(r as u32);
-            let (presence, rec) = (ri.presence(), ri.code_bytes());
             for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
-                if targets.includes(loc) {
-                    top.push(Scored(score(&rec, presence, probe), loc));
+                if !targets.includes(loc) {
+                    continue;
+                }
+                if let Some(score) = ri.code_score(&probe.codes) {
+                    top.push(Scored(score, loc));
                 }
             }
         }
@@ -235,19 +203,55 @@ impl<'s> Indexed<'s> {
             .collect()
     }
 
+    /// Stage 1 over the segments' resident codes, in parallel chunks: each probe's best `k`.
+    fn segment_codes(&self, probes: &[(&ProbeIndex, &Targets)], k: usize) -> Vec<Best> {
+        let mut work: Vec<(u32, usize)> = Vec::new();
+        for (s, idx) in self.segments.iter().enumerate() {
+            for start in (0..idx.len()).step_by(CHUNK) {
+                work.push((s as u32, start));
+            }
+        }
+        work.par_iter()
+            .fold(
+                || vec![Best::new(k); probes.len()],
+                |mut tops, &(s, start)| {
+                    let (idx, view) = (self.segments[s as usize], self.view(s));
+                    for o in start..(start + CHUNK).min(idx.len()) {
+                        let loc = Loc::Seg(s, o as u32);
+                        if !view.is_live(o) || idx.is_wide(o) {
+                            continue;
+                        }
+                        for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
+                            if !targets.includes(loc) {
+                                continue;
+                            }
+                            if let Some(score) = idx.code_score(o, &probe.codes) {
+                                top.push(Scored(score, loc));
+                            }
+                        }
+                    }
+                    tops
+                },
+            )
+            .reduce(
+                || vec![Best::new(k); probes.len()],
+                |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect(),
+            )
+    }
+
     /// Every live record the codes cannot rank.
     fn wide(&self) -> Vec<Loc> {
         let mut out = Vec::new();
         for (s, idx) in self.segments.iter().enumerate() {
             let view = self.view(s as u32);
             for o in 0..idx.len() {
-                if view.is_live(o) && idx.flags(o) & WIDE != 0 {
+                if view.is_live(o) && idx.is_wide(o) {
                     out.push(Loc::Seg(s as u32, o as u32));
                 }
             }
         }
         for (r, ri) in self.recent.iter().enumerate() {
-            if ri.flags & WIDE != 0 {
+            if ri.is_wide() {
                 out.push(Loc::Recent(r as u32));
             }
         }
@@ -260,8 +264,6 @@ impl<'s> Indexed<'s> {
         loc: Loc,
         compatible: impl Fn(FingerPosition) -> bool,
     ) -> Result<Vec<LocalForm>, GalleryError> {
-        let bad =
-            |e: crate::index::segment_index::IndexFileError| GalleryError::Index(e.to_string());
         match loc {
             Loc::Seg(s, o) => {
                 let view = self.view(s);
@@ -270,7 +272,7 @@ impl<'s> Indexed<'s> {
                 fingers
                     .record_entries(o as usize)
                     .filter(|&e| compatible(fingers.position(e)))
-                    .map(|e| idx.form(e).map_err(bad))
+                    .map(|e| idx.form(e).map_err(|e| IndexError::File(e).into()))
                     .collect()
             }
             Loc::Recent(r) => {
@@ -282,7 +284,7 @@ impl<'s> Indexed<'s> {
                     .zip(&ri.forms)
                     .filter(|(f, _)| compatible(f.position))
                     .map(|(_, bytes)| {
-                        LocalForm::decode(bytes).map_err(|e| GalleryError::Index(e.to_string()))
+                        LocalForm::decode(bytes).map_err(|e| IndexError::Form(e).into())
                     })
                     .collect()
             }
@@ -338,15 +340,13 @@ impl<'s> Indexed<'s> {
             if matrix.rows() == 0 {
                 continue;
             }
-            let rows =
-                Int8Rows::from_matrix(&matrix).map_err(|e| GalleryError::Index(e.to_string()))?;
+            let rows = Int8Rows::from_matrix(&matrix).map_err(IndexError::from)?;
             let allow = |r: usize| {
                 let o = matrix.row_owner(r);
                 view.is_live(o) && targets.includes(Loc::Seg(s as u32, o as u32))
             };
             // k rows per query suffice: a record's rows are all in one segment.
-            let hits = top_k_batch_where(&rows, &queries, k, &allow)
-                .map_err(|e| GalleryError::Index(e.to_string()))?;
+            let hits = top_k_batch_where(&rows, &queries, k, &allow).map_err(IndexError::from)?;
             for h in hits.into_iter().flatten() {
                 best.push(Scored(
                     h.score,
@@ -357,10 +357,7 @@ impl<'s> Indexed<'s> {
         for (r, record) in self.snapshot.recent().iter().enumerate() {
             let loc = Loc::Recent(r as u32);
             if targets.includes(loc) && !record.faces.is_empty() {
-                best.push(Scored(
-                    super::search::best_cosine(&probe.faces, &record.faces),
-                    loc,
-                ));
+                best.push(Scored(best_cosine(&probe.faces, &record.faces), loc));
             }
         }
         // A record may appear once per matching row: keep its best.
@@ -371,12 +368,6 @@ impl<'s> Indexed<'s> {
             .filter(|l| seen.insert(*l))
             .collect())
     }
-}
-
-/// Whether a probe finger at `p` may be compared with a gallery finger at `g` (an unknown
-/// position matches any).
-pub(super) fn compatible(p: FingerPosition, g: FingerPosition) -> bool {
-    p.code() == 0 || g.code() == 0 || p == g
 }
 
 /// Where the record `id` is in the snapshot (live), if anywhere.

@@ -19,7 +19,7 @@ use crate::store::FaceMatrix;
 /// Rows per work item: 1,024 rows of 192 bytes stay in a core's L2 across a batch of queries.
 const BLOCK_ROWS: usize = 1024;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ScanError {
     #[error("face matrix shape: {0}")]
     Shape(String),

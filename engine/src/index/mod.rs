@@ -8,3 +8,15 @@ pub mod face_scan;
 pub mod int8;
 pub mod local;
 pub mod segment_index;
+
+/// Why the 1:N index could not answer: a damaged index file, a stored face matrix the scan
+/// cannot read, or a malformed local form.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    File(#[from] segment_index::IndexFileError),
+    #[error(transparent)]
+    FaceScan(#[from] face_scan::ScanError),
+    #[error(transparent)]
+    Form(#[from] local::LocalFormError),
+}

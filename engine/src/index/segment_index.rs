@@ -37,12 +37,13 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::code::{FingerCode, SLOTS};
+use super::code::{equal_bytes, FingerCode, CHANCE, SLOTS};
 use super::local::LocalForm;
 use crate::store::{
-    Companion, CompanionData, FileBytes, FileWriter, FingerEntry, Origin, Record, SegmentView,
+    Companion, CompanionData, CompanionError, FileBytes, FileWriter, FingerEntry, Origin, Record,
+    SegmentView,
 };
-use crate::template::{decode_native, TemplateError};
+use crate::template::{decode_native, FingerPosition, TemplateError};
 
 /// Finger positions per record in the first stage (ISO 1..=10).
 pub const POSITIONS: usize = 10;
@@ -74,6 +75,20 @@ pub enum IndexFileError {
     Template(#[from] TemplateError),
     #[error("finger index write: {0}")]
     Io(String),
+    /// The segment the index is built from could not be read (its own error names why).
+    #[error("reading segment {segment} to index it: {detail}")]
+    Segment { segment: u64, detail: String },
+    #[error("the finger index has two files; {0} given")]
+    Files(usize),
+}
+
+impl IndexFileError {
+    fn segment(view: &SegmentView, e: crate::store::StoreError) -> IndexFileError {
+        IndexFileError::Segment {
+            segment: view.id(),
+            detail: e.to_string(),
+        }
+    }
 }
 
 /// What the index holds of one record.
@@ -124,6 +139,23 @@ impl RecordIndex {
             .fold(0, |m, (i, _)| m | 1 << i)
     }
 
+    /// Whether the first stage cannot rank this record (see [`WIDE`]).
+    pub fn is_wide(&self) -> bool {
+        self.flags & WIDE != 0
+    }
+
+    /// The first-stage score of this record for `probe`; `None` when the record is wide.
+    pub fn code_score(&self, probe: &ProbeCodes) -> Option<f32> {
+        (!self.is_wide()).then(|| {
+            probe.score(|p| {
+                self.codes[p]
+                    .as_ref()
+                    .filter(|c| !c.empty)
+                    .map(|c| &c.bytes[..])
+            })
+        })
+    }
+
     /// Record-major code bytes as the file stores them.
     pub fn code_bytes(&self) -> [u8; RECORD_CODE_BYTES] {
         let mut out = [0u8; RECORD_CODE_BYTES];
@@ -133,6 +165,39 @@ impl RecordIndex {
             }
         }
         out
+    }
+}
+
+/// A probe's first-stage codes: one per probe finger at a known position (1..=10) whose code
+/// is not empty. The first stage scores a record by the equal bytes of the codes both sides
+/// have, less what chance gives, summed over those positions.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeCodes(Vec<(usize, FingerCode)>);
+
+impl ProbeCodes {
+    /// The codes of a probe's fingers (`forms` in probe order).
+    pub fn of(forms: &[(FingerPosition, LocalForm)]) -> ProbeCodes {
+        ProbeCodes(
+            forms
+                .iter()
+                .filter(|(p, _)| (1..=POSITIONS).contains(&usize::from(p.code())))
+                .map(|(p, f)| (usize::from(p.code()) - 1, FingerCode::of(f)))
+                .filter(|(_, c)| !c.empty)
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first-stage score of a record whose code at position index `p` (0..10) is
+    /// `code_at(p)`.
+    fn score<'c>(&self, code_at: impl Fn(usize) -> Option<&'c [u8]>) -> f32 {
+        self.0
+            .iter()
+            .filter_map(|(p, c)| code_at(*p).map(|r| equal_bytes(&c.bytes, r) as f32 - CHANCE))
+            .sum()
     }
 }
 
@@ -437,12 +502,33 @@ impl SegmentIndex {
         Ok(index)
     }
 
+    /// The index a segment was opened with, when it has one (the store keeps companion data
+    /// untyped; this is the one place that knows its type).
+    pub fn of(view: &SegmentView) -> Option<&SegmentIndex> {
+        view.companion()?.downcast_ref::<SegmentIndex>()
+    }
+
     pub fn len(&self) -> usize {
         self.n
     }
 
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// Whether the first stage cannot rank record `ord` (see [`WIDE`]).
+    pub fn is_wide(&self, ord: usize) -> bool {
+        self.flags(ord) & WIDE != 0
+    }
+
+    /// The first-stage score of record `ord` for `probe`; `None` when the record is wide.
+    pub fn code_score(&self, ord: usize, probe: &ProbeCodes) -> Option<f32> {
+        if self.is_wide(ord) {
+            return None;
+        }
+        let codes = &self.codes()[ord * RECORD_CODE_BYTES..(ord + 1) * RECORD_CODE_BYTES];
+        let presence = self.presence(ord);
+        Some(probe.score(|p| (presence >> p & 1 == 1).then(|| &codes[p * SLOTS..(p + 1) * SLOTS])))
     }
 
     /// All records' codes, record-major (`RECORD_CODE_BYTES` each).
@@ -736,7 +822,7 @@ const BUILD_BATCH: usize = 512;
 fn from_templates(
     fingers: &crate::store::FingerTemplates<'_>,
     ord: usize,
-) -> Result<Arc<RecordIndex>, String> {
+) -> Result<Arc<RecordIndex>, IndexFileError> {
     let entries: Vec<FingerEntry> = fingers
         .of_record(ord)
         .map(|(position, t)| FingerEntry {
@@ -744,9 +830,7 @@ fn from_templates(
             template: t.to_vec(),
         })
         .collect();
-    RecordIndex::of(&entries)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    Ok(Arc::new(RecordIndex::of(&entries)?))
 }
 
 impl FingerIndexFiles {
@@ -757,22 +841,20 @@ impl FingerIndexFiles {
         fingers: &crate::store::FingerTemplates<'_>,
         ord: usize,
         origin: Origin<'_>,
-    ) -> Result<Arc<RecordIndex>, String> {
+    ) -> Result<Arc<RecordIndex>, IndexFileError> {
         match origin {
             Origin::Segment(view, o) => {
-                let old_fingers = view.fingers().map_err(|e| e.to_string())?;
-                match view
-                    .companion()
-                    .and_then(|c| c.downcast_ref::<SegmentIndex>())
-                {
+                let old_fingers = view
+                    .fingers()
+                    .map_err(|e| IndexFileError::segment(view, e))?;
+                match SegmentIndex::of(view) {
                     Some(old) => old
                         .record_index(o, old_fingers.record_entries(o))
-                        .map(Arc::new)
-                        .map_err(|e| e.to_string()),
+                        .map(Arc::new),
                     None => from_templates(&old_fingers, o),
                 }
             }
-            Origin::Memory(r) => self.recent.take(r).map_err(|e| e.to_string()),
+            Origin::Memory(r) => Ok(self.recent.take(r)?),
             Origin::Rebuild => from_templates(fingers, ord),
         }
     }
@@ -788,27 +870,67 @@ impl Companion for FingerIndexFiles {
         segment: &SegmentView,
         origin: &(dyn Fn(usize) -> Origin<'a> + Sync + 'a),
         outs: &mut [Box<dyn FileWriter>],
-    ) -> Result<(), String> {
+    ) -> Result<(), CompanionError> {
+        self.write(segment, origin, outs)
+            .map_err(CompanionError::new)
+    }
+
+    fn open(
+        &self,
+        segment: &SegmentView,
+        files: Vec<FileBytes>,
+    ) -> Result<CompanionData, CompanionError> {
+        let fingers = segment
+            .fingers()
+            .map_err(|e| CompanionError::new(IndexFileError::segment(segment, e)))?
+            .len();
+        let n = files.len();
+        let mut files = files.into_iter();
+        let (Some(codes), Some(forms)) = (files.next(), files.next()) else {
+            return Err(CompanionError::new(IndexFileError::Files(n)));
+        };
+        SegmentIndex::open(
+            Arc::new(codes),
+            Arc::new(forms),
+            segment.id(),
+            segment.len(),
+            fingers,
+        )
+        .map(|i| Arc::new(i) as CompanionData)
+        .map_err(CompanionError::new)
+    }
+}
+
+impl FingerIndexFiles {
+    /// Writes the two files of `segment` (see the module docs), records in ordinal order,
+    /// each record's entries copied from where it came from or computed.
+    fn write<'a>(
+        &self,
+        segment: &SegmentView,
+        origin: &(dyn Fn(usize) -> Origin<'a> + Sync + 'a),
+        outs: &mut [Box<dyn FileWriter>],
+    ) -> Result<(), IndexFileError> {
         use rayon::prelude::*;
-        let fingers = segment.fingers().map_err(|e| e.to_string())?;
+        let fingers = segment
+            .fingers()
+            .map_err(|e| IndexFileError::segment(segment, e))?;
         let (n, f) = (segment.len(), fingers.len());
         let [codes_out, forms_out] = outs else {
-            return Err("two output files expected".into());
+            return Err(IndexFileError::Files(outs.len()));
         };
         let mut codes_sink = |b: &[u8]| codes_out.write_all(b);
         let mut forms_sink = |b: &[u8]| forms_out.write_all(b);
-        let mut w = IndexWriter::start(segment.id(), n, f, &mut codes_sink, &mut forms_sink)
-            .map_err(|e| e.to_string())?;
+        let mut w = IndexWriter::start(segment.id(), n, f, &mut codes_sink, &mut forms_sink)?;
         let started = std::time::Instant::now();
         let mut logged = started;
         for start in (0..n).step_by(BUILD_BATCH) {
             let end = (start + BUILD_BATCH).min(n);
-            let batch: Vec<Result<Arc<RecordIndex>, String>> = (start..end)
+            let batch: Vec<Result<Arc<RecordIndex>, IndexFileError>> = (start..end)
                 .into_par_iter()
                 .map(|o| self.entry(&fingers, o, origin(o)))
                 .collect();
             for r in batch {
-                w.push(&*r?).map_err(|e| e.to_string())?;
+                w.push(&*r?)?;
             }
             if logged.elapsed().as_secs() >= 10 {
                 logged = std::time::Instant::now();
@@ -820,23 +942,6 @@ impl Companion for FingerIndexFiles {
                 );
             }
         }
-        w.finish().map_err(|e| e.to_string())
-    }
-
-    fn open(&self, segment: &SegmentView, files: Vec<FileBytes>) -> Result<CompanionData, String> {
-        let fingers = segment.fingers().map_err(|e| e.to_string())?.len();
-        let mut files = files.into_iter();
-        let (Some(codes), Some(forms)) = (files.next(), files.next()) else {
-            return Err("two index files expected".into());
-        };
-        SegmentIndex::open(
-            Arc::new(codes),
-            Arc::new(forms),
-            segment.id(),
-            segment.len(),
-            fingers,
-        )
-        .map(|i| Arc::new(i) as CompanionData)
-        .map_err(|e| e.to_string())
+        w.finish()
     }
 }

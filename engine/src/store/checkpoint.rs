@@ -1,6 +1,6 @@
-//! Checkpoints: the memtable becomes an immutable segment (or, when compacting, every segment
-//! and the memtable are merged into one without the deleted records), changed deletion bitmaps
-//! are written, and a new meta file names the result. Step 4 of the durability argument in
+//! Checkpoints: the memtable becomes an immutable segment (merged, when the merge policy or an
+//! explicit compaction says so, with some or all segments, without their deleted records),
+//! changed deletion bitmaps are written, and a new meta file names the result. Step 4 of the durability argument in
 //! [`super`]: nothing acknowledged is ever only in a file the meta does not name.
 
 use std::collections::HashSet;
@@ -12,6 +12,7 @@ use super::bitmap::{bitmap_name, DeletionBitmap};
 use super::companion::{self, CompanionData, Origin};
 use super::dir::Directory;
 use super::error::{Result, StoreError};
+use super::merge::Merge;
 use super::meta::{Meta, SegmentMeta, META_FILE};
 use super::record::Record;
 use super::segment::{build_segment, segment_name, Built, Item, MergeSource, Segment};
@@ -62,13 +63,16 @@ struct NewSegment {
     companion: Option<CompanionData>,
 }
 
-/// What phase 1 of a checkpoint took: the frozen memtable, the captured segments, the new log
-/// generation and the first sequence number it will hold.
+/// What phase 1 of a checkpoint took: the frozen memtable, the captured segments (and which of
+/// them merge into the new one), the new log generation and the first sequence number it will
+/// hold.
 struct Frozen1 {
     records: Arc<Vec<Arc<Record>>>,
     /// The replicated position the frozen state includes.
     replicated: u64,
     captured: Vec<Captured>,
+    /// Per captured segment: merged into the new segment (and removed).
+    merged: Vec<bool>,
     new_gen: u64,
     next_seq: u64,
 }
@@ -82,13 +86,13 @@ struct Bitmaps {
 }
 
 impl Inner {
-    /// Writes the memtable (and changed bitmaps) into a new segment; with `compact`, merges all
-    /// segments into one without the deleted records.
-    pub(super) fn checkpoint(&self, compact: bool) -> Result<CheckpointReport> {
+    /// Writes the memtable (and changed bitmaps) into a new segment, merged with the segments
+    /// `merge` says, without their deleted records.
+    pub(super) fn checkpoint(&self, merge: Merge) -> Result<CheckpointReport> {
         let t0 = Instant::now();
         let mut meta = lock(&self.maint);
         self.check_failed(&lock(&self.commit))?;
-        let Some(frozen) = self.freeze(compact)? else {
+        let Some(frozen) = self.freeze(merge)? else {
             let v = self.read_visible();
             return Ok(CheckpointReport {
                 segments_before: v.segments.len(),
@@ -97,12 +101,13 @@ impl Inner {
                 ..CheckpointReport::default()
             });
         };
-        match self.build_and_install(&mut meta, &frozen, compact) {
+        let merged = frozen.merged.iter().filter(|&&m| m).count();
+        match self.build_and_install(&mut meta, &frozen) {
             Ok(mut r) => {
                 r.elapsed = t0.elapsed();
                 self.checkpoints.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
-                    compact,
+                    merged,
                     segment_records = r.segment_records,
                     segments = r.segments_after,
                     bitmaps = r.bitmaps_written,
@@ -125,17 +130,26 @@ impl Inner {
     /// Phase 1: rotate the log, freeze the memtable, capture the segments' bitmaps — all while
     /// holding the log lock, so every synced batch is in exactly one of the frozen state and the
     /// new generation. `None` when there is nothing to write.
-    fn freeze(&self, compact: bool) -> Result<Option<Frozen1>> {
+    fn freeze(&self, merge: Merge) -> Result<Option<Frozen1>> {
         let mut wal = lock(&self.wal);
-        {
+        let picked = {
             let v = self.read_visible();
+            let picked = match merge {
+                Merge::Nothing => Vec::new(),
+                Merge::Everything => (0..v.segments.len()).collect(),
+                Merge::ByPolicy => self.merge_pick(&v),
+            };
             let dirty = v.segments.iter().any(|s| s.version != s.persisted_version);
-            let merge = compact
-                && (v.segments.len() > 1 || v.segments.iter().any(|s| s.deleted.deleted() > 0));
-            if v.active.is_empty() && !dirty && !merge {
+            // Merging one segment without deletions into itself would only rewrite it.
+            let worth_merging = picked.len() > 1
+                || picked
+                    .iter()
+                    .any(|&k| v.segments.get(k).is_some_and(|s| s.deleted.deleted() > 0));
+            if v.active.is_empty() && !dirty && !worth_merging {
                 return Ok(None);
             }
-        }
+            picked
+        };
         let new_gen = wal.gen + 1;
         let file = match create_wal(&*self.dir, new_gen) {
             Ok(f) => f,
@@ -160,7 +174,7 @@ impl Inner {
             records: Arc::clone(&records),
             tombstones: HashSet::new(),
         });
-        let captured = v
+        let captured: Vec<Captured> = v
             .segments
             .iter()
             .map(|s| Captured {
@@ -171,10 +185,12 @@ impl Inner {
                 dirty: s.version != s.persisted_version,
             })
             .collect();
+        let merged = (0..captured.len()).map(|k| picked.contains(&k)).collect();
         Ok(Some(Frozen1 {
             replicated: v.replicated,
             records,
             captured,
+            merged,
             new_gen,
             next_seq,
         }))
@@ -208,19 +224,18 @@ impl Inner {
         &self,
         meta: &mut Meta,
         frozen: &Frozen1,
-        compact: bool,
     ) -> Result<CheckpointReport, CkptErr> {
         let dir = &*self.dir;
         let dim = self.cfg.face_dim;
         let mut next = meta.clone();
         let segs: Vec<Arc<Segment>> = frozen.captured.iter().map(|c| Arc::clone(&c.seg)).collect();
-        let items = merge_items(&frozen.captured, &frozen.records, compact)?;
+        let items = merge_items(&frozen.captured, &frozen.merged, &frozen.records)?;
         let new_seg = write_segment(dir, &mut next, dim, &items, &segs)?;
         let new_seg = match new_seg {
             Some((id, built)) => Some(self.open_new(id, built, &items, &frozen.captured)?),
             None => None,
         };
-        let mut bitmaps = write_bitmaps(dir, meta, &mut next, &frozen.captured, compact)?;
+        let mut bitmaps = write_bitmaps(dir, meta, &mut next, &frozen.captured, &frozen.merged)?;
         if let Some(n) = &new_seg {
             next.segments.push(SegmentMeta {
                 id: n.id,
@@ -230,13 +245,16 @@ impl Inner {
                 deleted: 0,
             });
         }
-        if compact {
-            for c in &frozen.captured {
-                for e in self.cfg.companion.iter().flat_map(|c| c.extensions()) {
-                    bitmaps
-                        .removable
-                        .push(companion::companion_name(c.seg.id, e));
-                }
+        for (c, _) in frozen
+            .captured
+            .iter()
+            .zip(&frozen.merged)
+            .filter(|(_, &m)| m)
+        {
+            for e in self.cfg.companion.iter().flat_map(|c| c.extensions()) {
+                bitmaps
+                    .removable
+                    .push(companion::companion_name(c.seg.id, e));
             }
         }
         dir.sync_dir()
@@ -250,7 +268,7 @@ impl Inner {
         // From the rename on, the files on disk say the new state: any failure is fatal.
         write_meta(dir, &next).map_err(hard)?;
         let segment_records = new_seg.as_ref().map_or(0, |n| n.built.records);
-        let report = self.install(new_seg, &items, &frozen.captured, &bitmaps, compact);
+        let report = self.install(new_seg, &items, frozen, &bitmaps);
         let report = CheckpointReport {
             segment_records,
             ..report
@@ -309,8 +327,11 @@ impl Inner {
             .map(|e| companion::companion_name(id, e))
             .collect();
         let opened = companion::build(dir, c, &view, &origin, "").and_then(|_| {
-            companion::open(dir, c, &view)
-                .map_err(|d| StoreError::corrupt(&names[0], format!("just written: {d}")))
+            companion::open(dir, c, &view).map_err(|source| StoreError::Companion {
+                file: names[0].clone(),
+                what: "opening what was just written",
+                source,
+            })
         });
         match opened {
             Ok(data) => Ok(NewSegment {
@@ -370,8 +391,10 @@ impl Inner {
             }
             dir.sync_dir()
                 .map_err(|e| StoreError::io("fsync directory", ".", e))?;
-            let data = companion::open(dir, c, view).map_err(|d| {
-                StoreError::corrupt(segment_name(view.id()), format!("rebuilt companion: {d}"))
+            let data = companion::open(dir, c, view).map_err(|source| StoreError::Companion {
+                file: segment_name(view.id()),
+                what: "opening what was just rebuilt",
+                source,
             })?;
             let mut v = self.write_visible();
             if let Some(slot) = v.segments.iter_mut().find(|s| s.seg.id == view.id()) {
@@ -393,9 +416,8 @@ impl Inner {
         &self,
         opened: Option<NewSegment>,
         items: &[Item],
-        captured: &[Captured],
+        frozen: &Frozen1,
         bitmaps: &Bitmaps,
-        compact: bool,
     ) -> CheckpointReport {
         let mut v = self.write_visible();
         let before = v.segments.len();
@@ -424,16 +446,18 @@ impl Inner {
                 persisted_gen: None,
             }
         });
-        if compact {
-            v.segments.clear();
-        } else {
-            for (k, gen) in &bitmaps.written {
-                if let Some(s) = v.segments.get_mut(*k) {
-                    s.persisted_version = captured[*k].version;
-                    s.persisted_gen = *gen;
-                }
+        for (k, gen) in &bitmaps.written {
+            if let Some(s) = v.segments.get_mut(*k) {
+                s.persisted_version = frozen.captured[*k].version;
+                s.persisted_gen = *gen;
             }
         }
+        // Segments only change under the checkpoint lock: slot k is still captured segment k.
+        let mut k = 0;
+        v.segments.retain(|_| {
+            k += 1;
+            !frozen.merged.get(k - 1).copied().unwrap_or(false)
+        });
         if let Some(s) = new_slot {
             v.segments.push(s);
         }
@@ -448,21 +472,22 @@ impl Inner {
     }
 }
 
-/// What goes into the new segment, in referenceId order: the frozen records, and with
-/// `compact` every live record of every segment too (each segment verified first).
+/// What goes into the new segment, in referenceId order: the frozen records, and every live
+/// record of the merged segments (each segment verified first).
 fn merge_items(
     captured: &[Captured],
+    merged: &[bool],
     frozen: &Arc<Vec<Arc<Record>>>,
-    compact: bool,
 ) -> Result<Vec<Item>, CkptErr> {
-    if !compact {
+    if !merged.contains(&true) {
         return Ok(frozen.iter().map(|r| Item::Mem(Arc::clone(r))).collect());
     }
-    for c in captured {
+    let chosen = || captured.iter().enumerate().filter(|(k, _)| merged[*k]);
+    for (_, c) in chosen() {
         c.seg.verify_all().map_err(soft)?;
     }
     let mut keyed: Vec<(&str, Item)> = Vec::new();
-    for (k, c) in captured.iter().enumerate() {
+    for (k, c) in chosen() {
         for o in 0..c.seg.len() {
             if !c.deleted.is_deleted(o) {
                 keyed.push((c.seg.id(o), Item::Seg(k, o)));
@@ -504,30 +529,33 @@ fn write_segment(
     }
 }
 
-/// The deletion bitmaps of the segments that stay and changed since they were last written
-/// (compaction drops every segment and bitmap instead), with the files they replace.
+/// The deletion bitmaps of the segments that stay and changed since they were last written,
+/// with the files they replace; merged segments and their bitmaps go.
 fn write_bitmaps(
     dir: &dyn Directory,
     meta: &Meta,
     next: &mut Meta,
     captured: &[Captured],
-    compact: bool,
+    merged: &[bool],
 ) -> Result<Bitmaps, CkptErr> {
     let mut out = Bitmaps::default();
-    if compact {
-        for c in captured {
-            out.removable.push(segment_name(c.seg.id));
-        }
-        for sm in &meta.segments {
-            if let Some(g) = sm.deletions_gen {
-                out.removable.push(bitmap_name(sm.id, g));
-            }
-        }
-        next.segments.clear();
-        return Ok(out);
+    let gone: Vec<u64> = captured
+        .iter()
+        .zip(merged)
+        .filter(|(_, &m)| m)
+        .map(|(c, _)| c.seg.id)
+        .collect();
+    for id in &gone {
+        out.removable.push(segment_name(*id));
     }
+    for sm in meta.segments.iter().filter(|sm| gone.contains(&sm.id)) {
+        if let Some(g) = sm.deletions_gen {
+            out.removable.push(bitmap_name(sm.id, g));
+        }
+    }
+    next.segments.retain(|sm| !gone.contains(&sm.id));
     for (k, c) in captured.iter().enumerate() {
-        if !c.dirty {
+        if !c.dirty || merged[k] {
             continue;
         }
         let sm = next

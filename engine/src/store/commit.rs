@@ -15,7 +15,7 @@ use std::sync::{Arc, MutexGuard};
 use super::error::{Result, StoreError};
 use super::record::{validate_reference_id, Record};
 use super::wal::{encode_entry, wal_name, EntryKind};
-use super::{lock, Inner, InsertOutcome, Loc};
+use super::{lock, Held, Inner, InsertOutcome};
 
 pub(super) enum Op {
     Insert(Arc<Record>, Arc<[u8]>),
@@ -114,16 +114,16 @@ impl Inner {
                     return Ok(Presence::Absent);
                 };
                 let same = match loc {
-                    Loc::Active => v
+                    Held::Active => v
                         .active
                         .get(&record.reference_id)
                         .is_some_and(|m| m.rec.same_content(record)),
-                    Loc::Frozen(i) => v
+                    Held::Frozen(i) => v
                         .frozen
                         .as_ref()
                         .and_then(|f| f.records.get(i))
                         .is_some_and(|r| r.same_content(record)),
-                    Loc::Seg(k, o) => v.segments[k].seg.record(o)?.same_content(record),
+                    Held::Seg(k, o) => v.segments[k].seg.record(o)?.same_content(record),
                 };
                 Ok(if same {
                     Presence::Same
@@ -362,9 +362,7 @@ impl Inner {
             }
         }
         v.version += 1;
-        let over = v.active.len() >= self.cfg.memtable_max_records
-            || v.active_bytes >= self.cfg.memtable_max_bytes
-            || v.segments.len() > self.cfg.max_segments;
+        let over = self.memtable_full(&v) || self.wants_merge(&v);
         drop(v);
         drop(wal);
         if over && self.cfg.background {

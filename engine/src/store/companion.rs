@@ -23,6 +23,18 @@ use super::snapshot::SegmentView;
 /// What a companion keeps open for a segment (the upper layer downcasts it).
 pub type CompanionData = Arc<dyn Any + Send + Sync>;
 
+/// Why a companion's files could not be built or used: the companion's own typed error, kept
+/// as the source (the store does not know the upper layer's types).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CompanionError(Box<dyn std::error::Error + Send + Sync>);
+
+impl CompanionError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> CompanionError {
+        CompanionError(Box::new(e))
+    }
+}
+
 /// Where the record at an ordinal of a new segment came from, so that derived data can be
 /// copied instead of recomputed.
 pub enum Origin<'a> {
@@ -46,7 +58,7 @@ pub trait Companion: Send + Sync + std::fmt::Debug {
         segment: &SegmentView,
         origin: &(dyn Fn(usize) -> Origin<'a> + Sync + 'a),
         outs: &mut [Box<dyn FileWriter>],
-    ) -> std::result::Result<(), String>;
+    ) -> std::result::Result<(), CompanionError>;
 
     /// Checks the files (mapped, in extension order) against `segment` and returns what the
     /// upper layer keeps open. `Err` says why they cannot be used.
@@ -54,7 +66,7 @@ pub trait Companion: Send + Sync + std::fmt::Debug {
         &self,
         segment: &SegmentView,
         files: Vec<FileBytes>,
-    ) -> std::result::Result<CompanionData, String>;
+    ) -> std::result::Result<CompanionData, CompanionError>;
 }
 
 pub(crate) fn companion_name(segment_id: u64, extension: &str) -> String {
@@ -97,7 +109,11 @@ pub(crate) fn build<'a>(
     }
     companion
         .build(segment, origin, &mut outs)
-        .map_err(|d| StoreError::corrupt(&names[0], format!("building: {d}")))?;
+        .map_err(|source| StoreError::Companion {
+            file: names[0].clone(),
+            what: "building",
+            source,
+        })?;
     for (out, n) in outs.iter_mut().zip(&names) {
         out.sync()
             .map_err(|e| StoreError::io("fsync", n.clone(), e))?;
@@ -111,11 +127,14 @@ pub(crate) fn open(
     dir: &dyn Directory,
     companion: &dyn Companion,
     segment: &SegmentView,
-) -> std::result::Result<CompanionData, String> {
+) -> std::result::Result<CompanionData, CompanionError> {
     let mut files = Vec::new();
     for e in companion.extensions() {
         let n = companion_name(segment.id(), e);
-        files.push(dir.map(&n).map_err(|err| format!("{n}: {err}"))?);
+        files.push(
+            dir.map(&n)
+                .map_err(|err| CompanionError::new(StoreError::io("map", n, err)))?,
+        );
     }
     companion.open(segment, files)
 }

@@ -39,6 +39,25 @@ pub trait Directory: Send + Sync + fmt::Debug {
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes creations, renames and removals durable (fsync of the directory).
     fn sync_dir(&self) -> io::Result<()>;
+    /// The file's length as stored (a sealed file's sealed length): what a copy of it takes.
+    fn stored_len(&self, name: &str) -> io::Result<u64>;
+    /// Puts the first `len` stored bytes of `name` at `dest`, a new path outside the directory
+    /// (sealed files stay sealed): a hard link when `link`, `len` is the whole file and the
+    /// filesystem allows, else a copy of exactly `len` bytes; fsynced either way.
+    fn export(&self, name: &str, dest: &Path, len: u64, link: bool) -> io::Result<()>;
+}
+
+/// Writes `data` (at least `len` bytes) as the new file `dest`, `len` bytes of it, fsynced.
+pub(crate) fn write_new(dest: &Path, data: impl io::Read, len: u64) -> io::Result<()> {
+    let mut out = OpenOptions::new().write(true).create_new(true).open(dest)?;
+    let copied = io::copy(&mut data.take(len), &mut out)?;
+    if copied != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shorter than the length to copy",
+        ));
+    }
+    out.sync_all()
 }
 
 /// An append-only file handle.
@@ -254,5 +273,17 @@ impl Directory for FsDirectory {
 
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.root)?.sync_all()
+    }
+
+    fn stored_len(&self, name: &str) -> io::Result<u64> {
+        Ok(std::fs::metadata(self.p(name)?)?.len())
+    }
+
+    fn export(&self, name: &str, dest: &Path, len: u64, link: bool) -> io::Result<()> {
+        let src = self.p(name)?;
+        if link && std::fs::metadata(&src)?.len() == len && std::fs::hard_link(&src, dest).is_ok() {
+            return Ok(());
+        }
+        write_new(dest, File::open(&src)?, len)
     }
 }

@@ -597,6 +597,15 @@ impl Directory for EncryptedDirectory {
         self.inner.list()
     }
 
+    fn stored_len(&self, name: &str) -> io::Result<u64> {
+        self.inner.stored_len(name)
+    }
+
+    /// Sealed bytes as stored: a copy opens only with the gallery key, like the original.
+    fn export(&self, name: &str, dest: &std::path::Path, len: u64, link: bool) -> io::Result<()> {
+        self.inner.export(name, dest, len, link)
+    }
+
     fn create(&self, name: &str) -> io::Result<Box<dyn FileWriter>> {
         let w = SealingWriter::start(self.inner.create(name)?, name, &self.keys)?;
         Ok(Box::new(w))

@@ -26,6 +26,14 @@ pub enum StoreError {
     /// damaged entry in the middle of the log, inconsistent replay.
     #[error("corrupt store file {file}: {detail}")]
     Corrupt { file: String, detail: String },
+    /// A segment's companion (index) files could not be built or opened (`what` says which).
+    #[error("companion file {file} ({what}): {source}")]
+    Companion {
+        file: String,
+        what: &'static str,
+        #[source]
+        source: super::companion::CompanionError,
+    },
     /// Insert of a referenceId that is stored with different content.
     #[error("referenceId already exists with different content")]
     AlreadyExists,

@@ -304,6 +304,15 @@ impl Directory for MemDirectory {
         Ok(())
     }
 
+    fn stored_len(&self, name: &str) -> io::Result<u64> {
+        Ok(self.read(name)?.len() as u64)
+    }
+
+    /// A copy on the real filesystem (there is nothing to link to).
+    fn export(&self, name: &str, dest: &std::path::Path, len: u64, _link: bool) -> io::Result<()> {
+        super::dir::write_new(dest, &self.read(name)?[..], len)
+    }
+
     fn sync_dir(&self) -> io::Result<()> {
         let mut fs = self.op(true)?;
         fs.syncs += 1;

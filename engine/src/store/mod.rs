@@ -84,15 +84,18 @@
 
 // The file-format modules are public for their documentation (byte layouts); their
 // codecs stay crate-private.
+pub mod backup;
 pub mod bitmap;
 mod checkpoint;
 mod commit;
 mod companion;
+mod copy;
 mod dir;
 pub mod encryption;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod memdir;
+mod merge;
 pub mod meta;
 mod record;
 mod recovery;
@@ -111,11 +114,13 @@ use std::time::Duration;
 
 pub use bitmap::DeletionBitmap;
 pub use commit::{ReplicatedOp, ReplicatedOutcome};
-pub use companion::{Companion, CompanionData, Origin};
+pub use companion::{Companion, CompanionData, CompanionError, Origin};
+pub use copy::{incoming_path, install, is_copy_file, repair_install, CopiedFile, StoreCopy};
 pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
 pub use error::{RecordDefect, StoreError};
 #[cfg(feature = "fault-injection")]
 pub use memdir::{CrashMode, MemDirectory};
+pub use merge::{MergeAllAbove, MergePolicy, SegmentSummary, SizeTiered};
 pub use record::{
     validate_reference_id, FingerEntry, Record, MAX_FACES, MAX_FACE_DIM, MAX_FINGERS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_VALUE_LEN, MAX_REFERENCE_ID_LEN,
@@ -126,6 +131,7 @@ pub use snapshot::{SegmentView, Snapshot};
 
 use commit::CommitState;
 use error::Result;
+use merge::Merge;
 use meta::{Meta, META_FILE, META_TMP};
 use segment::Segment;
 use wal::{parse_wal_name, wal_name};
@@ -140,8 +146,11 @@ pub struct StoreConfig {
     pub memtable_max_records: usize,
     /// ...or this many bytes of encoded records.
     pub memtable_max_bytes: usize,
-    /// Compact (merge all segments, dropping deleted records) above this many segments.
+    /// Compact (merge all segments, dropping deleted records) above this many segments: the
+    /// parameter of the default merge policy, [`MergeAllAbove`].
     pub max_segments: usize,
+    /// Another merge policy instead of [`MergeAllAbove`] (see `merge.rs`).
+    pub merge_policy: Option<Arc<dyn MergePolicy>>,
     /// Run flushes and compactions on a background thread when thresholds are crossed.
     pub background: bool,
     /// Refuse inserts beyond this many live records ([`StoreError::Full`]).
@@ -159,6 +168,7 @@ impl StoreConfig {
             memtable_max_records: 65_536,
             memtable_max_bytes: 256 << 20,
             max_segments: 16,
+            merge_policy: None,
             background: true,
             max_records: None,
             encryption: None,
@@ -261,16 +271,17 @@ struct Visible {
     version: u64,
 }
 
-enum Loc {
+/// Where a live record is held in the visible state (the gallery's `Loc` is a snapshot's record).
+enum Held {
     Active,
     Frozen(usize),
     Seg(usize, usize),
 }
 
 impl Visible {
-    fn locate(&self, id: &str) -> Option<Loc> {
+    fn locate(&self, id: &str) -> Option<Held> {
         if self.active.contains_key(id) {
-            return Some(Loc::Active);
+            return Some(Held::Active);
         }
         if let Some(f) = &self.frozen {
             if let Ok(i) = f
@@ -278,14 +289,14 @@ impl Visible {
                 .binary_search_by(|r| r.reference_id.as_str().cmp(id))
             {
                 if !f.tombstones.contains(id) {
-                    return Some(Loc::Frozen(i));
+                    return Some(Held::Frozen(i));
                 }
             }
         }
         for (k, s) in self.segments.iter().enumerate().rev() {
             if let Some(o) = s.seg.find(id) {
                 if !s.deleted.is_deleted(o) {
-                    return Some(Loc::Seg(k, o));
+                    return Some(Held::Seg(k, o));
                 }
             }
         }
@@ -295,13 +306,13 @@ impl Visible {
     fn get(&self, id: &str) -> Result<Option<Record>> {
         Ok(match self.locate(id) {
             None => None,
-            Some(Loc::Active) => self.active.get(id).map(|m| (*m.rec).clone()),
-            Some(Loc::Frozen(i)) => self
+            Some(Held::Active) => self.active.get(id).map(|m| (*m.rec).clone()),
+            Some(Held::Frozen(i)) => self
                 .frozen
                 .as_ref()
                 .and_then(|f| f.records.get(i))
                 .map(|r| (**r).clone()),
-            Some(Loc::Seg(k, o)) => Some(self.segments[k].seg.record(o)?),
+            Some(Held::Seg(k, o)) => Some(self.segments[k].seg.record(o)?),
         })
     }
 
@@ -319,17 +330,17 @@ impl Visible {
     fn apply_delete(&mut self, id: &str) -> Result<(), &'static str> {
         match self.locate(id) {
             None => return Err("delete of a referenceId that is not stored"),
-            Some(Loc::Active) => {
+            Some(Held::Active) => {
                 if let Some(m) = self.active.remove(id) {
                     self.active_bytes -= m.bytes;
                 }
             }
-            Some(Loc::Frozen(_)) => {
+            Some(Held::Frozen(_)) => {
                 if let Some(f) = &mut self.frozen {
                     f.tombstones.insert(id.to_owned());
                 }
             }
-            Some(Loc::Seg(k, o)) => {
+            Some(Held::Seg(k, o)) => {
                 let s = &mut self.segments[k];
                 Arc::make_mut(&mut s.deleted).set(o);
                 s.version += 1;
@@ -425,12 +436,31 @@ pub(crate) fn open_fs_directory(path: &Path) -> Result<FsDirectory> {
     })
 }
 
+/// The store's own files (companion files aside), temporary meta included.
 fn is_store_file(name: &str) -> bool {
     name == META_FILE
         || name == META_TMP
         || parse_wal_name(name).is_some()
         || (name.starts_with("seg-") && name.ends_with(".seg"))
         || (name.starts_with("del-") && name.ends_with(".bits"))
+}
+
+/// The face dimension of the store in `path` (`None`: no store there), read from its meta
+/// (through `keys` when it is sealed) without opening it, for offline tools that open a store
+/// they did not create. Takes the directory's lock for the read: a store in use by a running
+/// server is [`StoreError::Locked`].
+pub fn stored_face_dim(path: &Path, keys: Option<&encryption::Keyring>) -> Result<Option<usize>> {
+    if !path.join(META_FILE).exists() {
+        return Ok(None);
+    }
+    let dir = open_fs_directory(path)?;
+    let bytes = match keys {
+        Some(k) => encryption::EncryptedDirectory::new(Arc::new(dir), k.clone()).read(META_FILE),
+        None => dir.read(META_FILE),
+    }
+    .map_err(|e| StoreError::io("read", META_FILE, e))?;
+    let meta = Meta::decode(&bytes).map_err(|d| StoreError::corrupt(META_FILE, d))?;
+    Ok(Some(meta.face_dim as usize))
 }
 
 impl Store {
@@ -515,12 +545,28 @@ impl Store {
 
     /// Writes the memtable (and changed deletion bitmaps) into a new segment and checkpoints.
     pub fn flush(&self) -> Result<CheckpointReport> {
-        self.inner.checkpoint(false)
+        self.inner.checkpoint(Merge::Nothing)
     }
 
     /// Flushes, then merges all segments into one without the deleted records.
     pub fn compact(&self) -> Result<CheckpointReport> {
-        self.inner.checkpoint(true)
+        self.inner.checkpoint(Merge::Everything)
+    }
+
+    /// Flushes, merging the segments the merge policy picks now (what the background thread
+    /// does when the policy wants a merge).
+    pub fn compact_by_policy(&self) -> Result<CheckpointReport> {
+        self.inner.checkpoint(Merge::ByPolicy)
+    }
+
+    /// A consistent copy of the store in the new directory `dest` (on the same filesystem for
+    /// hard links; elsewhere files are copied): flushes, then puts every file the store owns —
+    /// meta, log, segments, bitmaps, companion (index) files — there, while inserts and searches
+    /// go on. The copy holds exactly what was acknowledged when the log's length was read, and
+    /// the replicated position of that moment. See `copy.rs`.
+    pub fn checkpoint_to(&self, dest: &Path) -> Result<StoreCopy> {
+        self.flush()?;
+        self.inner.copy_to(dest)
     }
 
     /// Verifies every checksum of every segment (in parallel within sections).
@@ -625,18 +671,14 @@ fn background_loop(weak: Weak<Inner>) {
         if lock(&inner.commit).failed.is_some() {
             continue;
         }
-        let (flush, compact) = {
+        let (flush, merge) = {
             let v = inner.read_visible();
-            (
-                v.active.len() >= inner.cfg.memtable_max_records
-                    || v.active_bytes >= inner.cfg.memtable_max_bytes,
-                v.segments.len() > inner.cfg.max_segments,
-            )
+            (inner.memtable_full(&v), inner.wants_merge(&v))
         };
         let r = if flush {
-            Some(inner.checkpoint(false))
-        } else if compact {
-            Some(inner.checkpoint(true))
+            Some(inner.checkpoint(Merge::Nothing))
+        } else if merge {
+            Some(inner.checkpoint(Merge::ByPolicy))
         } else {
             None
         };
@@ -647,6 +689,38 @@ fn background_loop(weak: Weak<Inner>) {
 }
 
 impl Inner {
+    /// Whether the memtable should become a segment.
+    fn memtable_full(&self, v: &Visible) -> bool {
+        v.active.len() >= self.cfg.memtable_max_records
+            || v.active_bytes >= self.cfg.memtable_max_bytes
+    }
+
+    /// The segments the merge policy picks now (indices into `v.segments`).
+    fn merge_pick(&self, v: &Visible) -> Vec<usize> {
+        let summaries: Vec<SegmentSummary> = v
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                id: s.seg.id,
+                records: s.seg.len() as u64,
+                deleted: s.deleted.deleted() as u64,
+                bytes: s.seg.file_len() as u64,
+            })
+            .collect();
+        match &self.cfg.merge_policy {
+            Some(p) => p.pick(&summaries),
+            None => MergeAllAbove {
+                max_segments: self.cfg.max_segments,
+            }
+            .pick(&summaries),
+        }
+    }
+
+    /// Whether the merge policy wants a merge now.
+    fn wants_merge(&self, v: &Visible) -> bool {
+        !self.merge_pick(v).is_empty()
+    }
+
     fn read_visible(&self) -> RwLockReadGuard<'_, Visible> {
         self.visible.read().unwrap_or_else(|e| e.into_inner())
     }

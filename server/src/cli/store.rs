@@ -1,9 +1,13 @@
-//! `abis store ...`: offline tools for the gallery store: encryption keys and rekeying.
+//! `abis store ...`: offline tools for the gallery store: encryption keys, rekeying, backups.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use abis_engine::gallery::Gallery;
+use abis_engine::matcher::Matcher;
+use abis_engine::store::backup::Manifest;
 use abis_engine::store::encryption::{rekey, Keyring, RekeyTarget};
+use abis_engine::store::{stored_face_dim, StoreConfig};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
@@ -28,6 +32,32 @@ pub enum StoreCommand {
         /// Turn encryption off: leave every file in plaintext.
         #[arg(long)]
         decrypt: bool,
+    },
+    /// Write a backup of a gallery into the new directory DEST: a consistent copy (hard links
+    /// on the same filesystem, else copies) and a manifest with every file's SHA-256. The gallery
+    /// must not be open in a running server.
+    Backup {
+        /// Data directory of `abis serve` (the gallery is DATA/gallery).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_name = "DEST")]
+        to: PathBuf,
+        /// Key file of an encrypted gallery (files stay sealed in the backup).
+        #[arg(long, value_name = "KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Check a backup: every file its manifest names, intact, and nothing else.
+    Verify {
+        #[arg(value_name = "BACKUP")]
+        backup: PathBuf,
+    },
+    /// Check a backup and make it the gallery of a data directory that has none yet.
+    Restore {
+        #[arg(long, value_name = "BACKUP")]
+        from: PathBuf,
+        /// Data directory of `abis serve` (the gallery becomes DATA/gallery).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
     },
 }
 
@@ -59,7 +89,51 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
             println!("{out}");
             Ok(())
         }
+        StoreCommand::Backup { data, to, key_file } => backup(&data, &to, key_file.as_deref()),
+        StoreCommand::Verify { backup } => {
+            let m = Gallery::verify_backup(&backup)
+                .with_context(|| format!("verifying {}", backup.display()))?;
+            print_manifest("ok", &m);
+            Ok(())
+        }
+        StoreCommand::Restore { from, data } => {
+            let gallery = data.join("gallery");
+            let m = Gallery::restore_backup(&from, &gallery).with_context(|| {
+                format!("restoring {} into {}", from.display(), gallery.display())
+            })?;
+            print_manifest("restored", &m);
+            Ok(())
+        }
     }
+}
+
+fn print_manifest(status: &str, m: &Manifest) {
+    let out = serde_json::json!({
+        "status": status,
+        "files": m.files.len(),
+        "bytes": m.bytes(),
+        "position": m.position,
+    });
+    println!("{out}");
+}
+
+/// Opens the stopped server's gallery (replaying its log) and writes a backup of it.
+fn backup(data: &Path, to: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let gallery_dir = data.join("gallery");
+    let keys = key_file.map(Keyring::load).transpose()?;
+    let dim = stored_face_dim(&gallery_dir, keys.as_ref())
+        .with_context(|| format!("reading {}", gallery_dir.display()))?
+        .with_context(|| format!("no gallery at {}", gallery_dir.display()))?;
+    let mut cfg = StoreConfig::new(dim);
+    cfg.background = false;
+    cfg.encryption = keys;
+    let (gallery, _) = Gallery::open(&gallery_dir, cfg, Matcher::new(), None)
+        .with_context(|| format!("opening {}", gallery_dir.display()))?;
+    let m = gallery
+        .backup_to(to)
+        .with_context(|| format!("writing the backup {}", to.display()))?;
+    print_manifest("ok", &m);
+    Ok(())
 }
 
 fn keygen(file: &Path, prepend: bool) -> anyhow::Result<()> {

@@ -156,7 +156,6 @@ pub fn from_gallery(e: GalleryError) -> Status {
             FailureReason::NoBiometricData,
             "the probe has no biometric data",
         ),
-        (FailureKind::Invalid, GalleryError::Probe(d)) => bad_biometric("samples", d),
         (FailureKind::Invalid, e) => bad_biometric("samples", e),
         (FailureKind::Unavailable, _) => status(
             Code::Unavailable,
@@ -170,7 +169,9 @@ pub fn from_gallery(e: GalleryError) -> Status {
 /// A gallery's internal failure: stored data or the index is damaged.
 fn from_damage(e: GalleryError) -> Status {
     let what = match &e {
-        GalleryError::StoredTemplate(_) => "a stored template is unreadable",
+        GalleryError::StoredTemplate(_) | GalleryError::StoredRecord(_) => {
+            "a stored template is unreadable"
+        }
         _ => "the 1:N index is damaged",
     };
     tracing::error!(error = %e, "{what}");

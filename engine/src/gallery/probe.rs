@@ -1,0 +1,107 @@
+//! What a search is asked: the probe, the options of a 1:N search (MOSIP flags), and how the
+//! gallery picks the records the full matcher scores.
+
+use std::collections::HashSet;
+
+use super::error::GalleryError;
+use crate::store::Record;
+use crate::template::{decode_native, FingerPosition, FingerTemplate};
+
+/// What is searched with.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub fingers: Vec<(FingerPosition, FingerTemplate)>,
+    /// L2-normalised face embeddings.
+    pub faces: Vec<Vec<f32>>,
+}
+
+impl Probe {
+    /// The probe made of a stored record's own data.
+    pub fn from_record(record: &Record) -> Result<Probe, GalleryError> {
+        let fingers = record
+            .fingers
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.position,
+                    decode_native(&f.template).map_err(GalleryError::StoredTemplate)?,
+                ))
+            })
+            .collect::<Result<_, GalleryError>>()?;
+        Ok(Probe {
+            fingers,
+            faces: record.faces.clone(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fingers.is_empty() && self.faces.is_empty()
+    }
+
+    /// Checks the probe against a gallery of `dim`-dimensional faces.
+    pub(super) fn check(&self, dim: usize) -> Result<(), GalleryError> {
+        if self.is_empty() {
+            return Err(GalleryError::EmptyProbe);
+        }
+        match self.faces.iter().find(|f| f.len() != dim) {
+            Some(f) => Err(GalleryError::FaceDimension {
+                expected: dim,
+                got: f.len(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Search options (MOSIP flags).
+#[derive(Debug, Clone)]
+pub struct IdentifyOptions {
+    pub max_results: usize,
+    /// Target false-positive identification rate over the whole search.
+    pub target_fpir: f64,
+    /// A record never returned (the probe's own).
+    pub exclude: Option<String>,
+    /// Search only these records (empty: all).
+    pub only: Option<HashSet<String>>,
+}
+
+impl Default for IdentifyOptions {
+    fn default() -> Self {
+        IdentifyOptions {
+            max_results: 10,
+            target_fpir: 1e-3,
+            exclude: None,
+            only: None,
+        }
+    }
+}
+
+/// How 1:N picks the records the full matcher scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// Searches over more records than this go through the index; smaller ones score every
+    /// record with the full matcher. `usize::MAX`: always exhaustive.
+    pub index_above: usize,
+    /// Records the first stage (codes) passes to the second (local structures).
+    pub code_shortlist: usize,
+    /// Records the second stage, and the face scan, each pass to the full matcher.
+    pub shortlist: usize,
+    /// Probes with fewer fingers than this (and no face) skip the first stage: one or two
+    /// fingers' codes are too weak a filter, so every record's local structures are compared.
+    pub index_min_fingers: usize,
+    /// Keep the matcher's prepared form of every record (~25 KB per finger template) while the
+    /// gallery is searched exhaustively, so that searches need no preparation.
+    pub retain_prepared: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            index_above: 20_000,
+            code_shortlist: 256,
+            shortlist: 32,
+            index_min_fingers: 4,
+            retain_prepared: true,
+        }
+    }
+}
