@@ -648,18 +648,7 @@ async fn a_replica_behind_the_trimmed_log_copies_a_peer() {
     let Some(nats) = prerequisites() else {
         return;
     };
-    let options = Options {
-        shards: 2,
-        routers: 1,
-        replica_grace_s: 3,
-        env: vec![
-            ("ABIS__CLUSTER__RETENTION_INTERVAL_S".into(), "1".into()),
-            ("ABIS__CLUSTER__RETENTION_MIN_AGE_S".into(), "1".into()),
-            ("ABIS__CLUSTER__HEARTBEAT_MS".into(), "300".into()),
-        ],
-        ..Options::default()
-    };
-    let mut cluster = Cluster::start(&nats, options);
+    let mut cluster = Cluster::start(&nats, trimming(2));
     let mut router = connect(&cluster.routers[0]).await;
     for p in 0..40 {
         insert(&mut router, p).await.unwrap();
@@ -672,22 +661,7 @@ async fn a_replica_behind_the_trimmed_log_copies_a_peer() {
     for p in 40..80 {
         insert(&mut router, p).await.unwrap();
     }
-    // The heartbeat expires after the grace; then retention purges past the replica.
-    let t0 = Instant::now();
-    loop {
-        let s = cluster.status();
-        let trimmed = s["shards"][0]["trimmed_below"].as_u64().unwrap_or(0);
-        if trimmed > left_at + 1 {
-            eprintln!(
-                "shard 0 trimmed below {trimmed} (replica-0b left at {left_at}) after {:?}; stream {}",
-                t0.elapsed(),
-                s["stream"]
-            );
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "never trimmed: {s}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_trimmed_past(&cluster, left_at);
     // Ids whose history was purged: the router asks a replica.
     let trimmed_person = (0..40)
         .find(|&p| shard_of(&id(p), 2) == 0)
@@ -747,6 +721,153 @@ async fn a_replica_behind_the_trimmed_log_copies_a_peer() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+}
+
+/// Waits until shard 0's log is trimmed past `left_at + 1`, where replica-0b left: its heartbeat
+/// expires after the grace, then retention purges past it.
+fn wait_trimmed_past(cluster: &Cluster, left_at: u64) {
+    let t0 = Instant::now();
+    loop {
+        let s = cluster.status();
+        let trimmed = s["shards"][0]["trimmed_below"].as_u64().unwrap_or(0);
+        if trimmed > left_at + 1 {
+            eprintln!(
+                "shard 0 trimmed below {trimmed} (replica-0b left at {left_at}) after {:?}; stream {}",
+                t0.elapsed(),
+                s["stream"]
+            );
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never trimmed: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A cluster whose replicas are forgotten 3 s after their last heartbeat and whose log is
+/// trimmed every second.
+fn trimming(shards: u32) -> Options {
+    Options {
+        shards,
+        routers: 1,
+        replica_grace_s: 3,
+        env: vec![
+            ("ABIS__CLUSTER__RETENTION_INTERVAL_S".into(), "1".into()),
+            ("ABIS__CLUSTER__RETENTION_MIN_AGE_S".into(), "1".into()),
+            ("ABIS__CLUSTER__HEARTBEAT_MS".into(), "300".into()),
+        ],
+        ..Options::default()
+    }
+}
+
+/// A light enrolment: the two fingers [`probe`] searches with, first captures.
+fn light_enrolment(person: u64) -> InsertRequest {
+    InsertRequest {
+        reference_id: id(person),
+        samples: [2u8, 7]
+            .iter()
+            .map(|&p| finger(p, template(person, p, 0)))
+            .collect(),
+        metadata: Default::default(),
+    }
+}
+
+/// Enrols `people` (light enrolments) through `router`, 32 inserts at a time, the templates
+/// made off the runtime.
+async fn insert_many(router: &AbisClient<Channel>, people: std::ops::Range<u64>) {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(people.start));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (mut client, next, end) = (router.clone(), Arc::clone(&next), people.end);
+            tokio::spawn(async move {
+                loop {
+                    let p = next.fetch_add(1, Ordering::Relaxed);
+                    if p >= end {
+                        return;
+                    }
+                    let request = tokio::task::spawn_blocking(move || light_enrolment(p))
+                        .await
+                        .unwrap();
+                    client.insert(request).await.expect("insert");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// The value of `field` in a log line of the text format (`field=value`, colours removed).
+fn log_field(line: &str, field: &str) -> Option<String> {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('=').map(str::to_owned))
+}
+
+/// A replica that copies a peer's store gets the index files with it: it opens them and serves
+/// without rebuilding its 1:N index (they were once left out of the copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrapped_replica_opens_its_peers_index_files() {
+    const PEOPLE: u64 = 20_000;
+    let _serial = SERIAL.lock().await;
+    let Some(nats) = prerequisites() else {
+        return;
+    };
+    let mut cluster = Cluster::start(&nats, trimming(1));
+    let mut router = connect(&cluster.routers[0]).await;
+    let t0 = Instant::now();
+    insert_many(&router, 0..PEOPLE).await;
+    eprintln!("{PEOPLE} people inserted in {:?}", t0.elapsed());
+    cluster.wait_serving(Duration::from_secs(120));
+    cluster.replica(0, 1).kill();
+    let left_at = Cluster::heartbeat(&cluster.status(), "replica-0b")
+        .and_then(|h| h["applied"].as_u64())
+        .unwrap_or(0);
+    insert_many(&router, PEOPLE..PEOPLE + 20).await;
+    wait_trimmed_past(&cluster, left_at);
+
+    cluster.replica(0, 1).start();
+    cluster.wait_serving(Duration::from_secs(120));
+    let log = cluster.replica(0, 1).log_text();
+    let copied = log
+        .split_once("store copied from a peer")
+        .map(|(_, after)| after)
+        .unwrap_or_else(|| {
+            panic!(
+                "replica-0b did not bootstrap:\n{}",
+                cluster::tail(&cluster.replica(0, 1).log)
+            )
+        });
+    let open = copied
+        .lines()
+        .find(|l| l.contains("replica store open"))
+        .expect("the copied store's open line");
+    eprintln!("copied store open: {open}");
+    assert_eq!(
+        log_field(open, "indexes_to_rebuild").as_deref(),
+        Some("0"),
+        "{open}"
+    );
+    let records: u64 = log_field(open, "records")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    assert!(records >= PEOPLE, "{open}");
+    assert!(!log.contains("to be rebuilt"), "an index file was rebuilt");
+    // Only the copy answers for the shard now.
+    cluster.replica(0, 0).kill();
+    for p in [0, 7_777, PEOPLE - 1] {
+        let found = identify(&mut router, probe(p)).await.unwrap();
+        assert_eq!(first(&found), Some(id(p).as_str()));
+    }
 }
 
 /// NATS with TLS and passwords; the log's record payloads sealed with the gallery key; a
