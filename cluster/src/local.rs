@@ -106,11 +106,7 @@ impl LocalShard {
     /// Waits (at most `patience`) for requests still holding the gallery, then checkpoints it
     /// (a faster next start: less log to replay) and closes it, releasing its directory.
     pub async fn close(self, patience: Duration) {
-        let gallery = self.gallery;
-        let t0 = Instant::now();
-        while Arc::strong_count(&gallery) > 1 && t0.elapsed() < patience {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let gallery = self.alone(patience).await;
         let _ = tokio::task::spawn_blocking(move || match Arc::try_unwrap(gallery) {
             Ok(g) => {
                 if let Err(e) = g.into_store().close() {
@@ -127,12 +123,18 @@ impl LocalShard {
     /// Waits (at most `patience`) for requests still holding the gallery, then drops it without
     /// a checkpoint (its directory lock is released: a bootstrap may replace it).
     pub async fn release(self, patience: Duration) {
+        let gallery = self.alone(patience).await;
+        let _ = tokio::task::spawn_blocking(move || drop(gallery)).await;
+    }
+
+    /// The gallery once no request holds it any more, or `patience` has passed.
+    async fn alone(self, patience: Duration) -> Arc<Gallery> {
         let gallery = self.gallery;
         let t0 = Instant::now();
         while Arc::strong_count(&gallery) > 1 && t0.elapsed() < patience {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = tokio::task::spawn_blocking(move || drop(gallery)).await;
+        gallery
     }
 
     async fn blocking<T: Send + 'static>(
