@@ -37,6 +37,7 @@ use crate::audit::{AuditRecord, Auditor};
 use crate::auth;
 use crate::metrics::Metrics;
 
+use abis_cluster::wire::MAX_RESULTS;
 use abis_cluster::Identified;
 use abis_proto::FailureReason;
 pub use backend::{Backend, BackendStats, BoxFuture, LocalBackend};
@@ -44,10 +45,9 @@ pub use routed::RoutedBackend;
 pub use samples::Engines;
 use samples::Item;
 
-/// Metadata bounds: small annotations, never a side channel for personal data.
-/// Default and largest `max_results`.
+/// Default `max_results`; the largest is the cluster's (`wire::MAX_RESULTS`), so that a router
+/// never cuts what a single node accepts.
 const DEFAULT_MAX_RESULTS: usize = 10;
-const MAX_RESULTS: usize = 1000;
 /// Default MOSIP target FPIR code (1e-3) and default 1:1 FMR.
 const DEFAULT_FPIR_CODE: u32 = 30;
 const DEFAULT_TARGET_FMR: f64 = 1e-4;
