@@ -202,6 +202,7 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     let mut store = StoreConfig::new(face_dim);
     store.memtable_max_records = config.store.memtable_max_records;
     store.merge_policy = Some(config.store.merge_policy());
+    store.merge_write_bytes_per_s = config.store.merge_write_bytes_per_s();
     store.encryption = gallery_keys(&config)?;
     let client = config.cluster.nats(&node).connect().await?;
     let replica = ReplicaConfig {
@@ -290,6 +291,7 @@ fn open_gallery(config: &Config, engines: &Engines) -> Result<Gallery, ServeErro
     let mut store_config = StoreConfig::new(face_dim);
     store_config.memtable_max_records = config.store.memtable_max_records;
     store_config.merge_policy = Some(config.store.merge_policy());
+    store_config.merge_write_bytes_per_s = config.store.merge_write_bytes_per_s();
     store_config.encryption = gallery_keys(config)?;
     let started = Instant::now();
     let path = config.server.data_dir.join("gallery");
