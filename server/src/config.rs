@@ -241,6 +241,8 @@ pub struct StoreConfig {
     pub merge_policy: MergePolicyName,
     /// Largest merge of the size-tiered policy, in bytes of segments merged.
     pub max_merge_bytes: u64,
+    /// Most MiB per second a background merge writes; 0: unthrottled.
+    pub merge_write_mib_per_s: u64,
 }
 
 /// `[store] merge_policy`.
@@ -254,6 +256,11 @@ pub enum MergePolicyName {
 }
 
 impl StoreConfig {
+    /// The write rate of merges (`None`: unthrottled).
+    pub fn merge_write_bytes_per_s(&self) -> Option<u64> {
+        (self.merge_write_mib_per_s > 0).then_some(self.merge_write_mib_per_s << 20)
+    }
+
     /// The engine's merge policy these keys name.
     pub fn merge_policy(&self) -> std::sync::Arc<dyn abis_engine::store::MergePolicy> {
         use abis_engine::store::{MergeAllAbove, SizeTiered};

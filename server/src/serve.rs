@@ -284,6 +284,7 @@ fn gallery_options(
     let mut store = StoreConfig::new(face_dim);
     store.memtable_max_records = config.store.memtable_max_records;
     store.merge_policy = Some(config.store.merge_policy());
+    store.merge_write_bytes_per_s = config.store.merge_write_bytes_per_s();
     store.encryption = gallery_keys(config)?;
     Ok(GalleryOptions {
         dir: config.server.data_dir.join("gallery"),

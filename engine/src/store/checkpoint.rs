@@ -148,7 +148,7 @@ impl Inner {
             if v.active.is_empty() && !dirty && !worth_merging {
                 return Ok(None);
             }
-            picked
+            self.with_headroom(&v, picked)
         };
         let new_gen = wal.gen + 1;
         let file = match create_wal(&*self.dir, new_gen) {
@@ -196,6 +196,40 @@ impl Inner {
         }))
     }
 
+    /// `picked` when the filesystem has room for the merged segment and its companion files
+    /// beside the ones it replaces (at most their size, plus the memtable's); else no merge
+    /// now (the flush goes on), with a warning.
+    fn with_headroom(&self, v: &super::Visible, picked: Vec<usize>) -> Vec<usize> {
+        let Ok(Some(free)) = self.dir.available_bytes() else {
+            return picked;
+        };
+        let stored = |name: String| self.dir.stored_len(&name).unwrap_or(0);
+        let extensions = self.cfg.companion.iter().flat_map(|c| c.extensions());
+        let exts: Vec<&str> = extensions.copied().collect();
+        let needed: u64 = picked
+            .iter()
+            .filter_map(|&k| v.segments.get(k))
+            .map(|s| {
+                let id = s.seg.id;
+                stored(segment_name(id))
+                    + exts
+                        .iter()
+                        .map(|e| stored(companion::companion_name(id, e)))
+                        .sum::<u64>()
+            })
+            .sum::<u64>()
+            + v.active_bytes as u64;
+        if picked.is_empty() || needed <= free {
+            return picked;
+        }
+        tracing::warn!(
+            needed_bytes = needed,
+            free_bytes = free,
+            "not enough disk space for a merge now; segments stay as they are"
+        );
+        Vec::new()
+    }
+
     /// After a failure that left nothing on disk referring to the new files: the frozen records
     /// go back into the memtable.
     fn thaw(&self) {
@@ -230,9 +264,12 @@ impl Inner {
         let mut next = meta.clone();
         let segs: Vec<Arc<Segment>> = frozen.captured.iter().map(|c| Arc::clone(&c.seg)).collect();
         let items = merge_items(&frozen.captured, &frozen.merged, &frozen.records)?;
-        let new_seg = write_segment(dir, &mut next, dim, &items, &segs)?;
+        let writer = self.writer_for(frozen);
+        let new_seg = write_segment(&*writer, &mut next, dim, &items, &segs)?;
         let new_seg = match new_seg {
-            Some((id, built)) => Some(self.open_new(id, built, &items, &frozen.captured)?),
+            Some((id, built)) => {
+                Some(self.open_new(&*writer, (id, built), &items, &frozen.captured)?)
+            }
             None => None,
         };
         let mut bitmaps = write_bitmaps(dir, meta, &mut next, &frozen.captured, &frozen.merged)?;
@@ -278,13 +315,24 @@ impl Inner {
         Ok(report)
     }
 
-    /// Opens the segment just written and builds its companion files from the records' origins
-    /// (copying what the merged segments' companions hold). Any failure removes both: nothing
-    /// refers to them yet.
+    /// Where a checkpoint writes its new files: the store's directory, throttled to
+    /// `merge_write_bytes_per_s` when the checkpoint merges segments.
+    fn writer_for(&self, frozen: &Frozen1) -> Arc<dyn Directory> {
+        match self.cfg.merge_write_bytes_per_s {
+            Some(rate) if frozen.merged.contains(&true) => Arc::new(
+                super::throttle::ThrottledDirectory::new(Arc::clone(&self.dir), rate),
+            ),
+            _ => Arc::clone(&self.dir),
+        }
+    }
+
+    /// Opens the segment just written and builds its companion files (through `writer`) from
+    /// the records' origins (copying what the merged segments' companions hold). Any failure
+    /// removes both: nothing refers to them yet.
     fn open_new(
         &self,
-        id: u64,
-        built: Built,
+        writer: &dyn Directory,
+        (id, built): (u64, Built),
         items: &[Item],
         captured: &[Captured],
     ) -> Result<NewSegment, CkptErr> {
@@ -326,7 +374,7 @@ impl Inner {
             .iter()
             .map(|e| companion::companion_name(id, e))
             .collect();
-        let opened = companion::build(dir, c, &view, &origin, "").and_then(|_| {
+        let opened = companion::build(writer, c, &view, &origin, "").and_then(|_| {
             companion::open(dir, c, &view).map_err(|source| StoreError::Companion {
                 file: names[0].clone(),
                 what: "opening what was just written",

@@ -45,6 +45,10 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// (sealed files stay sealed): a hard link when `link`, `len` is the whole file and the
     /// filesystem allows, else a copy of exactly `len` bytes; fsynced either way.
     fn export(&self, name: &str, dest: &Path, len: u64, link: bool) -> io::Result<()>;
+    /// Bytes free for new files on the directory's filesystem, when known.
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Writes `data` (at least `len` bytes) as the new file `dest`, `len` bytes of it, fsynced.
@@ -285,5 +289,24 @@ impl Directory for FsDirectory {
             return Ok(());
         }
         write_new(dest, File::open(&src)?, len)
+    }
+
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.root.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `path` is a NUL-terminated C string that outlives the call and `st` points to
+        // writable memory of the size of `statvfs`, which the call fills on success.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so it initialised the whole struct.
+        let st = unsafe { st.assume_init() };
+        // The field types differ between platforms (u32 or u64).
+        #[allow(clippy::unnecessary_cast)]
+        let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+        Ok(Some(free))
     }
 }

@@ -601,6 +601,10 @@ impl Directory for EncryptedDirectory {
         self.inner.stored_len(name)
     }
 
+    fn available_bytes(&self) -> io::Result<Option<u64>> {
+        self.inner.available_bytes()
+    }
+
     /// Sealed bytes as stored: a copy opens only with the gallery key, like the original.
     fn export(&self, name: &str, dest: &std::path::Path, len: u64, link: bool) -> io::Result<()> {
         self.inner.export(name, dest, len, link)

@@ -103,6 +103,7 @@ pub mod segment;
 mod snapshot;
 #[cfg(feature = "synth")]
 pub mod synth;
+mod throttle;
 pub mod wal;
 
 use std::collections::{HashMap, HashSet};
@@ -151,6 +152,9 @@ pub struct StoreConfig {
     pub max_segments: usize,
     /// Another merge policy instead of [`MergeAllAbove`] (see `merge.rs`).
     pub merge_policy: Option<Arc<dyn MergePolicy>>,
+    /// Most bytes per second a merge writes (its segment and companion files together), so a
+    /// background merge leaves the disk to the log and to searches. `None`: unthrottled.
+    pub merge_write_bytes_per_s: Option<u64>,
     /// Run flushes and compactions on a background thread when thresholds are crossed.
     pub background: bool,
     /// Refuse inserts beyond this many live records ([`StoreError::Full`]).
@@ -169,6 +173,7 @@ impl StoreConfig {
             memtable_max_bytes: 256 << 20,
             max_segments: 16,
             merge_policy: None,
+            merge_write_bytes_per_s: None,
             background: true,
             max_records: None,
             encryption: None,
