@@ -61,7 +61,8 @@ pub fn parse_dg2(bytes: &[u8]) -> Result<Dg2<'_>, Dg2Error> {
         return Err(Dg2Error::TooLarge { len: bytes.len() });
     }
     let outer = Reader::single(bytes, TAG_DG2).map_err(tlv("data group template 75"))?;
-    let group = Reader::single(outer.value, TAG_GROUP)
+    let group = outer
+        .only_child(TAG_GROUP)
         .map_err(tlv("biometric information group template 7F61"))?;
     let mut children = group
         .children()

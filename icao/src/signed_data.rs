@@ -65,7 +65,7 @@ pub(crate) fn parse_signed_data(content_info: Tlv<'_>) -> Result<SignedData<'_>,
     }
     let explicit = info.expect(0xA0).map_err(tlv("ContentInfo content"))?;
     info.finish().map_err(tlv("ContentInfo"))?;
-    let signed = Reader::single(explicit.value, 0x30).map_err(tlv("SignedData"))?;
+    let signed = explicit.only_child(0x30).map_err(tlv("SignedData"))?;
     let mut fields = signed.children().map_err(tlv("SignedData"))?;
     fields.expect(0x02).map_err(tlv("SignedData version"))?;
     fields
@@ -100,8 +100,9 @@ fn read_encapsulated<'a>(encap: &Tlv<'a>) -> Result<(ObjectIdentifier, Tlv<'a>),
         .expect(0xA0)
         .map_err(tlv("encapContentInfo eContent"))?;
     fields.finish().map_err(tlv("encapContentInfo"))?;
-    let econtent =
-        Reader::single(explicit.value, 0x04).map_err(tlv("encapContentInfo eContent"))?;
+    let econtent = explicit
+        .only_child(0x04)
+        .map_err(tlv("encapContentInfo eContent"))?;
     Ok((econtent_type, econtent))
 }
 

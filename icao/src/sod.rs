@@ -49,7 +49,7 @@ impl Sod {
             return Err(SodError::TooLarge { len: bytes.len() });
         }
         let outer = Reader::single(bytes, 0x77).map_err(tlv("template 77"))?;
-        let content_info = Reader::single(outer.value, 0x30).map_err(tlv("ContentInfo"))?;
+        let content_info = outer.only_child(0x30).map_err(tlv("ContentInfo"))?;
         let signed = parse_signed_data(content_info)?;
         if signed.econtent_type != LDS_SECURITY_OBJECT {
             let reason = format!("{} is not an LDSSecurityObject", signed.econtent_type);
@@ -101,7 +101,7 @@ type LdsContent = (AlgorithmIdentifierOwned, Vec<(u32, Vec<u8>)>);
 
 fn parse_lds_security_object(econtent: &Tlv<'_>) -> Result<LdsContent, CmsError> {
     let part = "LDSSecurityObject";
-    let object = Reader::single(econtent.value, 0x30).map_err(tlv(part))?;
+    let object = econtent.only_child(0x30).map_err(tlv(part))?;
     let mut fields = object.children().map_err(tlv(part))?;
     fields
         .expect(0x02)

@@ -86,6 +86,14 @@ impl<'a> Tlv<'a> {
         })
     }
 
+    /// The value's only element, which must carry `tag` (offsets stay those of the input).
+    pub fn only_child(&self, tag: u32) -> Result<Tlv<'a>, TlvError> {
+        let mut children = self.children()?;
+        let child = children.expect(tag)?;
+        children.finish()?;
+        Ok(child)
+    }
+
     /// Fails unless the tag is `expected`.
     pub fn expect(self, expected: u32) -> Result<Tlv<'a>, TlvError> {
         if self.tag == expected {

@@ -175,7 +175,10 @@ fn master_list_certificates(der: &[u8]) -> Result<Vec<Vec<u8>>, CmsError> {
         let reason = format!("{} is not id-icao-cscaMasterList", signed.econtent_type);
         return Err(invalid("eContentType", &signed.econtent, reason));
     }
-    let list = Reader::single(signed.econtent.value, 0x30).map_err(tlv("CscaMasterList"))?;
+    let list = signed
+        .econtent
+        .only_child(0x30)
+        .map_err(tlv("CscaMasterList"))?;
     let mut fields = list.children().map_err(tlv("CscaMasterList"))?;
     fields.expect(0x02).map_err(tlv("CscaMasterList version"))?;
     let set = fields

@@ -142,3 +142,31 @@ pub fn trust(cscas: &[&pki::Csca], crls: &[Vec<u8>]) -> abis_icao::TrustStore {
     }
     store
 }
+
+/// JPEG 2000 (JP2) of an ATT/ORL face made by OpenJPEG's `opj_compress` at `ratio`:1, or `None`
+/// (reported by the testkit) when the shared data or the tool is missing.
+pub fn att_face_jpeg2000(subject: u32, n: u32, ratio: u32) -> Option<Vec<u8>> {
+    let pgm = abis_testkit::shared(&format!("face/ATT_ORL/s{subject}/{n}.pgm"))?;
+    let tool = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("opj_compress"))
+            .find(|p| p.is_file())
+    });
+    let tool = abis_testkit::require(tool, "opj_compress", "make setup installs libopenjp2-tools")?;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("face.jp2");
+    let status = std::process::Command::new(tool)
+        .args([
+            "-i".as_ref(),
+            pgm.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "-r".as_ref(),
+            ratio.to_string().as_ref(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "opj_compress failed");
+    Some(std::fs::read(out).unwrap())
+}
