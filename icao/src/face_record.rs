@@ -21,6 +21,16 @@ pub enum ImageType {
     Jpeg2000,
 }
 
+impl ImageType {
+    /// `"jpeg"` or `"jpeg2000"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageType::Jpeg => "jpeg",
+            ImageType::Jpeg2000 => "jpeg2000",
+        }
+    }
+}
+
 /// One facial image of the record: the encoded bytes and what the record declares about them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FacialImage<'a> {

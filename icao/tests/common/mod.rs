@@ -146,7 +146,15 @@ pub fn trust(cscas: &[&pki::Csca], crls: &[Vec<u8>]) -> abis_icao::TrustStore {
 /// JPEG 2000 (JP2) of an ATT/ORL face made by OpenJPEG's `opj_compress` at `ratio`:1, or `None`
 /// (reported by the testkit) when the shared data or the tool is missing.
 pub fn att_face_jpeg2000(subject: u32, n: u32, ratio: u32) -> Option<Vec<u8>> {
-    let pgm = abis_testkit::shared(&format!("face/ATT_ORL/s{subject}/{n}.pgm"))?;
+    let face = image::open(abis_testkit::shared(&format!(
+        "face/ATT_ORL/s{subject}/{n}.pgm"
+    ))?)
+    .unwrap();
+    jpeg2000(&face, ratio)
+}
+
+/// `image` as JPEG 2000 (JP2) by `opj_compress` at `ratio`:1, or `None` without the tool.
+pub fn jpeg2000(image: &image::DynamicImage, ratio: u32) -> Option<Vec<u8>> {
     let tool = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|p| p.join("opj_compress"))
@@ -154,19 +162,51 @@ pub fn att_face_jpeg2000(subject: u32, n: u32, ratio: u32) -> Option<Vec<u8>> {
     });
     let tool = abis_testkit::require(tool, "opj_compress", "make setup installs libopenjp2-tools")?;
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("face.jp2");
+    let (input, output) = (dir.path().join("face.pgm"), dir.path().join("face.jp2"));
+    image.to_luma8().save(&input).unwrap();
     let status = std::process::Command::new(tool)
         .args([
             "-i".as_ref(),
-            pgm.as_os_str(),
+            input.as_os_str(),
             "-o".as_ref(),
-            out.as_os_str(),
-            "-r".as_ref(),
-            ratio.to_string().as_ref(),
+            output.as_os_str(),
         ])
+        .args(["-r", &ratio.to_string()])
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "opj_compress failed");
-    Some(std::fs::read(out).unwrap())
+    Some(std::fs::read(output).unwrap())
+}
+
+/// A chip portrait as cards carry it: an ATT face enlarged 4x (368x448) in JPEG 2000 at 6:1
+/// (20-30 KB).
+pub fn chip_portrait(subject: u32, n: u32) -> Option<Vec<u8>> {
+    let face = image::open(abis_testkit::shared(&format!(
+        "face/ATT_ORL/s{subject}/{n}.pgm"
+    ))?)
+    .unwrap();
+    jpeg2000(
+        &face.resize_exact(368, 448, image::imageops::FilterType::CatmullRom),
+        6,
+    )
+}
+
+/// A counter's live photo: an ATT face enlarged 4x in the middle of a grey 1152x864 (1 MP)
+/// scene, as JPEG.
+pub fn live_photo(subject: u32, n: u32) -> Option<Vec<u8>> {
+    let face = image::open(abis_testkit::shared(&format!(
+        "face/ATT_ORL/s{subject}/{n}.pgm"
+    ))?)
+    .unwrap();
+    let face = face
+        .resize_exact(368, 448, image::imageops::FilterType::CatmullRom)
+        .to_rgb8();
+    let mut scene = image::RgbImage::from_pixel(1152, 864, image::Rgb([128, 128, 128]));
+    image::imageops::overlay(&mut scene, &face, (1152 - 368) / 2, (864 - 448) / 2);
+    let mut out = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(scene)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    Some(out.into_inner())
 }
