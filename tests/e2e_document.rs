@@ -203,3 +203,59 @@ fn verify_chip_from_a_shell() {
     assert_eq!(v["decision"], "match", "{v}");
     assert_eq!(v["chain"]["ok"], true, "{v}");
 }
+
+/// The customer (subject 1, large, centred) with a bystander (subject 3, smaller, in a corner).
+fn crowded_photo() -> Option<Vec<u8>> {
+    let face = |subject: u32, n: u32, w: u32, h: u32| -> Option<image::RgbImage> {
+        let path = abis_testkit::shared(&format!("face/ATT_ORL/s{subject}/{n}.pgm"))?;
+        let image = image::open(path).unwrap();
+        Some(
+            image
+                .resize_exact(w, h, image::imageops::FilterType::CatmullRom)
+                .to_rgb8(),
+        )
+    };
+    let mut scene = image::RgbImage::from_pixel(1152, 864, image::Rgb([128, 128, 128]));
+    image::imageops::overlay(&mut scene, &face(1, 2, 368, 448)?, 392, 208);
+    image::imageops::overlay(&mut scene, &face(3, 1, 184, 224)?, 40, 40);
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(scene)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    Some(out.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn face_choice_picks_the_customer_out_of_a_crowded_photo() {
+    let Some(c) = counter() else { return };
+    let Some(photo) = crowded_photo() else { return };
+    support::wait_serving(&c.server, "", std::time::Duration::from_secs(60)).await;
+    let mut client = support::connect(&c.server).await;
+    let with = |choice: FaceChoice| {
+        let mut req = request(&c.genuine, &photo);
+        req.face_choice = choice as i32;
+        req
+    };
+    let only = client
+        .verify_document(with(FaceChoice::Only))
+        .await
+        .unwrap_err();
+    assert_eq!(only.code(), tonic::Code::InvalidArgument, "{only:?}");
+    assert!(
+        only.message().contains("live[0]") && only.message().contains("2 faces found"),
+        "{}",
+        only.message()
+    );
+    for choice in [
+        FaceChoice::Largest,
+        FaceChoice::MostCentral,
+        FaceChoice::Unspecified,
+    ] {
+        let r = client
+            .verify_document(with(choice))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision, Decision::Matched as i32, "{choice:?}: {r:?}");
+    }
+}
