@@ -5,12 +5,15 @@
 //!    message-digest attribute must equal the hash of the encapsulated LDSSecurityObject;
 //! 2. **chain** — the Document Signer certificate is signed by a CSCA of the trust store, the
 //!    CSCA is valid now, and the Document Signer was valid *when it signed*. Doc 9303 part 12
-//!    (§5, key management) gives a Document Signer a private key usage period of a few months
-//!    and a certificate that must cover the documents it signs, which stay valid for years: a
-//!    card signed while its Document Signer was valid stays authentic after that certificate
+//!    (PKI for MRTDs, key management) separates a Document Signer's short private key usage
+//!    period from the validity of the documents it signs, which stay valid for years: a card
+//!    signed while its Document Signer was valid stays authentic after that certificate
 //!    expired. The signing time is the SOD's `signingTime` attribute when present (it must
-//!    fall within the Document Signer's validity and not after now), else now;
-//! 3. **revocation** — no CRL of the issuing CSCA (signed by it) lists the Document Signer;
+//!    fall within the Document Signer's validity and not after now), else now — so a SOD
+//!    without it needs a Document Signer valid today;
+//! 3. **revocation** — no CRL of the issuing CSCA (signed by it) lists the Document Signer.
+//!    A CRL past its nextUpdate still counts (a stale list is better than none); without any
+//!    CRL of that CSCA the check passes, saying so, unless [`TrustStore::require_crl`];
 //! 4. **hashes** — every data group given has its hash in the SOD, equal to the SOD's.
 
 use std::time::SystemTime;
@@ -93,19 +96,17 @@ pub fn authenticate(
     now: SystemTime,
 ) -> PassiveAuthentication {
     let signer = sod.document_signer();
-    let issuer = signer.map(|ds| find_issuer(ds, trust));
     let not_checked = |why: &str| Err(Failure::NotChecked(why.into()));
-    let (chain, revocation) = match (signer, &issuer) {
-        (None, _) => (
+    let (chain, revocation) = match signer.map(|ds| (ds, find_issuer(ds, trust))) {
+        None => (
             Err(Failure::NoDocumentSigner),
             not_checked("no Document Signer"),
         ),
-        (Some(ds), Some(Ok(csca))) => (
+        Some((ds, Ok(csca))) => (
             check_validity(sod, ds, csca, now),
             check_revocation(ds, csca, trust),
         ),
-        (Some(_), Some(Err(failure))) => (Err(failure.clone()), not_checked("no issuing CSCA")),
-        (Some(_), None) => unreachable!("an issuer is looked up for every signer"),
+        Some((_, Err(failure))) => (Err(failure), not_checked("no issuing CSCA")),
     };
     PassiveAuthentication {
         signature: check_signature(sod, signer),
