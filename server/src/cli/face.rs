@@ -45,24 +45,7 @@ pub enum FaceCommand {
     },
     /// Bank counter: a live photo against the portrait of a chip ID card (EF.DG2), with
     /// passive authentication of its EF.SOD; the decision is "match" only when both hold.
-    VerifyChip {
-        live: PathBuf,
-        /// EF.DG2 as read from the chip.
-        #[arg(long)]
-        dg2: PathBuf,
-        /// EF.SOD as read from the chip.
-        #[arg(long)]
-        sod: PathBuf,
-        /// Trust store: CSCA certificates, master lists (.ml) and CRLs (.crl); without it the
-        /// chain check fails.
-        #[arg(long, value_name = "DIR")]
-        trust: Option<PathBuf>,
-        /// Target false-match rate of the face decision.
-        #[arg(long, default_value_t = 1e-4)]
-        fmr: f64,
-        #[command(flatten)]
-        face: FaceArgs,
-    },
+    VerifyChip(VerifyChipArgs),
     /// Score every pair of a labelled folder: EER, FNMR at FMR 1e-2/1e-3/1e-4.
     #[cfg(feature = "eval")]
     Eval {
@@ -76,6 +59,26 @@ pub enum FaceCommand {
         #[command(flatten)]
         face: FaceArgs,
     },
+}
+
+#[derive(Args)]
+pub struct VerifyChipArgs {
+    live: PathBuf,
+    /// EF.DG2 as read from the chip.
+    #[arg(long)]
+    dg2: PathBuf,
+    /// EF.SOD as read from the chip.
+    #[arg(long)]
+    sod: PathBuf,
+    /// Trust store: CSCA certificates, master lists (.ml) and CRLs (.crl); without it the
+    /// chain check fails.
+    #[arg(long, value_name = "DIR")]
+    trust: Option<PathBuf>,
+    /// Target false-match rate of the face decision.
+    #[arg(long, default_value_t = 1e-4)]
+    fmr: f64,
+    #[command(flatten)]
+    face: FaceArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -126,13 +129,6 @@ fn check_fmr(fmr: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `verify-chip` read from the card, and where its trust store is.
-struct Chip {
-    dg2: Vec<u8>,
-    sod: Vec<u8>,
-    trust: Option<PathBuf>,
-}
-
 fn check_json(check: &abis_icao::Check) -> serde_json::Value {
     match check {
         Ok(reason) => json!({"ok": true, "reason": reason}),
@@ -141,33 +137,29 @@ fn check_json(check: &abis_icao::Check) -> serde_json::Value {
 }
 
 /// Passive authentication of the chip, then the live face against its portrait.
-fn verify_chip(
-    engine: &FaceEngine,
-    live: &[u8],
-    chip: &Chip,
-    fmr: f64,
-    face: FaceArgs,
-) -> anyhow::Result<()> {
-    check_fmr(fmr)?;
-    let portrait = abis_icao::parse_dg2(&chip.dg2)?;
-    let sod = abis_icao::Sod::parse(&chip.sod)?;
-    let trust = match &chip.trust {
+fn verify_chip(engine: &FaceEngine, args: &VerifyChipArgs) -> anyhow::Result<()> {
+    check_fmr(args.fmr)?;
+    let (dg2, sod) = (read(&args.dg2)?, read(&args.sod)?);
+    let portrait = abis_icao::parse_dg2(&dg2)?;
+    let sod = abis_icao::Sod::parse(&sod)?;
+    let trust = match &args.trust {
         Some(dir) => abis_icao::TrustStore::load_dir(dir)?,
         None => abis_icao::TrustStore::new(),
     };
-    let groups = [(2, chip.dg2.as_slice())];
+    let groups = [(2, dg2.as_slice())];
     let pa = abis_icao::authenticate(&sod, &groups, &trust, std::time::SystemTime::now());
     let live = engine
-        .extract(live, face.options())
+        .extract(&read(&args.live)?, args.face.options())
         .context("face in the live photo")?;
     let portrait_options = FaceOptions {
         portrait: true,
         choice: FaceChoice::Largest,
-        ..face.options()
+        ..args.face.options()
     };
     let chip_face = engine
         .extract(portrait.first().data, portrait_options)
         .context("face in the DG2 portrait")?;
+    let fmr = args.fmr;
     let d = engine.compare(&live.template, &chip_face.template, fmr)?;
     let matched = pa.passed() && d.matched;
     print(&json!({
@@ -225,21 +217,7 @@ pub fn run(command: FaceCommand, models: &ModelsDir) -> anyhow::Result<()> {
             v["embedding"] = json!(x.template.embedding);
             print(&v)
         }
-        FaceCommand::VerifyChip {
-            live,
-            dg2,
-            sod,
-            trust,
-            fmr,
-            face,
-        } => {
-            let chip = Chip {
-                dg2: read(&dg2)?,
-                sod: read(&sod)?,
-                trust,
-            };
-            verify_chip(&open_engine(models)?, &read(&live)?, &chip, fmr, face)
-        }
+        FaceCommand::VerifyChip(args) => verify_chip(&open_engine(models)?, &args),
         FaceCommand::Verify { a, b, fmr, face } => {
             check_fmr(fmr)?;
             let engine = open_engine(models)?;
