@@ -202,6 +202,7 @@ async fn routers_answer_exactly_like_one_node() {
     assert_eq!(b.identify(by_id).await.unwrap().into_inner(), want);
     // Verify and Get go to the id's shard.
     let verify = VerifyRequest {
+        face_choice: 0,
         probe: probe(5),
         reference: Some(verify_request::Reference::ReferenceId(id(5))),
         target_fmr: 1e-4,
@@ -209,6 +210,7 @@ async fn routers_answer_exactly_like_one_node() {
     let want = one.verify(verify.clone()).await.unwrap().into_inner();
     assert_eq!(a.verify(verify).await.unwrap().into_inner(), want);
     let samples = VerifyRequest {
+        face_choice: 0,
         probe: probe(6),
         reference: Some(verify_request::Reference::Samples(SampleList {
             samples: enrolment(6).samples,

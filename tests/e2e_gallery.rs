@@ -177,6 +177,7 @@ async fn enroll_search_verify_delete_and_restart() {
 
     // 1:1 verification against a stored record.
     let verify = |id: &str, samples: Vec<Sample>| VerifyRequest {
+        face_choice: 0,
         probe: samples,
         reference: Some(verify_request::Reference::ReferenceId(id.into())),
         target_fmr: 1e-4,
@@ -320,6 +321,7 @@ async fn enroll_search_verify_delete_and_restart() {
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = client
         .verify(VerifyRequest {
+            face_choice: 0,
             target_fmr: 2.0,
             ..verify("100000000002", vec![data.finger(103, 2, 1)])
         })

@@ -286,6 +286,7 @@ fn hostile_bodies() -> Vec<(String, Vec<u8>)> {
         target_fpir: 999,
     };
     let verify = VerifyRequest {
+        face_choice: 0,
         probe: vec![],
         reference: None,
         target_fmr: f64::NAN,

@@ -86,6 +86,7 @@ async fn each_role_can_do_exactly_what_it_may_and_every_call_is_audited() {
         target_fpir: 30,
     };
     let verify = || VerifyRequest {
+        face_choice: 0,
         probe: vec![finger(&p2)],
         reference: Some(verify_request::Reference::ReferenceId(
             "200000000001".into(),

@@ -53,6 +53,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
     let image = std::fs::read(support::afis_sample("p1_1.png")).expect("afis sample");
     let resp = client
         .extract(ExtractRequest {
+            face_choice: 0,
             samples: vec![finger(image.clone(), 2)],
             format: TemplateFormat::Iso1979422005 as i32,
         })
@@ -71,6 +72,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
     let cases: Vec<(ExtractRequest, &str)> = vec![
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![],
                 format: 0,
             },
@@ -78,6 +80,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![finger(b"not an image".to_vec(), 1)],
                 format: 0,
             },
@@ -85,6 +88,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![finger(image[..200].to_vec(), 1)],
                 format: 0,
             },
@@ -92,6 +96,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![finger(image.clone(), 11)],
                 format: 0,
             },
@@ -99,6 +104,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![finger(image.clone(), 1)],
                 format: 99,
             },
@@ -106,6 +112,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![Sample {
                     modality: 0,
                     finger_position: 1,
@@ -118,6 +125,7 @@ async fn serves_health_reflection_and_extract_then_shuts_down_cleanly() {
         ),
         (
             ExtractRequest {
+                face_choice: 0,
                 samples: vec![Sample {
                     ppi: -3.0,
                     ..finger(image.clone(), 1)

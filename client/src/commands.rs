@@ -166,6 +166,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
         ClientCommand::Verify { id, samples, fmr } => {
             let r = client
                 .verify(VerifyRequest {
+                    face_choice: 0,
                     probe: samples.samples()?,
                     reference: Some(verify_request::Reference::ReferenceId(id)),
                     target_fmr: fmr,

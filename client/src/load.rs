@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use abis_proto::v1::{
     identify_request, sample, verify_request, IdentifyRequest, InsertRequest, Modality, Sample,
-    SampleList, VerifyRequest,
+    SampleList, VerifyDocumentRequest, VerifyRequest,
 };
 use clap::{Args, ValueEnum};
 use serde_json::json;
@@ -24,6 +24,9 @@ pub enum LoadRpc {
     Identify,
     /// Verify the given samples against `--id`.
     Verify,
+    /// The bank counter: the given face sample(s) as the live photo against the chip files
+    /// `--dg2` and `--sod` (passive authentication included).
+    VerifyDocument,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -56,6 +59,37 @@ pub struct LoadArgs {
     /// record measures what a call costs besides matching (e.g. a cluster router's fan-out).
     #[arg(long = "only", value_name = "ID")]
     pub only: Vec<String>,
+    /// VerifyDocument: EF.DG2 as read from the chip.
+    #[arg(long, value_name = "FILE")]
+    pub dg2: Option<std::path::PathBuf>,
+    /// VerifyDocument: EF.SOD as read from the chip.
+    #[arg(long, value_name = "FILE")]
+    pub sod: Option<std::path::PathBuf>,
+}
+
+/// The chip files of VerifyDocument, read once.
+#[derive(Default)]
+struct Chip {
+    dg2: Vec<u8>,
+    sod: Vec<u8>,
+}
+
+fn read_chip(args: &LoadArgs) -> Result<Chip, ClientError> {
+    if args.rpc != LoadRpc::VerifyDocument {
+        return Ok(Chip::default());
+    }
+    let (Some(dg2), Some(sod)) = (&args.dg2, &args.sod) else {
+        return Err(ClientError::Usage(
+            "--rpc verify-document needs --dg2 and --sod".into(),
+        ));
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))
+    };
+    Ok(Chip {
+        dg2: read(dg2)?,
+        sod: read(sod)?,
+    })
 }
 
 /// Outcome of one request: latency, or the status code.
@@ -76,7 +110,13 @@ fn synthetic_record_samples(number: u64, fingers: u8) -> Vec<Sample> {
         .collect()
 }
 
-async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -> Outcome {
+async fn one(
+    client: &mut Client,
+    args: &LoadArgs,
+    samples: &[Sample],
+    chip: &Chip,
+    n: u64,
+) -> Outcome {
     let t0 = Instant::now();
     let r = match args.rpc {
         LoadRpc::Insert => {
@@ -108,11 +148,22 @@ async fn one(client: &mut Client, args: &LoadArgs, samples: &[Sample], n: u64) -
             .map(drop),
         LoadRpc::Verify => client
             .verify(VerifyRequest {
+                face_choice: 0,
                 probe: samples.to_vec(),
                 reference: Some(verify_request::Reference::ReferenceId(
                     args.id.clone().unwrap_or_default(),
                 )),
                 target_fmr: 1e-4,
+            })
+            .await
+            .map(drop),
+        LoadRpc::VerifyDocument => client
+            .verify_document(VerifyDocumentRequest {
+                live: samples.to_vec(),
+                dg2: chip.dg2.clone(),
+                sod: chip.sod.clone(),
+                target_fmr: 1e-4,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -149,6 +200,7 @@ pub async fn run(
     samples: Vec<Sample>,
 ) -> Result<serde_json::Value, ClientError> {
     check(&args, &samples)?;
+    let chip = Arc::new(read_chip(&args)?);
     let args = Arc::new(args);
     let samples = Arc::new(samples);
     let next = Arc::new(AtomicU64::new(0));
@@ -157,12 +209,13 @@ pub async fn run(
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (mut client, args, samples, next, outcomes) = (
+        let (mut client, args, samples, next, outcomes, chip) = (
             client.clone(),
             Arc::clone(&args),
             Arc::clone(&samples),
             Arc::clone(&next),
             Arc::clone(&outcomes),
+            Arc::clone(&chip),
         );
         tasks.push(tokio::spawn(async move {
             loop {
@@ -170,7 +223,7 @@ pub async fn run(
                 if n >= args.requests || Instant::now() >= deadline {
                     break;
                 }
-                let o = one(&mut client, &args, &samples, n).await;
+                let o = one(&mut client, &args, &samples, &chip, n).await;
                 outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
             }
         }));

@@ -153,6 +153,7 @@ pub const ABIS_SERVICE_PREFIX: &str = "/abis.v1.Abis/";
 /// - `ReferenceCount` and `PendingJobs` reveal only counts: any role but `verify`, so a bank
 ///   key learns nothing about the gallery.
 /// - `Extract` turns an image into a template, needed before verification and enrollment.
+/// - `VerifyDocument` is the bank counter's 1:1 against a chip ID card: `verify`, like `Verify`.
 pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("Insert", Access::AnyOf(&[Role::Enroll])),
     ("InsertStream", Access::AnyOf(&[Role::Enroll])),
@@ -170,6 +171,7 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
         Access::AnyOf(&[Role::Enroll, Role::Search, Role::Admin]),
     ),
     ("Extract", Access::AnyOf(&[Role::Verify, Role::Enroll])),
+    ("VerifyDocument", Access::AnyOf(&[Role::Verify])),
 ];
 
 const OPEN_PREFIXES: &[&str] = &[

@@ -719,7 +719,7 @@ mod tests {
     #[test]
     fn each_role_can_do_exactly_what_it_may() {
         let expect: &[(&str, &[&str])] = &[
-            ("verify", &["Verify", "Extract"]),
+            ("verify", &["Verify", "Extract", "VerifyDocument"]),
             (
                 "enroll",
                 &[

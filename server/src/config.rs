@@ -78,6 +78,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub search: SearchConfig,
     pub cluster: ClusterConfig,
+    pub document: DocumentConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -221,6 +222,15 @@ pub struct MetricsConfig {
     pub enabled: bool,
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
+}
+
+/// Chip documents of `VerifyDocument` (ICAO 9303 passive authentication).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentConfig {
+    /// Directory of CSCA certificates (DER/PEM), ICAO master lists (`.ml`) and CRLs (`.crl`),
+    /// read at start; absent: every document fails the chain check.
+    pub trust_store: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -390,6 +400,7 @@ const STRING_KEYS: &[&str] = &[
     "nats_password_file",
     "nats_token_file",
     "nats_ca_file",
+    "trust_store",
 ];
 
 impl Config {

@@ -56,6 +56,8 @@ pub enum ServeError {
     Model(#[from] abis_engine::model::ModelError),
     #[error(transparent)]
     Finger(#[from] abis_engine::finger::FingerError),
+    #[error("[document] {0}")]
+    TrustStore(#[from] abis_icao::TrustError),
     #[error(transparent)]
     KeyFile(#[from] abis_engine::store::encryption::KeyFileError),
     #[error("opening the gallery in {path}: {source}")]
@@ -261,6 +263,20 @@ async fn serve_replica(config: Config, runtime_config: &RuntimeConfig) -> Result
     }
 }
 
+/// The CSCAs and CRLs of `[document] trust_store`, when configured.
+fn open_trust_store(config: &Config) -> Result<Option<Arc<abis_icao::TrustStore>>, ServeError> {
+    let Some(dir) = &config.document.trust_store else {
+        return Ok(None);
+    };
+    let store = abis_icao::TrustStore::load_dir(dir)?;
+    tracing::info!(
+        cscas = store.cscas().len(),
+        crls = store.crls().len(),
+        "document trust store loaded"
+    );
+    Ok(Some(Arc::new(store)))
+}
+
 /// The fingerprint extractor, and the face pipeline when its models are installed.
 fn open_engines(runtime: &Arc<Runtime>) -> Result<Arc<Engines>, ServeError> {
     let finger = Arc::new(FingerExtractor::new(runtime, Limits::default())?);
@@ -439,12 +455,11 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     };
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
-    let abis = AbisServer::new(AbisService::new(
-        engines,
-        backend,
-        auditor,
-        Arc::clone(&metrics),
-    ))
+    let trust_store = open_trust_store(&config)?;
+    let abis = AbisServer::new(
+        AbisService::new(engines, backend, auditor, Arc::clone(&metrics))
+            .with_trust_store(trust_store),
+    )
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);
 

@@ -43,6 +43,9 @@ pub enum FaceCommand {
         #[command(flatten)]
         face: FaceArgs,
     },
+    /// Bank counter: a live photo against the portrait of a chip ID card (EF.DG2), with
+    /// passive authentication of its EF.SOD; the decision is "match" only when both hold.
+    VerifyChip(VerifyChipArgs),
     /// Score every pair of a labelled folder: EER, FNMR at FMR 1e-2/1e-3/1e-4.
     #[cfg(feature = "eval")]
     Eval {
@@ -56,6 +59,26 @@ pub enum FaceCommand {
         #[command(flatten)]
         face: FaceArgs,
     },
+}
+
+#[derive(Args)]
+pub struct VerifyChipArgs {
+    live: PathBuf,
+    /// EF.DG2 as read from the chip.
+    #[arg(long)]
+    dg2: PathBuf,
+    /// EF.SOD as read from the chip.
+    #[arg(long)]
+    sod: PathBuf,
+    /// Trust store: CSCA certificates, master lists (.ml) and CRLs (.crl); without it the
+    /// chain check fails.
+    #[arg(long, value_name = "DIR")]
+    trust: Option<PathBuf>,
+    /// Target false-match rate of the face decision.
+    #[arg(long, default_value_t = 1e-4)]
+    fmr: f64,
+    #[command(flatten)]
+    face: FaceArgs,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -97,6 +120,58 @@ impl FaceArgs {
             },
         }
     }
+}
+
+fn check_fmr(fmr: f64) -> anyhow::Result<()> {
+    if !(fmr > 0.0 && fmr < 1.0) {
+        bail!("--fmr must be in (0, 1), got {fmr}");
+    }
+    Ok(())
+}
+
+fn check_json(check: &abis_icao::Check) -> serde_json::Value {
+    match check {
+        Ok(reason) => json!({"ok": true, "reason": reason}),
+        Err(failure) => json!({"ok": false, "reason": failure.to_string()}),
+    }
+}
+
+/// Passive authentication of the chip, then the live face against its portrait.
+fn verify_chip(engine: &FaceEngine, args: &VerifyChipArgs) -> anyhow::Result<()> {
+    check_fmr(args.fmr)?;
+    let (dg2, sod) = (read(&args.dg2)?, read(&args.sod)?);
+    let portrait = abis_icao::parse_dg2(&dg2)?;
+    let sod = abis_icao::Sod::parse(&sod)?;
+    let trust = match &args.trust {
+        Some(dir) => abis_icao::TrustStore::load_dir(dir)?,
+        None => abis_icao::TrustStore::new(),
+    };
+    let groups = [(2, dg2.as_slice())];
+    let pa = abis_icao::authenticate(&sod, &groups, &trust, std::time::SystemTime::now());
+    let live = engine
+        .extract(&read(&args.live)?, args.face.options())
+        .context("face in the live photo")?;
+    let portrait_options = FaceOptions {
+        portrait: true,
+        choice: FaceChoice::Largest,
+        ..args.face.options()
+    };
+    let chip_face = engine
+        .extract(portrait.first().data, portrait_options)
+        .context("face in the DG2 portrait")?;
+    let fmr = args.fmr;
+    let d = engine.compare(&live.template, &chip_face.template, fmr)?;
+    let matched = pa.passed() && d.matched;
+    print(&json!({
+        "decision": if matched { "match" } else { "no-match" },
+        "passive_authentication": pa.passed(),
+        "signature": check_json(&pa.signature),
+        "chain": check_json(&pa.chain),
+        "revocation": check_json(&pa.revocation),
+        "hashes": check_json(&pa.hashes),
+        "face": {"score": d.score, "decision": if d.matched { "match" } else { "no-match" }, "target_fmr": d.target_fmr},
+        "portrait_format": portrait.first().image_type.name(),
+    }))
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -142,10 +217,9 @@ pub fn run(command: FaceCommand, models: &ModelsDir) -> anyhow::Result<()> {
             v["embedding"] = json!(x.template.embedding);
             print(&v)
         }
+        FaceCommand::VerifyChip(args) => verify_chip(&open_engine(models)?, &args),
         FaceCommand::Verify { a, b, fmr, face } => {
-            if !(fmr > 0.0 && fmr < 1.0) {
-                bail!("--fmr must be in (0, 1), got {fmr}");
-            }
+            check_fmr(fmr)?;
             let engine = open_engine(models)?;
             let (ba, bb) = (read(&a)?, read(&b)?);
             // Each side is a stored template (ABFT magic) or an image; images are embedded in

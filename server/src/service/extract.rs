@@ -7,13 +7,14 @@ use abis_proto::v1::{
 };
 use tonic::Status;
 
-use super::samples::{check_count, Engines, Item};
+use super::samples::{check_count, face_choice, Engines, Item};
 use super::status;
 
 pub fn extract(engines: &Engines, req: ExtractRequest) -> Result<ExtractResponse, Status> {
     check_count("samples", req.samples.len())?;
     let format = TemplateFormat::try_from(req.format)
         .map_err(|_| status::invalid("format", format!("unknown value {}", req.format)))?;
+    let choice = face_choice("face_choice", req.face_choice)?;
     let mut results = Vec::with_capacity(req.samples.len());
     for (i, sample) in req.samples.into_iter().enumerate() {
         let field = format!("samples[{i}]");
@@ -23,7 +24,7 @@ pub fn extract(engines: &Engines, req: ExtractRequest) -> Result<ExtractResponse
                 "Extract takes images",
             ));
         }
-        results.push(match engines.convert(&field, sample)? {
+        results.push(match engines.convert_with(&field, sample, choice)? {
             Item::Finger {
                 position,
                 template,

@@ -5,6 +5,7 @@
 
 mod backend;
 pub mod call;
+mod document;
 mod extract;
 mod routed;
 mod samples;
@@ -28,8 +29,8 @@ use abis_proto::v1::{
     ExtractResponse, GetRequest, GetResponse, IdentifyBatchRequest, IdentifyBatchResponse,
     IdentifyBatchResult, IdentifyRequest, IdentifyResponse, InsertRequest, InsertResponse,
     InsertStreamResponse, Modality, ModalityDecision, ModalityScore, PendingJobsRequest,
-    PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse, VerifyRequest,
-    VerifyResponse,
+    PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse, VerifyDocumentRequest,
+    VerifyDocumentResponse, VerifyRequest, VerifyResponse,
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -60,6 +61,8 @@ pub struct AbisService {
     pending: Arc<AtomicU64>,
     auditor: Auditor,
     metrics: Arc<Metrics>,
+    /// CSCAs and CRLs of `VerifyDocument` (`with_trust_store`).
+    trust_store: Option<Arc<abis_icao::TrustStore>>,
 }
 
 impl AbisService {
@@ -75,6 +78,7 @@ impl AbisService {
             pending: Arc::new(AtomicU64::new(0)),
             auditor,
             metrics,
+            trust_store: None,
         };
         service.update_gauges();
         service
@@ -232,6 +236,19 @@ fn identify_response(found: Identified) -> IdentifyResponse {
         threshold: found.threshold,
         gallery_size: found.searched,
     }
+}
+
+/// A request's `target_fmr`: 0 means the default 1e-4.
+fn target_fmr(value: f64) -> Result<f64, Status> {
+    let target_fmr = if value == 0.0 {
+        DEFAULT_TARGET_FMR
+    } else {
+        value
+    };
+    if !(target_fmr > 0.0 && target_fmr < 1.0) {
+        return Err(status::invalid("target_fmr", "must be in (0, 1)"));
+    }
+    Ok(target_fmr)
 }
 
 fn decision(score: f64, target_fmr: f64) -> Decision {
@@ -431,6 +448,13 @@ impl Abis for AbisService {
         .await
         .map(Response::new)
     }
+
+    async fn verify_document(
+        &self,
+        request: Request<VerifyDocumentRequest>,
+    ) -> Result<Response<VerifyDocumentResponse>, Status> {
+        self.verify_document_rpc(request).await
+    }
 }
 
 impl AbisService {
@@ -562,20 +586,14 @@ impl AbisService {
     }
 
     async fn verify_inner(&self, req: VerifyRequest) -> Result<VerifyResponse, Status> {
-        let target_fmr = if req.target_fmr == 0.0 {
-            DEFAULT_TARGET_FMR
-        } else {
-            req.target_fmr
-        };
-        if !(target_fmr > 0.0 && target_fmr < 1.0) {
-            return Err(status::invalid("target_fmr", "must be in (0, 1)"));
-        }
+        let target_fmr = target_fmr(req.target_fmr)?;
         let reference = req
             .reference
             .ok_or_else(|| status::invalid("reference", "a reference_id or samples is required"))?;
         let probe_samples = req.probe;
+        let choice = samples::face_choice("face_choice", req.face_choice)?;
         let probe = self
-            .extract(move |e| e.probe("probe", probe_samples))
+            .extract(move |e| e.probe_with("probe", probe_samples, choice))
             .await?;
         let v = match reference {
             verify_request::Reference::ReferenceId(id) => {
@@ -584,7 +602,7 @@ impl AbisService {
             }
             verify_request::Reference::Samples(list) => {
                 let other = self
-                    .extract(move |e| e.probe("samples", list.samples))
+                    .extract(move |e| e.probe_with("samples", list.samples, choice))
                     .await?;
                 self.backend.verify_samples(probe, other).await?
             }

@@ -6,7 +6,7 @@ use abis_engine::face::{FaceChoice, FaceEngine, FaceOptions, FaceTemplate};
 use abis_engine::finger::{CaptureInfo, Extraction, FingerExtractor};
 use abis_engine::gallery::Probe;
 use abis_engine::template::{FingerPosition, FingerTemplate};
-use abis_proto::v1::{sample, Modality, Sample};
+use abis_proto::v1::{sample, FaceChoice as ProtoFaceChoice, Modality, Sample};
 use tonic::{Code, Status};
 
 use abis_proto::FailureReason;
@@ -46,6 +46,16 @@ impl Engines {
 
     /// Converts one sample; `field` names it in errors (`samples[3]`).
     pub fn convert(&self, field: &str, sample: Sample) -> Result<Item, Status> {
+        self.convert_with(field, sample, FaceChoice::Largest)
+    }
+
+    /// [`Engines::convert`] taking `choice` of the faces of a face image.
+    pub fn convert_with(
+        &self,
+        field: &str,
+        sample: Sample,
+        choice: FaceChoice,
+    ) -> Result<Item, Status> {
         let modality = match Modality::try_from(sample.modality) {
             Ok(m @ (Modality::Finger | Modality::Face)) => m,
             _ => {
@@ -111,9 +121,9 @@ impl Engines {
             match data {
                 sample::Data::Image(bytes) => {
                     // Enrollment and counter photos are portraits: allow the whole-image
-                    // fallback, and take the largest face when a bystander is in the frame.
+                    // fallback; `choice` says which face when a bystander is in the frame.
                     let opts = FaceOptions {
-                        choice: FaceChoice::Largest,
+                        choice,
                         portrait: true,
                         ..Default::default()
                     };
@@ -139,10 +149,20 @@ impl Engines {
 
     /// Converts a list of samples into a probe.
     pub fn probe(&self, list_field: &str, samples: Vec<Sample>) -> Result<Probe, Status> {
+        self.probe_with(list_field, samples, FaceChoice::Largest)
+    }
+
+    /// [`Engines::probe`] taking `choice` of the faces of each face image.
+    pub fn probe_with(
+        &self,
+        list_field: &str,
+        samples: Vec<Sample>,
+        choice: FaceChoice,
+    ) -> Result<Probe, Status> {
         check_count(list_field, samples.len())?;
         let mut probe = Probe::default();
         for (i, s) in samples.into_iter().enumerate() {
-            match self.convert(&format!("{list_field}[{i}]"), s)? {
+            match self.convert_with(&format!("{list_field}[{i}]"), s, choice)? {
                 Item::Finger {
                     position, template, ..
                 } => probe.fingers.push((position, template)),
@@ -150,6 +170,17 @@ impl Engines {
             }
         }
         Ok(probe)
+    }
+}
+
+/// The engine's face choice for a request's `face_choice` field (unspecified: the largest face,
+/// the server's default before the field existed).
+pub fn face_choice(field: &str, value: i32) -> Result<FaceChoice, Status> {
+    match ProtoFaceChoice::try_from(value) {
+        Ok(ProtoFaceChoice::Unspecified | ProtoFaceChoice::Largest) => Ok(FaceChoice::Largest),
+        Ok(ProtoFaceChoice::Only) => Ok(FaceChoice::Only),
+        Ok(ProtoFaceChoice::MostCentral) => Ok(FaceChoice::MostCentral),
+        Err(_) => Err(status::invalid(field, format!("unknown value {value}"))),
     }
 }
 
