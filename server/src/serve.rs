@@ -90,6 +90,8 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Cluster(#[from] abis_cluster::ClusterError),
+    #[error(transparent)]
+    Mosip(#[from] crate::mosip::adapter::AdapterError),
 }
 
 /// Where the service's records live.
@@ -446,14 +448,19 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     };
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
-    let abis = AbisServer::new(AbisService::new(
+    let service = Arc::new(AbisService::new(
         engines,
         backend,
         auditor,
         Arc::clone(&metrics),
-    ))
-    .max_decoding_message_size(config.server.max_message_bytes)
-    .max_encoding_message_size(config.server.max_message_bytes);
+    ));
+    // MOSIP's queue adapter calls the same service in-process (see `crate::mosip`).
+    if config.mosip.enabled {
+        crate::mosip::spawn(Arc::clone(&service), &config.mosip, &config.server.data_dir)?;
+    }
+    let abis = AbisServer::from_arc(service)
+        .max_decoding_message_size(config.server.max_message_bytes)
+        .max_encoding_message_size(config.server.max_message_bytes);
 
     let (listener, local) = bind("server.listen", config.server.listen).await?;
     tracing::info!(%local, "abis serving");
