@@ -264,6 +264,93 @@ fn roots(ca_file: Option<&PathBuf>) -> Result<rustls::RootCertStore, FetchError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::tests::Pki;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn config(ca_file: Option<PathBuf>) -> DatashareConfig {
+        DatashareConfig {
+            ca_file,
+            connect_timeout_ms: 1000,
+            timeout_ms: 3000,
+            max_bytes: 4096,
+            retries: 2,
+            retry_backoff_ms: 10,
+        }
+    }
+
+    /// An HTTPS server on 127.0.0.1 with the PKI's `server` certificate: `/big` is larger than
+    /// the limit, `/flaky` answers 503 to its first two requests, anything else is a CBEFF.
+    async fn https(pki: &Pki, flaky: Arc<AtomicU32>) -> u16 {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(pki.path("server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(pki.path("server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, flaky) = (acceptor.clone(), Arc::clone(&flaky));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = vec![0u8; 2048];
+                    let n = tls.read(&mut head).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+                    let (status, body) = if head.starts_with("GET /big") {
+                        (200, vec![b'x'; 10_000])
+                    } else if head.starts_with("GET /flaky")
+                        && flaky.fetch_add(1, Ordering::SeqCst) < 2
+                    {
+                        (503, Vec::new())
+                    } else {
+                        (200, b"<BIR/>".to_vec())
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.write_all(&body).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn https_with_the_configured_ca_limits_and_retries() {
+        let pki = Pki::new();
+        let flaky = Arc::new(AtomicU32::new(0));
+        let port = https(&pki, Arc::clone(&flaky)).await;
+        let share = Datashare::new(config(Some(pki.path("ca.pem")))).unwrap();
+        let url = |p: &str| format!("https://localhost:{port}{p}");
+        assert_eq!(share.fetch(&url("/doc")).await.unwrap(), b"<BIR/>");
+        let big = share.fetch(&url("/big")).await.unwrap_err();
+        assert!(matches!(big, FetchError::TooLarge(4096)), "{big:?}");
+        assert_eq!(share.fetch(&url("/flaky")).await.unwrap(), b"<BIR/>");
+        assert_eq!(flaky.load(Ordering::SeqCst), 3, "two 503s retried");
+
+        // The system roots do not know the test CA: the TLS handshake fails (reason 7).
+        let untrusting = Datashare::new(config(None)).unwrap();
+        let e = untrusting.fetch(&url("/doc")).await.unwrap_err();
+        assert_eq!(e.reason(), FailureReason::UnableToFetchBiometrics, "{e:?}");
+        let missing = Datashare::new(config(Some(pki.path("nope.pem"))));
+        assert!(matches!(missing, Err(FetchError::Ca { .. })));
+    }
 
     #[test]
     fn urls_and_datashare_errors() {
