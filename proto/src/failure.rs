@@ -19,24 +19,30 @@ pub enum FailureReason {
     Unexpected = 3,
     InvalidRequest = 4,
     MissingReferenceId = 5,
+    /// The biometrics behind a request's `referenceURL` could not be fetched.
+    UnableToFetchBiometrics = 7,
     ReferenceIdExists = 10,
     NoBiometricData = 11,
     ReferenceIdNotFound = 12,
     InvalidBiometricFormat = 16,
+    /// The datashare says the `referenceURL` has expired (its error `DAT-SER-006`).
+    ReferenceUrlExpired = 17,
     QualityCheckFailed = 18,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 10] = [
+    pub const ALL: [FailureReason; 12] = [
         FailureReason::Internal,
         FailureReason::Aborted,
         FailureReason::Unexpected,
         FailureReason::InvalidRequest,
         FailureReason::MissingReferenceId,
+        FailureReason::UnableToFetchBiometrics,
         FailureReason::ReferenceIdExists,
         FailureReason::NoBiometricData,
         FailureReason::ReferenceIdNotFound,
         FailureReason::InvalidBiometricFormat,
+        FailureReason::ReferenceUrlExpired,
         FailureReason::QualityCheckFailed,
     ];
 

@@ -79,6 +79,7 @@ pub struct Config {
     pub search: SearchConfig,
     pub cluster: ClusterConfig,
     pub document: DocumentConfig,
+    pub mosip: crate::mosip::MosipConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -502,6 +503,7 @@ impl Config {
         self.validate_limits()?;
         self.validate_observability()?;
         self.validate_cluster()?;
+        self.mosip.validate().map_err(|e| value_error("mosip", e))?;
         if self.cluster.role == ClusterRole::Replica {
             // A replica serves gRPC health only: no record, no caller, nothing to expose.
             return Ok(());

@@ -4,7 +4,8 @@
 //! Dependencies point one way: [`access`] and [`hex`] are leaves; [`config`] reads the access
 //! table; [`audit`] knows nothing of who authenticates; [`auth`] records denials in the audit
 //! log; [`limits`], [`metrics`] and [`tls`] read the configuration; [`service`] serves the
-//! engine's gallery; [`serve`] builds everything from a [`config::Config`]. The binary
+//! engine's gallery; [`mosip`] puts the same service on MOSIP's message queue; [`serve`] builds
+//! everything from a [`config::Config`]. The binary
 //! (`main.rs`) only parses the command line.
 
 pub mod access;
@@ -15,6 +16,7 @@ pub mod hex;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod mosip;
 pub mod serve;
 pub mod service;
 pub mod tls;

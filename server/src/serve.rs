@@ -91,6 +91,8 @@ pub enum ServeError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Cluster(#[from] abis_cluster::ClusterError),
+    #[error(transparent)]
+    Mosip(#[from] crate::mosip::adapter::AdapterError),
 }
 
 /// Where the service's records live.
@@ -456,12 +458,17 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let trust_store = open_trust_store(&config)?;
-    let abis = AbisServer::new(
+    let service = Arc::new(
         AbisService::new(engines, backend, auditor, Arc::clone(&metrics))
             .with_trust_store(trust_store),
-    )
-    .max_decoding_message_size(config.server.max_message_bytes)
-    .max_encoding_message_size(config.server.max_message_bytes);
+    );
+    // MOSIP's queue adapter calls the same service in-process (see `crate::mosip`).
+    if config.mosip.enabled {
+        crate::mosip::spawn(Arc::clone(&service), &config.mosip, &config.server.data_dir)?;
+    }
+    let abis = AbisServer::from_arc(service)
+        .max_decoding_message_size(config.server.max_message_bytes)
+        .max_encoding_message_size(config.server.max_message_bytes);
 
     let (listener, local) = bind("server.listen", config.server.listen).await?;
     tracing::info!(%local, "abis serving");

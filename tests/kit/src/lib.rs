@@ -9,8 +9,10 @@
 //!
 //! A test asks with [`shared_data`], [`models_ready`], [`face_models_ready`], [`tools_python`],
 //! [`nats_server`] or [`require`], and returns early on `None`/`false`. [`nats`] runs real
-//! `nats-server` clusters for the cluster tests.
+//! `nats-server` clusters for the cluster tests, [`activemq`] a real ActiveMQ broker for the
+//! MOSIP adapter's.
 
+pub mod activemq;
 pub mod nats;
 
 use std::io::Write;
