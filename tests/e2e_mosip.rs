@@ -412,6 +412,19 @@ async fn abis_serves_mosip_over_activemq() {
     assert!(String::from_utf8_lossy(&dead_letter.body).contains("mosip.abis.ping"));
     dlq.ack(&dead_letter).await.unwrap();
 
+    // A well-formed request missing its referenceId: failure 5, acknowledged (no dead letter).
+    let del = mosip.request(Operation::Delete);
+    let mut json: serde_json::Value = serde_json::from_str(&del.to_json()).unwrap();
+    json["referenceId"] = serde_json::Value::Null;
+    let body = json.to_string();
+    mosip
+        .client
+        .send(REQUESTS, body.as_bytes(), MessageKind::Text)
+        .await
+        .unwrap();
+    let missing = mosip.answer(&del.request_id, Duration::from_secs(30)).await;
+    assert_eq!(failure(&missing), Some(FailureReason::MissingReferenceId));
+
     // Delete, then the deleted record is never a candidate; PendingJobs when idle.
     let mut del = mosip.request(Operation::Delete);
     del.reference_id = Some("ref-b1".into());
