@@ -261,37 +261,59 @@ async fn abis_serves_mosip_over_activemq() {
     let Some(mut broker) = ActiveMq::start(broker_dir.path()) else {
         return;
     };
+    let share = datashare(documents(&fvc, &att));
+    let env = mosip_env(&broker);
+    let server = start_abis(tempfile::tempdir().unwrap(), &env);
+    let mut mosip = Mosip::connect(&broker).await;
 
+    types_inserts_and_identify(&mut mosip, &share).await;
+    failures(&mut mosip, &share).await;
+    rejected_requests(&mut mosip, &broker).await;
+    delete_and_pending_jobs(&mut mosip, &share).await;
+    let server = sigkill_in_flight(&mut mosip, &share, server, &env).await;
+
+    // A broker restart: abis reconnects and keeps answering.
+    broker.restart();
+    let mut mosip = Mosip::connect(&broker).await;
+    mosip.next = 1000;
+    let ping = mosip.request(Operation::Ping);
+    assert_eq!(
+        mosip.call(ping).await.outcome,
+        Outcome::Success(Answer::Done)
+    );
+    drop(server);
+}
+
+/// The datashare's documents: persons a (two captures), b and c, and bad answers.
+fn documents(fvc: &Path, att: &Path) -> HashMap<String, (u16, Vec<u8>)> {
     let mut docs = HashMap::new();
     let mut doc = |path: &str, body: Vec<u8>| docs.insert(path.to_string(), (200, body));
     doc(
         "/a1",
-        person_cbeff(&fvc, &att, [101, 102, 103], 1, "s1/1.pgm").into_bytes(),
+        person_cbeff(fvc, att, [101, 102, 103], 1, "s1/1.pgm").into_bytes(),
     );
     doc(
         "/a2",
-        person_cbeff(&fvc, &att, [101, 102, 103], 2, "s1/2.pgm").into_bytes(),
+        person_cbeff(fvc, att, [101, 102, 103], 2, "s1/2.pgm").into_bytes(),
     );
     doc(
         "/b1",
-        person_cbeff(&fvc, &att, [104, 105, 106], 1, "s2/1.pgm").into_bytes(),
+        person_cbeff(fvc, att, [104, 105, 106], 1, "s2/1.pgm").into_bytes(),
     );
     doc(
         "/c1",
-        person_cbeff(&fvc, &att, [107, 108, 109], 1, "s3/1.pgm").into_bytes(),
+        person_cbeff(fvc, att, [107, 108, 109], 1, "s3/1.pgm").into_bytes(),
     );
     doc("/notxml", b"%PDF-1.4 not a CBEFF".to_vec());
     doc(
         "/expired",
         br#"{"errors":[{"errorCode":"DAT-SER-006","message":"expired"}]}"#.to_vec(),
     );
-    let share = datashare(docs);
+    docs
+}
 
-    let env = mosip_env(&broker);
-    let server = start_abis(tempfile::tempdir().unwrap(), &env);
-    let mut mosip = Mosip::connect(&broker).await;
+async fn types_inserts_and_identify(mosip: &mut Mosip, share: &str) {
     let url = |p: &str| Some(format!("{share}{p}"));
-
     // Ping, as text and as bytes: each answer comes back in the type of its request.
     let ping = mosip.request(Operation::Ping);
     assert_eq!(
@@ -348,7 +370,11 @@ async fn abis_serves_mosip_over_activemq() {
     ident.reference_url = url("/a2");
     ident.gallery = Some(vec!["ref-a1".into(), "ref-b1".into()]);
     assert_eq!(candidates(&mosip.call(ident).await), ["ref-a1"]);
+}
 
+/// Failures, each with MOSIP's reason and nothing stored.
+async fn failures(mosip: &mut Mosip, share: &str) {
+    let url = |p: &str| Some(format!("{share}{p}"));
     // Failures, each with MOSIP's reason and nothing stored.
     let mut r = mosip.request(Operation::Insert);
     (r.reference_id, r.reference_url) = (Some("ref-a1".into()), url("/c1"));
@@ -386,7 +412,10 @@ async fn abis_serves_mosip_over_activemq() {
         mosip.call(count).await.outcome,
         Outcome::Success(Answer::Count(3))
     );
+}
 
+/// Requests that cannot be served: answered, and the malformed one dead-lettered.
+async fn rejected_requests(mosip: &mut Mosip, broker: &ActiveMq) {
     // A request without requestId: answered with failure 4 (empty requestId) and dead-lettered.
     mosip
         .client
@@ -412,6 +441,22 @@ async fn abis_serves_mosip_over_activemq() {
     assert!(String::from_utf8_lossy(&dead_letter.body).contains("mosip.abis.ping"));
     dlq.ack(&dead_letter).await.unwrap();
 
+    // A well-formed request missing its referenceId: failure 5, acknowledged (no dead letter).
+    let del = mosip.request(Operation::Delete);
+    let mut json: serde_json::Value = serde_json::from_str(&del.to_json()).unwrap();
+    json["referenceId"] = serde_json::Value::Null;
+    let body = json.to_string();
+    mosip
+        .client
+        .send(REQUESTS, body.as_bytes(), MessageKind::Text)
+        .await
+        .unwrap();
+    let missing = mosip.answer(&del.request_id, Duration::from_secs(30)).await;
+    assert_eq!(failure(&missing), Some(FailureReason::MissingReferenceId));
+}
+
+async fn delete_and_pending_jobs(mosip: &mut Mosip, share: &str) {
+    let url = |p: &str| Some(format!("{share}{p}"));
     // Delete, then the deleted record is never a candidate; PendingJobs when idle.
     let mut del = mosip.request(Operation::Delete);
     del.reference_id = Some("ref-b1".into());
@@ -427,7 +472,15 @@ async fn abis_serves_mosip_over_activemq() {
         mosip.call(pending).await.outcome,
         Outcome::Success(Answer::JobsCount(0))
     );
+}
 
+async fn sigkill_in_flight(
+    mosip: &mut Mosip,
+    share: &str,
+    server: Server,
+    env: &[(&'static str, std::ffi::OsString)],
+) -> Server {
+    let url = |p: &str| Some(format!("{share}{p}"));
     // SIGKILL with requests in flight, then a restart on the same data: every request answered,
     // any request answered twice answered the same.
     let mut burst = Vec::new();
@@ -454,7 +507,7 @@ async fn abis_serves_mosip_over_activemq() {
         answered < burst.len(),
         "requests were in flight at the SIGKILL"
     );
-    let server = start_abis(data, &env);
+    let server = start_abis(data, env);
     for id in &burst {
         mosip.answer(id, Duration::from_secs(90)).await;
     }
@@ -480,14 +533,5 @@ async fn abis_serves_mosip_over_activemq() {
         Outcome::Success(Answer::Count(8))
     );
 
-    // A broker restart: abis reconnects and keeps answering.
-    broker.restart();
-    let mut mosip = Mosip::connect(&broker).await;
-    mosip.next = 1000;
-    let ping = mosip.request(Operation::Ping);
-    assert_eq!(
-        mosip.call(ping).await.outcome,
-        Outcome::Success(Answer::Done)
-    );
-    drop(server);
+    server
 }

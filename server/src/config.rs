@@ -505,6 +505,10 @@ impl Config {
         self.validate_cluster()?;
         self.mosip.validate().map_err(|e| value_error("mosip", e))?;
         if self.cluster.role == ClusterRole::Replica {
+            if self.mosip.enabled {
+                // The adapter calls the service, which runs on routers and standalone nodes.
+                return Err(value_error("mosip.enabled", "not on a cluster replica"));
+            }
             // A replica serves gRPC health only: no record, no caller, nothing to expose.
             return Ok(());
         }

@@ -174,7 +174,18 @@ async fn handle(
 /// the broker's dead-letter queue), a well-formed one with a missing part acknowledged.
 async fn reject(ctx: &Context, client: &Client, message: &Message, error: &RequestError) {
     tracing::warn!(error = %error, "MOSIP request rejected");
-    let json = error.answer().at(now()).to_json();
+    let mut json = error.answer().at(now()).to_json();
+    // A well-formed request is redelivered like any other: it gets the answer recorded first.
+    let request_id = error.request_id();
+    if !request_id.is_empty() {
+        match ctx.ledger.answered(request_id, json) {
+            Ok(recorded) => json = recorded,
+            Err(e) => {
+                tracing::error!(error = %e, "MOSIP rejection not recorded");
+                return client.abort().await;
+            }
+        }
+    }
     let poison = matches!(
         error,
         RequestError::NotJson(_)
