@@ -12,7 +12,6 @@
 //!
 //! Files are named `seg-<id>.<extension>`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use super::dir::{Directory, FileBytes, FileWriter};
@@ -20,20 +19,9 @@ use super::error::{Result, StoreError};
 use super::record::Record;
 use super::snapshot::SegmentView;
 
-/// What a companion keeps open for a segment (the upper layer downcasts it).
-pub type CompanionData = Arc<dyn Any + Send + Sync>;
+pub use super::snapshot::CompanionData;
 
-/// Why a companion's files could not be built or used: the companion's own typed error, kept
-/// as the source (the store does not know the upper layer's types).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct CompanionError(Box<dyn std::error::Error + Send + Sync>);
-
-impl CompanionError {
-    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> CompanionError {
-        CompanionError(Box::new(e))
-    }
-}
+pub use super::error::CompanionError;
 
 /// Where the record at an ordinal of a new segment came from, so that derived data can be
 /// copied instead of recomputed.

@@ -32,7 +32,7 @@ pub enum StoreError {
         file: String,
         what: &'static str,
         #[source]
-        source: super::companion::CompanionError,
+        source: CompanionError,
     },
     /// Insert of a referenceId that is stored with different content.
     #[error("referenceId already exists with different content")]
@@ -93,6 +93,18 @@ impl StoreError {
             }),
             _ => None,
         }
+    }
+}
+
+/// Why a segment's companion files could not be built or used: the companion's own typed error,
+/// kept as the source (the store does not know the upper layer's types).
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct CompanionError(Box<dyn std::error::Error + Send + Sync>);
+
+impl CompanionError {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> CompanionError {
+        CompanionError(Box::new(e))
     }
 }
 

@@ -6,10 +6,13 @@
 use std::sync::Arc;
 
 use super::bitmap::DeletionBitmap;
-use super::companion::CompanionData;
 use super::error::Result;
 use super::record::Record;
 use super::segment::{FaceMatrix, FingerTemplates, Segment};
+
+/// What a segment's companion keeps open for it (the upper layer downcasts it; see
+/// `companion.rs`).
+pub type CompanionData = Arc<dyn std::any::Any + Send + Sync>;
 
 /// One segment as of the snapshot: its records minus the ones deleted by then.
 #[derive(Clone)]
