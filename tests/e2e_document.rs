@@ -11,7 +11,8 @@ mod support;
 mod chip;
 
 use abis_proto::v1::{
-    sample, DataGroup, Decision, FaceChoice, Modality, Sample, VerifyDocumentRequest,
+    sample, DataGroup, Decision, ExtractRequest, FaceChoice, Modality, Sample,
+    VerifyDocumentRequest,
 };
 use chip::pki::{days, Csca, DocumentSigner, KeyKind, SodOptions};
 use support::Server;
