@@ -11,7 +11,8 @@ mod support;
 mod chip;
 
 use abis_proto::v1::{
-    sample, DataGroup, Decision, FaceChoice, Modality, Sample, VerifyDocumentRequest,
+    sample, DataGroup, Decision, ExtractRequest, FaceChoice, Modality, Sample,
+    VerifyDocumentRequest,
 };
 use chip::pki::{days, Csca, DocumentSigner, KeyKind, SodOptions};
 use support::Server;
@@ -258,4 +259,18 @@ async fn face_choice_picks_the_customer_out_of_a_crowded_photo() {
             .into_inner();
         assert_eq!(r.decision, Decision::Matched as i32, "{choice:?}: {r:?}");
     }
+    // The same field on Extract.
+    let extract = |choice: FaceChoice| ExtractRequest {
+        samples: vec![live(photo.clone())],
+        format: 0,
+        face_choice: choice as i32,
+    };
+    let only = client.extract(extract(FaceChoice::Only)).await.unwrap_err();
+    assert!(only.message().contains("2 faces found"), "{only:?}");
+    let largest = client
+        .extract(extract(FaceChoice::Largest))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(largest.results.len(), 1);
 }
