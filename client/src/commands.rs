@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use abis_proto::v1::{
-    identify_request, verify_request, Decision, DeleteRequest, GetRequest, IdentifyRequest,
-    InsertRequest, Modality, ModalityScore, ReferenceCountRequest, SampleList, VerifyRequest,
+    identify_request, verify_request, BackupRequest, Decision, DeleteRequest, GetRequest,
+    IdentifyRequest, InsertRequest, Modality, ModalityScore, ReferenceCountRequest, SampleList,
+    VerifyRequest,
 };
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -74,6 +75,9 @@ enum ClientCommand {
     Delete { id: String },
     /// Number of records.
     Count,
+    /// A consistent backup of the running server's gallery into DEST, a new directory on the
+    /// server's filesystem (admin role). Check it with `abis store verify DEST`.
+    Backup { destination: String },
     /// What is enrolled under ID.
     Get { id: String },
     /// Bounded load on one RPC: `--requests N --concurrency C`; JSON with the rate held,
@@ -186,6 +190,13 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
         ClientCommand::Delete { id } => {
             client.delete(DeleteRequest { reference_id: id }).await?;
             json!({"deleted": true})
+        }
+        ClientCommand::Backup { destination } => {
+            let r = client
+                .backup(BackupRequest { destination })
+                .await?
+                .into_inner();
+            json!({"files": r.files, "bytes": r.bytes, "position": r.position})
         }
         ClientCommand::Count => {
             let r = client

@@ -154,6 +154,7 @@ pub const ABIS_SERVICE_PREFIX: &str = "/abis.v1.Abis/";
 ///   key learns nothing about the gallery.
 /// - `Extract` turns an image into a template, needed before verification and enrollment.
 /// - `VerifyDocument` is the bank counter's 1:1 against a chip ID card: `verify`, like `Verify`.
+/// - `Backup` copies the whole gallery: administrators only.
 pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("Insert", Access::AnyOf(&[Role::Enroll])),
     ("InsertStream", Access::AnyOf(&[Role::Enroll])),
@@ -172,6 +173,7 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ),
     ("Extract", Access::AnyOf(&[Role::Verify, Role::Enroll])),
     ("VerifyDocument", Access::AnyOf(&[Role::Verify])),
+    ("Backup", Access::AnyOf(&[Role::Admin])),
 ];
 
 const OPEN_PREFIXES: &[&str] = &[

@@ -735,7 +735,10 @@ mod tests {
                 "search",
                 &["Identify", "IdentifyBatch", "ReferenceCount", "PendingJobs"],
             ),
-            ("admin", &["Delete", "Get", "ReferenceCount", "PendingJobs"]),
+            (
+                "admin",
+                &["Delete", "Get", "ReferenceCount", "PendingJobs", "Backup"],
+            ),
         ];
         for (role, allowed) in expect {
             let caller = caller_with(role);

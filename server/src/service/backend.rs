@@ -4,10 +4,13 @@
 //! extracts, audits and answers; a backend stores and searches, and says which node served.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use abis_cluster::{GalleryShard, Identified, LocalShard};
 use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
+use abis_engine::store::backup::Manifest;
 use abis_engine::store::{InsertOutcome, Record};
 use tonic::Status;
 
@@ -40,6 +43,8 @@ pub trait Backend: Send + Sync + 'static {
         reference: Probe,
     ) -> BoxFuture<'_, Result<Verification, Status>>;
     fn count(&self) -> BoxFuture<'_, Result<u64, Status>>;
+    /// A backup of the gallery into the new directory `destination` (see the `Backup` RPC).
+    fn backup(&self, destination: PathBuf) -> BoxFuture<'_, Result<Manifest, Status>>;
     fn stats(&self) -> BackendStats;
     /// The node that served the call being answered, for its audit entry (a cluster router
     /// adds the replicas of each shard, from the call's scope: see `call`).
@@ -62,6 +67,16 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
+    fn backup(&self, destination: PathBuf) -> BoxFuture<'_, Result<Manifest, Status>> {
+        let gallery = Arc::clone(self.shard.gallery());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || gallery.backup_to(&destination))
+                .await
+                .map_err(|_| status::internal("backup task failed"))?
+                .map_err(status::from_backup)
+        })
+    }
+
     fn insert(&self, record: Record) -> BoxFuture<'_, Result<InsertOutcome, Status>> {
         Box::pin(async move { self.shard.insert(record).await.map_err(status::from_shard) })
     }

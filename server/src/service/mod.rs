@@ -24,13 +24,13 @@ use abis_engine::store::{
 };
 use abis_engine::template::encode_native;
 use abis_proto::v1::{
-    abis_server::Abis, identify_batch_result, identify_request, verify_request, BatchError,
-    Candidate, Decision, DeleteRequest, DeleteResponse, EnrolledFinger, ExtractRequest,
-    ExtractResponse, GetRequest, GetResponse, IdentifyBatchRequest, IdentifyBatchResponse,
-    IdentifyBatchResult, IdentifyRequest, IdentifyResponse, InsertRequest, InsertResponse,
-    InsertStreamResponse, Modality, ModalityDecision, ModalityScore, PendingJobsRequest,
-    PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse, VerifyDocumentRequest,
-    VerifyDocumentResponse, VerifyRequest, VerifyResponse,
+    abis_server::Abis, identify_batch_result, identify_request, verify_request, BackupRequest,
+    BackupResponse, BatchError, Candidate, Decision, DeleteRequest, DeleteResponse, EnrolledFinger,
+    ExtractRequest, ExtractResponse, GetRequest, GetResponse, IdentifyBatchRequest,
+    IdentifyBatchResponse, IdentifyBatchResult, IdentifyRequest, IdentifyResponse, InsertRequest,
+    InsertResponse, InsertStreamResponse, Modality, ModalityDecision, ModalityScore,
+    PendingJobsRequest, PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse,
+    VerifyDocumentRequest, VerifyDocumentResponse, VerifyRequest, VerifyResponse,
 };
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -455,6 +455,56 @@ impl Abis for AbisService {
     ) -> Result<Response<VerifyDocumentResponse>, Status> {
         self.verify_document_rpc(request).await
     }
+
+    async fn backup(
+        &self,
+        request: Request<BackupRequest>,
+    ) -> Result<Response<BackupResponse>, Status> {
+        let caller = auth::caller(&request)?.name.clone();
+        let destination = request.into_inner().destination;
+        let result = async {
+            let path = backup_destination(&destination)?;
+            let m = self.job(self.backend.backup(path)).await?;
+            Ok(BackupResponse {
+                files: m.files.len() as u32,
+                bytes: m.bytes(),
+                position: m.position,
+            })
+        }
+        .await;
+        self.audited(caller, "Backup", vec![], result, |r, _| {
+            format!("files:{} bytes:{}", r.files, r.bytes)
+        })
+        .await
+        .map(Response::new)
+    }
+}
+
+/// The directory a backup is written into: an absolute path that does not exist yet, in a
+/// directory that does.
+fn backup_destination(destination: &str) -> Result<std::path::PathBuf, Status> {
+    let path = std::path::PathBuf::from(destination);
+    if destination.is_empty() || !path.is_absolute() {
+        return Err(status::invalid(
+            "destination",
+            "an absolute path on the server is required",
+        ));
+    }
+    if path.exists() {
+        return Err(status::status(
+            Code::FailedPrecondition,
+            FailureReason::Internal,
+            "destination: already exists; a backup goes into a new directory",
+        ));
+    }
+    if !path.parent().is_some_and(|p| p.is_dir()) {
+        return Err(status::status(
+            Code::FailedPrecondition,
+            FailureReason::Internal,
+            "destination: its parent directory does not exist",
+        ));
+    }
+    Ok(path)
 }
 
 impl AbisService {

@@ -2,11 +2,13 @@
 //! caller's deadline from its scope and leaves there which replica served each shard (and the
 //! log position of a write), so the audit entry says `router-1 [s0:replica-a s1:replica-c]`.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abis_cluster::{Router, Served};
 use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
+use abis_engine::store::backup::Manifest;
 use abis_engine::store::{InsertOutcome, Record};
 use tonic::Status;
 
@@ -41,6 +43,16 @@ fn noted<T>(r: Result<(T, Served), abis_cluster::RouteError>) -> Result<T, Statu
 }
 
 impl Backend for RoutedBackend {
+    fn backup(&self, _destination: PathBuf) -> BoxFuture<'_, Result<Manifest, Status>> {
+        Box::pin(async {
+            Err(status::status(
+                tonic::Code::FailedPrecondition,
+                abis_proto::FailureReason::Internal,
+                "a cluster router holds no gallery: each shard's replicas hold theirs",
+            ))
+        })
+    }
+
     fn insert(&self, record: Record) -> BoxFuture<'_, Result<InsertOutcome, Status>> {
         Box::pin(async move { noted(self.router.insert(record, call::deadline()).await) })
     }

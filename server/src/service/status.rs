@@ -81,6 +81,18 @@ pub fn from_route(e: RouteError) -> Status {
     }
 }
 
+/// A backup that could not be written.
+pub fn from_backup(e: abis_engine::store::backup::BackupError) -> Status {
+    use abis_engine::store::backup::BackupError;
+    match e {
+        BackupError::Store(s) => from_store(s),
+        other => {
+            tracing::error!(error = %other, "backup failed");
+            status(Code::Internal, FailureReason::Internal, other.to_string())
+        }
+    }
+}
+
 pub fn from_store(e: StoreError) -> Status {
     let defect = e.record_defect();
     match e {
