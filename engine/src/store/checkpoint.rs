@@ -200,26 +200,33 @@ impl Inner {
     /// beside the ones it replaces (at most their size, plus the memtable's); else no merge
     /// now (the flush goes on), with a warning.
     fn with_headroom(&self, v: &super::Visible, picked: Vec<usize>) -> Vec<usize> {
+        // A flush merges nothing: no statvfs and no stat calls for it.
+        if picked.is_empty() {
+            return picked;
+        }
         let Ok(Some(free)) = self.dir.available_bytes() else {
             return picked;
         };
         let stored = |name: String| self.dir.stored_len(&name).unwrap_or(0);
-        let extensions = self.cfg.companion.iter().flat_map(|c| c.extensions());
-        let exts: Vec<&str> = extensions.copied().collect();
+        let extensions = self
+            .cfg
+            .companion
+            .as_ref()
+            .map_or(&[][..], |c| c.extensions());
         let needed: u64 = picked
             .iter()
             .filter_map(|&k| v.segments.get(k))
             .map(|s| {
                 let id = s.seg.id;
                 stored(segment_name(id))
-                    + exts
+                    + extensions
                         .iter()
                         .map(|e| stored(companion::companion_name(id, e)))
                         .sum::<u64>()
             })
             .sum::<u64>()
             + v.active_bytes as u64;
-        if picked.is_empty() || needed <= free {
+        if needed <= free {
             return picked;
         }
         tracing::warn!(
