@@ -135,6 +135,7 @@ pub fn run(a: &Args) -> Result<()> {
             "modality": format!("{:?}", a.modality).to_lowercase(),
             "exhaustive": a.search.exhaustive,
             "code_shortlist": a.search.code_shortlist,
+            "band_candidates": a.search.band_candidates,
             "shortlist": a.search.shortlist,
             "threshold": fusion::threshold_for_fpir(options.target_fpir, records),
             "mated": tally.mated,

@@ -145,7 +145,7 @@ impl Gallery {
         indexed: &Indexed<'_>,
         ready: &[Result<ReadyProbe, GalleryError>],
         plans: &[Plan],
-    ) -> HashMap<usize, Vec<Loc>> {
+    ) -> HashMap<usize, Result<Vec<Loc>, GalleryError>> {
         let coded: Vec<usize> = (0..ready.len())
             .filter(|&i| {
                 plans[i].indexed
@@ -167,7 +167,11 @@ impl Gallery {
         coded
             .iter()
             .copied()
-            .zip(indexed.by_codes(&batch, self.search.code_shortlist.max(1)))
+            .zip(indexed.by_codes(
+                &batch,
+                self.search.code_shortlist.max(1),
+                self.search.code_stage,
+            ))
             .collect()
     }
 
@@ -176,8 +180,9 @@ impl Gallery {
         indexed: &Indexed<'_>,
         probe: &ReadyProbe,
         targets: &Targets,
-        by_codes: Option<Vec<Loc>>,
+        by_codes: Option<Result<Vec<Loc>, GalleryError>>,
     ) -> Result<Vec<Loc>, GalleryError> {
+        let by_codes = by_codes.transpose()?;
         let k = self.search.shortlist.max(1);
         let mut locs = Vec::new();
         if !probe.index.forms.is_empty() {

@@ -45,5 +45,5 @@ mod write;
 pub use answer::{rank, Candidate, Identified, ModalityEvidence, Verification};
 pub use error::GalleryError;
 pub use open::Gallery;
-pub use probe::{IdentifyOptions, Probe, SearchConfig};
+pub use probe::{CodeStage, IdentifyOptions, Probe, SearchConfig};
 pub use score::FaceScorer;
