@@ -31,6 +31,7 @@
 
 mod answer;
 mod cache;
+mod dedup;
 mod error;
 pub mod fusion;
 mod identify;
@@ -43,6 +44,7 @@ mod warm;
 mod write;
 
 pub use answer::{rank, Candidate, Identified, ModalityEvidence, Verification};
+pub use dedup::{duplicate_groups, pair_threshold, DedupScope, DedupSettings, DuplicatePair};
 pub use error::GalleryError;
 pub use open::Gallery;
 pub use probe::{CodeStage, IdentifyOptions, Probe, SearchConfig};

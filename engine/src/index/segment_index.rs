@@ -204,6 +204,11 @@ impl ProbeCodes {
         self.0.is_empty()
     }
 
+    /// Bit p set for every position index p (0..10) the probe has a code at.
+    pub fn mask(&self) -> u16 {
+        self.0.iter().fold(0, |m, (p, _)| m | 1 << p)
+    }
+
     /// (position index 0..10, code) of every probe finger with a code.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &FingerCode)> {
         self.0.iter().map(|(p, c)| (*p, c))
@@ -562,6 +567,32 @@ impl SegmentIndex {
         let codes = &self.codes()[ord * RECORD_CODE_BYTES..(ord + 1) * RECORD_CODE_BYTES];
         let presence = self.presence(ord);
         Some(probe.score(|p| (presence >> p & 1 == 1).then(|| &codes[p * SLOTS..(p + 1) * SLOTS])))
+    }
+
+    /// The codes of record `ord` as a probe (an N:N self-join searches with them); empty for a
+    /// wide record.
+    pub fn probe_codes(&self, ord: usize) -> ProbeCodes {
+        if self.is_wide(ord) {
+            return ProbeCodes::default();
+        }
+        let presence = self.presence(ord);
+        let codes = &self.codes()[ord * RECORD_CODE_BYTES..(ord + 1) * RECORD_CODE_BYTES];
+        ProbeCodes(
+            (0..POSITIONS)
+                .filter(|p| presence >> p & 1 == 1)
+                .map(|p| {
+                    let mut bytes = [0u8; SLOTS];
+                    bytes.copy_from_slice(&codes[p * SLOTS..(p + 1) * SLOTS]);
+                    (
+                        p,
+                        FingerCode {
+                            bytes,
+                            empty: false,
+                        },
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// The segment's band tables (the sub-linear first stage).
