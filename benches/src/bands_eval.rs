@@ -60,6 +60,7 @@ pub fn run(a: &Args) -> Result<()> {
         .into_par_iter()
         .map(|i| codes(&pop, i, 1))
         .collect();
+    code_scores(&gallery, &probes);
     for (name, bands) in layouts() {
         let mut tables: HashMap<(usize, usize, u16), Vec<u32>> = HashMap::new();
         for (r, g) in gallery.iter().enumerate() {
@@ -119,4 +120,50 @@ pub fn run(a: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Code score (equal bytes less chance, summed over the positions both have) of two people.
+fn code_score(a: &Codes, b: &Codes, positions: &[usize]) -> f32 {
+    positions
+        .iter()
+        .filter_map(|&p| Some((a[p].as_ref()?, b[p].as_ref()?)))
+        .map(|(x, y)| x.similarity(y))
+        .sum()
+}
+
+fn quantile(v: &mut [f32], q: f64) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v[((v.len() - 1) as f64 * q) as usize]
+}
+
+/// The code scores of mates and of the best-scoring stranger per probe (what a pair floor on
+/// the code score must separate in an N:N self-join).
+fn code_scores(gallery: &[Codes], probes: &[Codes]) {
+    for positions in [vec![0usize, 1, 2, 3, 4, 5, 6, 7, 8, 9], vec![0, 1, 5, 6]] {
+        let (mut mates, mut best_strangers): (Vec<f32>, Vec<f32>) = probes
+            .par_iter()
+            .enumerate()
+            .map(|(i, pr)| {
+                let stranger = gallery
+                    .iter()
+                    .enumerate()
+                    .filter(|&(r, _)| r != i)
+                    .map(|(_, g)| code_score(pr, g, &positions))
+                    .fold(f32::MIN, f32::max);
+                (code_score(pr, &gallery[i], &positions), stranger)
+            })
+            .unzip();
+        println!(
+            "code scores, fingers={}: mates min {:.1} q01 {:.1} q05 {:.1} median {:.1}; best stranger per probe median {:.1} q99 {:.1} max {:.1} (of {} records)",
+            positions.len(),
+            quantile(&mut mates, 0.0),
+            quantile(&mut mates, 0.01),
+            quantile(&mut mates, 0.05),
+            quantile(&mut mates, 0.5),
+            quantile(&mut best_strangers, 0.5),
+            quantile(&mut best_strangers, 0.99),
+            quantile(&mut best_strangers, 1.0),
+            gallery.len(),
+        );
+    }
 }

@@ -80,6 +80,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub document: DocumentConfig,
     pub mosip: crate::mosip::MosipConfig,
+    pub dedup: crate::dedup::DedupConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

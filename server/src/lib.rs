@@ -12,6 +12,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dedup;
 pub mod hex;
 pub mod limits;
 pub mod logging;

@@ -233,3 +233,31 @@ impl Gallery {
         })
     }
 }
+
+/// A probe's first-stage form (its finger codes), computed once so that the first stage can be
+/// timed alone (`abis-bench search` reports it).
+pub struct FirstStageProbe(ProbeIndex);
+
+impl Gallery {
+    pub fn first_stage_probe(&self, probe: &Probe) -> FirstStageProbe {
+        FirstStageProbe(ProbeIndex::of(probe))
+    }
+
+    /// The first stage alone over the whole gallery (band tables or scan, as configured, and
+    /// the records it always passes on): the number of records it passes to the second stage.
+    pub fn first_stage(&self, probe: &FirstStageProbe) -> Result<usize, GalleryError> {
+        let snapshot = self.store.snapshot();
+        prune_recent(&self.index.recent, &snapshot);
+        let indexed = Indexed::new(&snapshot, &self.index.recent)?;
+        let targets = shortlist::targets(&snapshot, None, None);
+        indexed
+            .by_codes(
+                &[(&probe.0, &targets)],
+                self.search.code_shortlist.max(1),
+                self.search.code_stage,
+            )
+            .pop()
+            .unwrap_or(Ok(Vec::new()))
+            .map(|l| l.len())
+    }
+}

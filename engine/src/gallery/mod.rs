@@ -46,6 +46,7 @@ mod write;
 pub use answer::{rank, Candidate, Identified, ModalityEvidence, Verification};
 pub use dedup::{duplicate_groups, pair_threshold, DedupScope, DedupSettings, DuplicatePair};
 pub use error::GalleryError;
+pub use identify::FirstStageProbe;
 pub use open::Gallery;
 pub use probe::{CodeStage, IdentifyOptions, Probe, SearchConfig};
 pub use score::FaceScorer;

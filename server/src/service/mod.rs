@@ -5,6 +5,7 @@
 
 mod backend;
 pub mod call;
+mod dedup;
 mod document;
 mod extract;
 mod routed;
@@ -63,6 +64,8 @@ pub struct AbisService {
     metrics: Arc<Metrics>,
     /// CSCAs and CRLs of `VerifyDocument` (`with_trust_store`).
     trust_store: Option<Arc<abis_icao::TrustStore>>,
+    /// N:N deduplication jobs of this node's gallery (`with_dedup`; none on a router).
+    dedup: Option<Arc<crate::dedup::DedupJobs>>,
 }
 
 impl AbisService {
@@ -79,6 +82,7 @@ impl AbisService {
             auditor,
             metrics,
             trust_store: None,
+            dedup: None,
         };
         service.update_gauges();
         service
@@ -454,6 +458,36 @@ impl Abis for AbisService {
         request: Request<VerifyDocumentRequest>,
     ) -> Result<Response<VerifyDocumentResponse>, Status> {
         self.verify_document_rpc(request).await
+    }
+
+    async fn start_deduplication(
+        &self,
+        request: Request<abis_proto::v1::StartDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.start_deduplication_rpc(request).await
+    }
+
+    async fn get_deduplication(
+        &self,
+        request: Request<abis_proto::v1::GetDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.get_deduplication_rpc(request).await
+    }
+
+    type ListDuplicatesStream = dedup::GroupStream;
+
+    async fn list_duplicates(
+        &self,
+        request: Request<abis_proto::v1::ListDuplicatesRequest>,
+    ) -> Result<Response<Self::ListDuplicatesStream>, Status> {
+        self.list_duplicates_rpc(request).await
+    }
+
+    async fn cancel_deduplication(
+        &self,
+        request: Request<abis_proto::v1::CancelDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.cancel_deduplication_rpc(request).await
     }
 
     async fn backup(
