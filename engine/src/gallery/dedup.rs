@@ -58,7 +58,7 @@ impl DedupSettings {
     pub fn for_scope(records: u64, expected_false_pairs: f64) -> DedupSettings {
         DedupSettings {
             band_candidates: 1024,
-            code_floor_per_finger: 6.0,
+            code_floor_per_finger: 10.0,
             pair_threshold: pair_threshold(records, expected_false_pairs),
         }
     }
