@@ -1,6 +1,9 @@
 //! `abis-bench dedup`: gallery-wide duplicate finding (N:N), as when cleaning a legacy database.
 //!
-//! Records are taken in blocks. Every record of a block is searched against the whole gallery
+//! Fingers, by default: the engine's self-join over the band tables, exactly the service's job
+//! (`Gallery::dedup_block`: votes, code floor, full matcher, pair threshold for one expected false
+//! pair over the job). With `--search-each`, or for faces, the former way:
+//! records are taken in blocks. Every record of a block is searched against the whole gallery
 //! with its own fingers (or face), itself excluded, through the engine's batched 1:N search
 //! (`Gallery::identify_batch`: one pass over the index per block); the candidates it returns —
 //! at or above the 1:N threshold for FPIR 1e-3 over the gallery's size — are the pairs kept.
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use abis_engine::gallery::fusion::threshold_for_fpir;
-use abis_engine::gallery::{Gallery, IdentifyOptions, Probe};
+use abis_engine::gallery::{DedupScope, DedupSettings, Gallery, IdentifyOptions, Probe};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,13 @@ pub struct Args {
     /// Stop after this many blocks (to try resumption).
     #[arg(long)]
     max_blocks: Option<usize>,
+    /// Fingers: the engine's self-join over the band tables (the service's job), or one 1:N
+    /// search per record (`--search`, the former harness).
+    #[arg(long)]
+    search_each: bool,
+    /// Expected false pairs over the whole self-join (sets its pair threshold).
+    #[arg(long, default_value_t = 1.0)]
+    expected_false_pairs: f64,
     /// Model manifest holding the face calibration.
     #[arg(long, default_value = "models/manifest.toml")]
     manifest: PathBuf,
@@ -180,6 +190,26 @@ fn search_block(
     Ok((pairs, searched))
 }
 
+/// Pairs of the engine's self-join for the records `block` of the scope (harness record
+/// numbers), as the service's job finds them.
+fn join_block(
+    g: &Gallery,
+    scope: &DedupScope,
+    settings: &DedupSettings,
+    block: std::ops::Range<u64>,
+) -> Result<(Vec<ScoredPair>, u64)> {
+    let range = block.start as usize..block.end as usize;
+    let pairs = g
+        .dedup_block(scope, range.clone(), settings)?
+        .into_iter()
+        .filter_map(|p| {
+            let (x, y) = (Population::record_of(&p.a)?, Population::record_of(&p.b)?);
+            Some((x.min(y), x.max(y), p.score))
+        })
+        .collect();
+    Ok((pairs, range.len() as u64))
+}
+
 pub fn run(a: &Args) -> Result<()> {
     let pop = Population::load(&a.data)?;
     if a.modality == Modality::Finger && pop.fingers == 0 {
@@ -194,7 +224,14 @@ pub fn run(a: &Args) -> Result<()> {
     let started = Instant::now();
     let g = open(&a.data, &a.manifest, a.search.config())?;
     let n = pop.records();
-    let threshold = threshold_for_fpir(1e-3, n);
+    let join = a.modality == Modality::Finger && !a.search_each;
+    let settings = DedupSettings::for_scope(n, a.expected_false_pairs);
+    let scope = if join { Some(g.dedup_scope()) } else { None };
+    let threshold = if join {
+        settings.pair_threshold
+    } else {
+        threshold_for_fpir(1e-3, n)
+    };
     let path = state_path(&a.data, a.modality);
     if a.restart {
         let _ = std::fs::remove_file(&path);
@@ -212,7 +249,10 @@ pub fn run(a: &Args) -> Result<()> {
     let todo = (0..blocks).filter(|b| !finished.contains(b));
     for b in todo.take(a.max_blocks.unwrap_or(usize::MAX)) {
         let range = (b * a.block) as u64..(((b + 1) * a.block) as u64).min(n);
-        let (pairs, searched) = search_block(&g, a, range)?;
+        let (pairs, searched) = match &scope {
+            Some(scope) => join_block(&g, scope, &settings, range)?,
+            None => search_block(&g, a, range)?,
+        };
         let line = BlockDone {
             block: b,
             pairs,
@@ -265,6 +305,7 @@ pub fn run(a: &Args) -> Result<()> {
             "records": n,
             "modality": match a.modality { Modality::Finger => "finger", Modality::Face => "face" },
             "exhaustive": a.search.exhaustive,
+            "method": if join { "self-join" } else { "search each record" },
             "complete": complete,
             "blocks_done": done.len(),
             "blocks": blocks,

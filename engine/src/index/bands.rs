@@ -350,7 +350,7 @@ impl BandTables {
             n,
             segment,
         };
-        tables.check_order().map_err(|d| damaged(d))?;
+        tables.check_order().map_err(damaged)?;
         Ok(tables)
     }
 

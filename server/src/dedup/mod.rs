@@ -177,14 +177,17 @@ impl DedupJobs {
     }
 
     /// The duplicate groups a job has found so far.
-    pub fn groups(&self, id: &str) -> Result<Vec<(Vec<String>, Vec<StoredPair>)>, DedupError> {
+    pub fn groups(&self, id: &str) -> Result<Vec<Group>, DedupError> {
         let pairs = self.get(id)?.pairs()?;
         Ok(groups_of(pairs))
     }
 }
 
+/// A duplicate group: its ids (sorted) and the pairs that join them.
+pub type Group = (Vec<String>, Vec<StoredPair>);
+
 /// Connected components of stored pairs, each with its pairs.
-pub fn groups_of(pairs: Vec<StoredPair>) -> Vec<(Vec<String>, Vec<StoredPair>)> {
+pub fn groups_of(pairs: Vec<StoredPair>) -> Vec<Group> {
     let keys: Vec<DuplicatePair> = pairs
         .iter()
         .map(|p| DuplicatePair {
