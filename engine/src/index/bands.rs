@@ -36,7 +36,9 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::code::SLOTS;
-use super::segment_index::{IndexFileError, ProbeCodes, POSITIONS, RECORD_CODE_BYTES, WIDE};
+use super::segment_index::{
+    round_up, u32_at, u64_at, IndexFileError, ProbeCodes, POSITIONS, RECORD_CODE_BYTES, WIDE,
+};
 use crate::store::FileBytes;
 
 /// Two-byte bands per finger code.
@@ -51,14 +53,9 @@ const END: &[u8; 8] = b"ABISFBE\0";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 64;
-const ALIGN: usize = 64;
 const TABLE_ENTRY: usize = 16;
 /// Tables built in parallel at a time (each holds one table's postings while being built).
 const BUILD_TABLES: usize = 16;
-
-fn round_up(x: usize) -> usize {
-    x.div_ceil(ALIGN) * ALIGN
-}
 
 /// The key of band `b` of a code.
 #[inline]
@@ -243,16 +240,6 @@ fn footer(crcs: &[u32]) -> [u8; FOOTER_LEN] {
     let crc = crc32fast::hash(&f[..56]);
     f[56..60].copy_from_slice(&crc.to_le_bytes());
     f
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// Where the sections of a band file lie.

@@ -224,7 +224,8 @@ impl ProbeCodes {
     }
 }
 
-fn round_up(x: usize) -> usize {
+/// `x` rounded up to the 64-byte alignment of every index file's sections.
+pub(super) fn round_up(x: usize) -> usize {
     x.div_ceil(ALIGN) * ALIGN
 }
 
@@ -436,11 +437,11 @@ fn read_footer<'b>(
     Ok(f)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)

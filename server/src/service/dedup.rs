@@ -125,19 +125,9 @@ impl AbisService {
         request: Request<GetDeduplicationRequest>,
     ) -> Result<Response<DeduplicationStatus>, Status> {
         let caller = auth::caller(&request)?.name.clone();
-        let req = request.into_inner();
-        let result = (|| {
-            let job = self
-                .dedup_jobs()?
-                .get(job_id(&req.job_id)?)
-                .map_err(from_dedup)?;
-            Ok(job_status(&job))
-        })();
-        self.audited(caller, "GetDeduplication", vec![], result, |r, _| {
-            format!("job:{} done:{}", r.job_id, r.records_done)
-        })
-        .await
-        .map(Response::new)
+        let id = request.into_inner().job_id;
+        self.job_call(caller, "GetDeduplication", &id, |jobs, id| jobs.get(id))
+            .await
     }
 
     pub(super) async fn cancel_deduplication_rpc(
@@ -145,15 +135,26 @@ impl AbisService {
         request: Request<CancelDeduplicationRequest>,
     ) -> Result<Response<DeduplicationStatus>, Status> {
         let caller = auth::caller(&request)?.name.clone();
-        let req = request.into_inner();
+        let id = request.into_inner().job_id;
+        self.job_call(caller, "CancelDeduplication", &id, |jobs, id| {
+            jobs.cancel(id)
+        })
+        .await
+    }
+
+    /// A call about one job (`act` on the checked id), answered with its status and audited.
+    async fn job_call(
+        &self,
+        caller: String,
+        rpc: &'static str,
+        id: &str,
+        act: impl FnOnce(&DedupJobs, &str) -> Result<Arc<Job>, DedupError>,
+    ) -> Result<Response<DeduplicationStatus>, Status> {
         let result = (|| {
-            let job = self
-                .dedup_jobs()?
-                .cancel(job_id(&req.job_id)?)
-                .map_err(from_dedup)?;
+            let job = act(self.dedup_jobs()?, job_id(id)?).map_err(from_dedup)?;
             Ok(job_status(&job))
         })();
-        self.audited(caller, "CancelDeduplication", vec![], result, |r, _| {
+        self.audited(caller, rpc, vec![], result, |r, _| {
             format!("job:{} done:{}", r.job_id, r.records_done)
         })
         .await
