@@ -1,34 +1,45 @@
 //! The index: built once from a gallery's embeddings, then searched by single queries, batches
 //! or the self-join.
 
+use faiss::index::autotune::ParameterSpace;
 use faiss::index::flat::FlatIndexImpl;
 use faiss::index::ivf_flat::IVFFlatIndexImpl;
-use faiss::index::{ConcurrentIndex, Index};
-use faiss::Idx;
+use faiss::index::{ConcurrentIndex, Index, IndexImpl};
+use faiss::{index_factory, Idx, MetricType};
+use std::sync::Mutex;
 
 use crate::cells::Cells;
 use crate::rows::UnitRows;
 use crate::AnnError;
 
-/// Galleries smaller than this get an exact flat index: too few rows for k-means cells to pay
-/// (the IVF's training and probing cost more than reading every row).
-pub const IVF_MIN_ROWS: usize = 20_000;
+/// Galleries smaller than this get an exact flat index: too few rows for an approximate
+/// structure to pay (training, probing or walking cost more than reading every row).
+pub const ANN_MIN_ROWS: usize = 20_000;
+
+/// How the rows are organised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layout {
+    /// Inverted file: k-means cells (`None`: about 2·√rows; FAISS's guidance is 1–16·√rows,
+    /// fewer cells train faster); a query reads the `breadth` cells nearest it.
+    Ivf { nlist: Option<u32> },
+    /// Hierarchical navigable small-world graph, `m` links per row; a query walks it keeping
+    /// `breadth` candidates (FAISS's efSearch).
+    Hnsw { m: u32 },
+}
 
 /// How the index is laid out and searched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnnConfig {
-    /// k-means cells; `None`: about 2·√rows (FAISS's guidance is 1–16·√rows; fewer cells train
-    /// faster, which the 1M-row build on a small machine needs).
-    pub nlist: Option<u32>,
-    /// Cells read per query: the recall/speed dial (the bench measures it).
-    pub nprobe: u32,
+    pub layout: Layout,
+    /// The recall/speed dial: IVF cells read per query, or HNSW candidates kept.
+    pub breadth: u32,
 }
 
 impl Default for AnnConfig {
     fn default() -> Self {
         AnnConfig {
-            nlist: None,
-            nprobe: 64,
+            layout: Layout::Ivf { nlist: None },
+            breadth: 64,
         }
     }
 }
@@ -43,6 +54,9 @@ pub struct Neighbour {
 enum Inner {
     Exact(FlatIndexImpl),
     Ivf(IVFFlatIndexImpl, Cells),
+    /// The crate offers HNSW only as a generic index, searched through `&mut`; FAISS's own
+    /// search is read-only and spreads a batch over its threads, so one lock costs little.
+    Hnsw(Mutex<IndexImpl>, u32),
 }
 
 /// An inner-product index over L2-normalised face embeddings (module docs).
@@ -57,7 +71,7 @@ impl std::fmt::Debug for FaceAnn {
         f.debug_struct("FaceAnn")
             .field("rows", &self.len())
             .field("dim", &self.dim())
-            .field("nlist", &self.nlist())
+            .field("layout", &self.describe())
             .finish()
     }
 }
@@ -81,19 +95,22 @@ impl FaceAnn {
                 max: i32::MAX as usize,
             });
         }
-        check_nprobe(config.nprobe)?;
-        let inner = match cells(n, config.nlist)? {
-            None => {
+        check_breadth(config.breadth)?;
+        let inner = match (config.layout, n < ANN_MIN_ROWS) {
+            (Layout::Ivf { nlist: None }, true) | (Layout::Hnsw { .. }, true) => {
                 let mut index = FlatIndexImpl::new_ip(dim as u32)?;
                 index.add(&rows.data)?;
                 Inner::Exact(index)
             }
-            Some(nlist) => {
-                let cells = Cells::train(&rows, nlist)?;
-                Inner::Ivf(build_ivf(&rows, &cells, config.nprobe)?, cells)
+            (Layout::Ivf { nlist }, _) => {
+                let cells = Cells::train(&rows, cells(n, nlist)?)?;
+                Inner::Ivf(build_ivf(&rows, &cells, config.breadth)?, cells)
             }
+            (Layout::Hnsw { m }, false) => Inner::Hnsw(Mutex::new(build_hnsw(&rows, m)?), 0),
         };
-        Ok(FaceAnn { inner, rows })
+        let mut ann = FaceAnn { inner, rows };
+        ann.set_breadth(config.breadth)?;
+        Ok(ann)
     }
 
     pub fn len(&self) -> usize {
@@ -108,26 +125,36 @@ impl FaceAnn {
         self.rows.dim
     }
 
-    /// k-means cells (0: the exact flat index).
-    pub fn nlist(&self) -> u32 {
+    /// The structure built, in FAISS's index-factory words ("Flat": exact).
+    pub fn describe(&self) -> String {
         match &self.inner {
-            Inner::Exact(_) => 0,
-            Inner::Ivf(i, _) => i.nlist(),
+            Inner::Exact(_) => "Flat".into(),
+            Inner::Ivf(i, _) => format!("IVF{},Flat", i.nlist()),
+            Inner::Hnsw(..) => "HNSW,Flat".into(),
         }
     }
 
-    pub fn nprobe(&self) -> u32 {
+    /// The search breadth in force (0: the exact flat index, which reads every row).
+    pub fn breadth(&self) -> u32 {
         match &self.inner {
             Inner::Exact(_) => 0,
             Inner::Ivf(i, _) => i.nprobe(),
+            Inner::Hnsw(_, ef) => *ef,
         }
     }
 
-    /// Cells read per query from now on (ignored by the exact flat index).
-    pub fn set_nprobe(&mut self, nprobe: u32) -> Result<(), AnnError> {
-        check_nprobe(nprobe)?;
-        if let Inner::Ivf(i, _) = &mut self.inner {
-            i.set_nprobe(nprobe.min(i.nlist()));
+    /// IVF cells read, or HNSW candidates kept, per query from now on (ignored by the exact
+    /// flat index).
+    pub fn set_breadth(&mut self, breadth: u32) -> Result<(), AnnError> {
+        check_breadth(breadth)?;
+        match &mut self.inner {
+            Inner::Exact(_) => {}
+            Inner::Ivf(i, _) => i.set_nprobe(breadth.min(i.nlist())),
+            Inner::Hnsw(index, ef) => {
+                let index = index.get_mut().unwrap_or_else(|e| e.into_inner());
+                ParameterSpace::new()?.set_index_parameter(index, "efSearch", breadth)?;
+                *ef = breadth;
+            }
         }
         Ok(())
     }
@@ -166,6 +193,10 @@ impl FaceAnn {
         let found = match &self.inner {
             Inner::Exact(i) => ConcurrentIndex::search(i, unit, k)?,
             Inner::Ivf(i, _) => ConcurrentIndex::search(i, unit, k)?,
+            Inner::Hnsw(i, _) => {
+                let mut index = i.lock().unwrap_or_else(|e| e.into_inner());
+                Index::search(&mut *index, unit, k)?
+            }
         };
         Ok(neighbours(&found.labels, &found.distances, k, |row| row))
     }
@@ -173,7 +204,7 @@ impl FaceAnn {
     /// The cells, for the blocked self-join (`None`: the exact flat index).
     pub(crate) fn cells(&self) -> Option<&Cells> {
         match &self.inner {
-            Inner::Exact(_) => None,
+            Inner::Exact(_) | Inner::Hnsw(..) => None,
             Inner::Ivf(_, cells) => Some(cells),
         }
     }
@@ -206,18 +237,18 @@ pub(crate) fn neighbours(
         })
         .collect()
 }
-fn check_nprobe(nprobe: u32) -> Result<(), AnnError> {
-    if nprobe == 0 {
+fn check_breadth(breadth: u32) -> Result<(), AnnError> {
+    if breadth == 0 {
         return Err(AnnError::Parameter {
-            name: "nprobe",
+            name: "breadth",
             why: "must be at least 1".into(),
         });
     }
     Ok(())
 }
 
-/// The number of k-means cells for `n` rows, or `None` for the exact flat index.
-fn cells(n: usize, nlist: Option<u32>) -> Result<Option<u32>, AnnError> {
+/// The number of k-means cells for `n` rows.
+fn cells(n: usize, nlist: Option<u32>) -> Result<u32, AnnError> {
     match nlist {
         Some(0) => Err(AnnError::Parameter {
             name: "nlist",
@@ -230,9 +261,8 @@ fn cells(n: usize, nlist: Option<u32>) -> Result<Option<u32>, AnnError> {
                 c as usize * 39
             ),
         }),
-        Some(c) => Ok(Some(c)),
-        None if n < IVF_MIN_ROWS => Ok(None),
-        None => Ok(Some((2.0 * (n as f64).sqrt()).round() as u32)),
+        Some(c) => Ok(c),
+        None => Ok((2.0 * (n as f64).sqrt()).round().max(1.0) as u32),
     }
 }
 
@@ -245,5 +275,19 @@ fn build_ivf(rows: &UnitRows, cells: &Cells, nprobe: u32) -> Result<IVFFlatIndex
     index.train(&cells.centroids)?;
     index.add(&rows.data)?;
     index.set_nprobe(nprobe.min(nlist));
+    Ok(index)
+}
+
+/// HNSW over the rows, inner product; FAISS builds the graph over its threads.
+fn build_hnsw(rows: &UnitRows, m: u32) -> Result<IndexImpl, AnnError> {
+    if !(4..=256).contains(&m) {
+        return Err(AnnError::Parameter {
+            name: "m",
+            why: format!("HNSW links per row must be 4..=256, got {m}"),
+        });
+    }
+    let description = format!("HNSW{m},Flat");
+    let mut index = index_factory(rows.dim as u32, description, MetricType::InnerProduct)?;
+    index.add(&rows.data)?;
     Ok(index)
 }

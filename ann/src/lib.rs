@@ -18,5 +18,5 @@ mod rows;
 mod self_join;
 
 pub use error::AnnError;
-pub use face_ann::{AnnConfig, FaceAnn, Neighbour, IVF_MIN_ROWS};
+pub use face_ann::{AnnConfig, FaceAnn, Layout, Neighbour, ANN_MIN_ROWS};
 pub use self_join::{merge_pairs, Pair};

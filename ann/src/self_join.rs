@@ -36,7 +36,7 @@ pub struct Pair {
 impl FaceAnn {
     /// Every pair of rows where one is among the other's `k` nearest neighbours with a cosine
     /// of at least `min_cosine`, sorted by `(a, b)`. The IVF index reads `nprobe` cells per
-    /// cell of queries ([`FaceAnn::set_nprobe`]).
+    /// cell of queries ([`FaceAnn::set_breadth`]).
     pub fn knn_self_join(&self, k: usize, min_cosine: f32) -> Result<Vec<Pair>, AnnError> {
         self.self_join_rows(0..self.len() as u32, k, min_cosine)
     }
@@ -114,7 +114,7 @@ impl FaceAnn {
         while start < rows.end as usize {
             let end = (start + QUERY_CHUNK).min(rows.end as usize);
             let queries = &unit.data[start * dim..end * dim];
-            let probes = cells.nearest_cells(queries, dim, self.nprobe() as usize)?;
+            let probes = cells.nearest_cells(queries, dim, self.breadth() as usize)?;
             let mut asking = vec![Vec::new(); cells.members.len()];
             for (q, list) in probes.iter().enumerate() {
                 list.iter().for_each(|&c| asking[c as usize].push(q as u32));

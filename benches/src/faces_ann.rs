@@ -1,4 +1,4 @@
-//! `abis-bench faces-ann`: FAISS (`abis-ann`, IVF-Flat) against the exact int8 face scan
+//! `abis-bench faces-ann`: FAISS (`abis-ann`, IVF-Flat or HNSW) against the exact int8 face scan
 //! (`abis_engine::index::face_scan`) on one synthetic face gallery, in one run: build time,
 //! 1:N latency and recall@k, and the N:N k-nearest-neighbour self-join (time, pairs, planted
 //! duplicates found). One JSON line on stdout.
@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use abis_ann::{AnnConfig, FaceAnn, Pair};
+use abis_ann::{AnnConfig, FaceAnn, Layout, Pair};
 use abis_engine::index::face_scan::{top_k_batch, Int8Rows};
 use abis_engine::store::quantise;
 use abis_engine::synth::{FaceModel, FACE_DIM};
@@ -44,20 +44,32 @@ pub struct Args {
     /// Self-join pairs below this cosine are dropped.
     #[arg(long, default_value_t = 0.5)]
     min_cosine: f32,
+    /// FAISS structure: `ivf` (IVF-Flat) or `hnsw` (HNSW-Flat).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Ivf)]
+    layout: LayoutArg,
     /// IVF cells (default: about 2·√rows).
     #[arg(long)]
     nlist: Option<u32>,
-    /// Cells read per query: each value is measured for 1:N.
+    /// HNSW links per row.
+    #[arg(long, default_value_t = 32)]
+    hnsw_m: u32,
+    /// Search breadths measured for 1:N (IVF cells read; HNSW candidates kept).
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
-    nprobe: Vec<u32>,
-    /// Cells read per query of the self-join.
+    breadth: Vec<u32>,
+    /// Search breadth of the self-join.
     #[arg(long, default_value_t = 64)]
-    join_nprobe: u32,
+    join_breadth: u32,
     /// Rows the exact self-join runs (0: all); its time for all rows is extrapolated.
     #[arg(long, default_value_t = 0)]
     exact_join_rows: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    Ivf,
+    Hnsw,
 }
 
 /// Queries per pass over the rows in the exact self-join (each block of rows stays in cache
@@ -91,8 +103,8 @@ impl Faces {
 }
 
 pub fn run(a: &Args) -> Result<()> {
-    if a.people == 0 || a.duplicates > a.people || a.k == 0 || a.nprobe.is_empty() {
-        bail!("need --people ≥ 1, --duplicates ≤ --people, --k ≥ 1 and one --nprobe at least");
+    if a.people == 0 || a.duplicates > a.people || a.k == 0 || a.breadth.is_empty() {
+        bail!("need --people ≥ 1, --duplicates ≤ --people, --k ≥ 1 and one --breadth at least");
     }
     let pop = Population {
         seed: a.seed,
@@ -108,8 +120,11 @@ pub fn run(a: &Args) -> Result<()> {
     let scores = distributions(&pop, &model, &faces);
     let t0 = Instant::now();
     let config = AnnConfig {
-        nlist: a.nlist,
-        nprobe: a.nprobe[0],
+        layout: match a.layout {
+            LayoutArg::Ivf => Layout::Ivf { nlist: a.nlist },
+            LayoutArg::Hnsw => Layout::Hnsw { m: a.hnsw_m },
+        },
+        breadth: a.breadth[0],
     };
     let mut ann = FaceAnn::build_with(&faces.f32_rows, FACE_DIM, &config)?;
     let build_s = t0.elapsed().as_secs_f64();
@@ -126,7 +141,7 @@ pub fn run(a: &Args) -> Result<()> {
             "threads": rayon::current_num_threads(),
             "draw_s": draw_s,
             "scores": scores,
-            "faiss_index": format!("IVF{},Flat inner product", ann.nlist()),
+            "faiss_index": ann.describe(),
             "faiss_build_s": build_s,
             "one_to_n": one_to_n,
             "self_join": join,
@@ -220,7 +235,7 @@ fn latency(mut ms: Vec<f64>) -> Value {
             "mean_ms": ms.iter().sum::<f64>() / ms.len() as f64 })
 }
 
-/// Mated queries, each searched alone: the exact scan once, FAISS at every `--nprobe`.
+/// Mated queries, each searched alone: the exact scan once, FAISS at every `--breadth`.
 fn one_to_n(
     a: &Args,
     pop: &Population,
@@ -252,8 +267,8 @@ fn one_to_n(
         hit.count() as f64 / tops.len() as f64
     };
     let mut runs = Vec::new();
-    for &nprobe in &a.nprobe {
-        ann.set_nprobe(nprobe)?;
+    for &breadth in &a.breadth {
+        ann.set_breadth(breadth)?;
         let (mut got, mut ms) = (Vec::new(), Vec::new());
         for q in &queries {
             let t0 = Instant::now();
@@ -262,7 +277,7 @@ fn one_to_n(
             got.push(hits.iter().map(|h| h.row).collect::<Vec<_>>());
         }
         runs.push(json!({
-            "nprobe": ann.nprobe(),
+            "breadth": ann.breadth(),
             "latency": latency(ms),
             "recall_at_k": recall(&exact, &got),
             "rank1_mate": rank1(&got),
@@ -286,7 +301,7 @@ fn recall(exact: &[Vec<u32>], got: &[Vec<u32>]) -> f64 {
 }
 
 /// The N:N self-join both ways: exact (blocked int8 scan over the query rows chosen) and FAISS
-/// (every row, at `--join-nprobe`), compared on the exact run's query rows.
+/// (every row, at `--join-breadth`), compared on the exact run's query rows.
 fn self_join(a: &Args, pop: &Population, faces: &Faces, ann: &mut FaceAnn) -> Result<Value> {
     let n = faces.rows();
     let sample = match a.exact_join_rows {
@@ -297,7 +312,7 @@ fn self_join(a: &Args, pop: &Population, faces: &Faces, ann: &mut FaceAnn) -> Re
     let t0 = Instant::now();
     let exact = exact_join(a, faces, first)?;
     let exact_s = t0.elapsed().as_secs_f64();
-    ann.set_nprobe(a.join_nprobe)?;
+    ann.set_breadth(a.join_breadth)?;
     let t0 = Instant::now();
     let approx = ann.knn_self_join(a.k, a.min_cosine)?;
     let faiss_s = t0.elapsed().as_secs_f64();
@@ -322,7 +337,7 @@ fn self_join(a: &Args, pop: &Population, faces: &Faces, ann: &mut FaceAnn) -> Re
             "planted_found": planted.iter().filter(|p| in_sample(p) && exact_set.contains(p)).count(),
         },
         "faiss": {
-            "nprobe": ann.nprobe(),
+            "breadth": ann.breadth(),
             "s": faiss_s,
             "pairs": approx.len(),
             "planted": planted.len(),
