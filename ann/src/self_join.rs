@@ -6,7 +6,8 @@
 //! nearest cells are found as in a search, then cell by cell the queries that probe the cell
 //! are scored against its rows as one matrix product (BLAS), and each query keeps its best
 //! across its cells. The candidates are exactly those of one IVF search per row at the same
-//! `nprobe`; only the arithmetic is batched.
+//! `nprobe`; only the arithmetic is batched. The exact flat index and HNSW are searched row by
+//! row, in batches.
 
 use std::ops::Range;
 
@@ -21,7 +22,7 @@ use crate::{AnnError, FaceAnn};
 /// neighbours so far stay a few tens of MB.
 const QUERY_CHUNK: usize = 65_536;
 
-/// Rows searched per FAISS call over the exact flat index: large enough for its threads to
+/// Rows searched per FAISS call over the exact flat index or HNSW: large enough for its threads to
 /// share out, small enough that the results of one call stay a few MB.
 const QUERY_BATCH: usize = 8192;
 
@@ -73,14 +74,14 @@ impl FaceAnn {
         let keep = Keep { k, min_cosine };
         let mut pairs = Vec::new();
         match self.cells() {
-            None => self.join_exhaustive(rows, &keep, &mut pairs)?,
+            None => self.join_by_search(rows, &keep, &mut pairs)?,
             Some(cells) => self.join_blocked(cells, rows, &keep, &mut pairs)?,
         }
         Ok(merge_pairs(pairs))
     }
 
-    /// Every query row against the exact flat index, in batches.
-    fn join_exhaustive(
+    /// Every query row searched through the index (exact flat or HNSW), in batches.
+    fn join_by_search(
         &self,
         rows: Range<u32>,
         keep: &Keep,
