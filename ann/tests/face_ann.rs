@@ -245,3 +245,31 @@ fn bad_input_is_refused_by_name() {
     let mut ann = ann;
     assert!(ann.set_breadth(0).is_err());
 }
+
+#[test]
+fn hnsw_finds_the_mates_and_the_planted_duplicates() {
+    let rows = gallery();
+    let config = AnnConfig {
+        layout: Layout::Hnsw { m: 16 },
+        breadth: 64,
+    };
+    let ann = FaceAnn::build_with(&rows, FACE_DIM, &config).unwrap();
+    assert!(ann.describe().starts_with("HNSW"));
+    assert_eq!(ann.breadth(), 64);
+    // Each indexed row finds itself first.
+    let probes: Vec<f32> = (0..50)
+        .flat_map(|q| rows[q * 577 * FACE_DIM..][..FACE_DIM].to_vec())
+        .collect();
+    let lists = ann.search_batch(&probes, K).unwrap();
+    let own = (0..50).filter(|&q| lists[q][0].row as usize == q * 577);
+    assert!(own.count() >= 49);
+    let pairs = ann.knn_self_join(K, 0.5).unwrap();
+    let found = (0..DUPLICATES)
+        .filter(|&j| {
+            let (a, b) = ((j * 100) as u32, (PEOPLE + j) as u32);
+            pairs.iter().any(|p| (p.a, p.b) == (a, b))
+        })
+        .count();
+    // The exact scan finds at least 97 % of them (the test above).
+    assert!(found >= DUPLICATES * 96 / 100, "HNSW found {found}");
+}
