@@ -2,7 +2,7 @@
 //! model fitted to real score distributions): recall of its 1:N lists and its self-join, planted
 //! near-duplicates found, and bad input refused with the error naming it.
 
-use abis_ann::{AnnConfig, AnnError, FaceAnn, Layout, Neighbour};
+use abis_ann::{AnnConfig, AnnError, FaceAnn, Layout, Neighbour, Pair};
 use abis_engine::index::face_scan::{top_k_batch, Hit, Int8Rows};
 use abis_engine::store::quantise;
 use abis_engine::synth::{FaceModel, FACE_DIM};
@@ -22,6 +22,16 @@ fn gallery() -> Vec<f32> {
         model.capture(&id, (person as u64) << 8 | capture, &mut rows);
     }
     rows
+}
+
+/// How many of the planted pairs (person `j·100`, row `PEOPLE + j`) are among `pairs`.
+fn planted_found(pairs: &[Pair]) -> usize {
+    (0..DUPLICATES)
+        .filter(|&j| {
+            let (a, b) = ((j * 100) as u32, (PEOPLE + j) as u32);
+            pairs.iter().any(|p| (p.a, p.b) == (a, b))
+        })
+        .count()
 }
 
 /// The person behind a row of [`gallery`].
@@ -123,12 +133,7 @@ fn self_join_finds_the_planted_duplicates() {
     let rows = gallery();
     let ann = FaceAnn::build(&rows, FACE_DIM).unwrap();
     let pairs = ann.knn_self_join(K, 0.5).unwrap();
-    let found = (0..DUPLICATES)
-        .filter(|&j| {
-            let (a, b) = ((j * 100) as u32, (PEOPLE + j) as u32);
-            pairs.iter().any(|p| (p.a, p.b) == (a, b))
-        })
-        .count();
+    let found = planted_found(&pairs);
     // Genuine pairs below the 0.5 threshold exist (bad captures: the model's low tail), so not
     // all 300; the index finds all but at most 1 % (3) of those the exact scan finds.
     let exact_found = {
@@ -264,12 +269,7 @@ fn hnsw_finds_the_mates_and_the_planted_duplicates() {
     let own = (0..50).filter(|&q| lists[q][0].row as usize == q * 577);
     assert!(own.count() >= 49);
     let pairs = ann.knn_self_join(K, 0.5).unwrap();
-    let found = (0..DUPLICATES)
-        .filter(|&j| {
-            let (a, b) = ((j * 100) as u32, (PEOPLE + j) as u32);
-            pairs.iter().any(|p| (p.a, p.b) == (a, b))
-        })
-        .count();
+    let found = planted_found(&pairs);
     // The exact scan finds at least 97 % of them (the test above).
     assert!(found >= DUPLICATES * 96 / 100, "HNSW found {found}");
 }
