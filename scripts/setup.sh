@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time, idempotent setup for a fresh Debian 12 machine with Rust installed:
-#   1. system packages, only those missing (a C/C++ toolchain, cmake, BLAS/LAPACK for FAISS,
+#   1. system packages, only those missing (a C/C++ toolchain, cmake ≥ 3.24 and BLAS/LAPACK for
+#      the FAISS sources `abis-ann` builds (Debian 12: cmake 3.25, OpenBLAS),
 #      Python's venv module for the reference tools, nats-server for the cluster and its tests,
 #      OpenJPEG's opj_compress for the JPEG 2000 chip portraits of the ICAO tests, activemq for
 #      the MOSIP adapter's tests);

@@ -6,6 +6,7 @@ mod bands_eval;
 mod codes_eval;
 mod dedup;
 mod dist;
+mod faces_ann;
 mod gallery;
 mod gen;
 mod population;
@@ -33,6 +34,8 @@ enum Command {
     BandsEval(bands_eval::Args),
     /// Find duplicate records gallery-wide (N:N), resumable.
     Dedup(dedup::Args),
+    /// FAISS against the exact int8 face scan: build, 1:N recall and latency, N:N self-join.
+    FacesAnn(faces_ann::Args),
     /// Write a synthetic gallery straight into a store that `abis serve --data DIR` opens.
     Gen(gen::Args),
     /// Write one person's finger captures as templates (probes for gRPC).
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::CodesEval(a) => codes_eval::run(&a),
         Command::BandsEval(a) => bands_eval::run(&a),
         Command::Dedup(a) => dedup::run(&a),
+        Command::FacesAnn(a) => faces_ann::run(&a),
         Command::Gen(a) => gen::run(&a),
         Command::Probe(a) => probe::run(&a),
         Command::Search(a) => search::run(&a),
