@@ -737,7 +737,17 @@ mod tests {
             ),
             (
                 "admin",
-                &["Delete", "Get", "ReferenceCount", "PendingJobs", "Backup"],
+                &[
+                    "Delete",
+                    "Get",
+                    "ReferenceCount",
+                    "PendingJobs",
+                    "Backup",
+                    "StartDeduplication",
+                    "GetDeduplication",
+                    "ListDuplicates",
+                    "CancelDeduplication",
+                ],
             ),
         ];
         for (role, allowed) in expect {
