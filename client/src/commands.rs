@@ -154,6 +154,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
                     gallery_reference_ids: vec![],
                     max_results,
                     target_fpir,
+                    open_case: false,
                 })
                 .await?
                 .into_inner();
