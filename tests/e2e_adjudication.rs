@@ -16,6 +16,7 @@ use abis_proto::v1::{
     identify_request, sample, AdjudicationCase, CaseDecision, CaseState, DecideCaseRequest,
     GetCaseRequest, IdentifyRequest, InsertRequest, ListCasesRequest, Modality, Sample,
 };
+use abis_testkit::chromium::Browser;
 use abis_testkit::http;
 use support::{new_key, Server};
 use tonic::metadata::MetadataValue;
@@ -194,39 +195,32 @@ fn audit_verify(data: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cases_are_decided_once_audited_and_survive_sigkill() {
-    if !support::models_ready() {
-        return;
-    }
-    let Some(fvc) = abis_testkit::shared("fingerprint/FVC2002_DB1_B") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let keys = keys(dir.path());
-    let (server, page) = start(tempfile::tempdir().unwrap(), &keys);
-    let case_id = enrol_and_open_case(&server, &keys, &fvc, 1).await;
-    let mut adj =
-        AdjudicationClient::new(channel(&server).await).max_decoding_message_size(64 << 20);
-    let get = |id: &str| GetCaseRequest { case_id: id.into() };
+type Adjudication = AdjudicationClient<Channel>;
 
-    // Roles and unknown ids, over gRPC.
-    let denied = adj
-        .get_case(with_key(get(&case_id), &keys.teller))
+async fn adjudication(server: &Server) -> Adjudication {
+    AdjudicationClient::new(channel(server).await).max_decoding_message_size(64 << 20)
+}
+
+async fn get_case(
+    adj: &mut Adjudication,
+    key: &str,
+    id: &str,
+) -> Result<AdjudicationCase, tonic::Status> {
+    let req = GetCaseRequest { case_id: id.into() };
+    adj.get_case(with_key(req, key))
         .await
-        .unwrap_err();
+        .map(|r| r.into_inner())
+}
+
+/// Roles, unknown ids, the case's content and the list, over gRPC.
+async fn check_over_grpc(adj: &mut Adjudication, keys: &Keys, case_id: &str) {
+    let denied = get_case(adj, &keys.teller, case_id).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
-    let unknown = adj
-        .get_case(with_key(get(&"0".repeat(32)), &keys.examiner))
+    let unknown = get_case(adj, &keys.examiner, &"0".repeat(32))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
-    let case = adj
-        .get_case(with_key(get(&case_id), &keys.examiner))
-        .await
-        .unwrap()
-        .into_inner();
-    check_case_content(&case);
+    check_case_content(&get_case(adj, &keys.examiner, case_id).await.unwrap());
     let list = ListCasesRequest {
         state: CaseState::Open as i32,
         page_size: 10,
@@ -239,21 +233,18 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
         .into_inner();
     assert_eq!(listed.cases.len(), 1);
     assert_eq!(listed.cases[0].case_id, case_id);
+}
 
-    // The page: a verify key gets no session; the examiner sees the case and decides.
-    let refused = sign_in(&page, &keys.teller);
+/// The page: a verify key gets no session; the examiner sees the case and decides once.
+fn decide_on_the_page(page: &str, keys: &Keys, case_id: &str) {
+    let refused = sign_in(page, &keys.teller);
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert!(refused.text().contains("PERMISSION_DENIED"));
-    let login = sign_in(&page, &keys.examiner);
+    let login = sign_in(page, &keys.examiner);
     assert_eq!(login.status, 303, "{}", login.text());
     let cookie = cookie_of(&login);
-    let view = http::request(
-        &page,
-        "GET",
-        &format!("/cases/{case_id}"),
-        &[("Cookie", &cookie)],
-        b"",
-    );
+    let path = format!("/cases/{case_id}");
+    let view = http::request(page, "GET", &path, &[("Cookie", &cookie)], b"");
     assert_eq!(view.status, 200);
     let csp = view.header("content-security-policy").expect("CSP");
     assert!(
@@ -263,28 +254,26 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     let html = view.text();
     assert!(html.matches("class=\"mate\"").count() >= MIN_MATES);
     let decide = |csrf: &str, decision: &str| {
-        let body = http::form(&[
+        let fields = [
             ("csrf", csrf),
             ("decision", decision),
             ("comment", "same ridge flow"),
-        ]);
+        ];
         let headers = [
             ("Cookie", cookie.as_str()),
             ("Content-Type", "application/x-www-form-urlencoded"),
         ];
+        let body = http::form(&fields);
         http::request(
-            &page,
+            page,
             "POST",
-            &format!("/cases/{case_id}/decide"),
+            &format!("{path}/decide"),
             &headers,
             body.as_bytes(),
         )
     };
-    assert_eq!(
-        decide("forged", "duplicate").status,
-        403,
-        "a POST without the CSRF token"
-    );
+    let forged = decide("forged", "duplicate");
+    assert_eq!(forged.status, 403, "a POST without the CSRF token");
     let csrf = csrf_of(&html);
     let decided = decide(&csrf, "duplicate");
     assert_eq!(decided.status, 303, "{}", decided.text());
@@ -295,6 +284,35 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
         "{}",
         again.text()
     );
+}
+
+/// The case is decided "duplicate" by examiner-1.
+async fn check_verdict(adj: &mut Adjudication, keys: &Keys, case_id: &str) -> AdjudicationCase {
+    let case = get_case(adj, &keys.examiner, case_id).await.unwrap();
+    assert_eq!(case.state, CaseState::Decided as i32);
+    let verdict = case.verdict.clone().expect("verdict");
+    assert_eq!(
+        (verdict.decision(), verdict.examiner.as_str()),
+        (CaseDecision::Duplicate, "examiner-1")
+    );
+    case
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_are_decided_once_audited_and_survive_sigkill() {
+    if !support::models_ready() {
+        return;
+    }
+    let Some(fvc) = abis_testkit::shared("fingerprint/FVC2002_DB1_B") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys);
+    let case_id = enrol_and_open_case(&server, &keys, &fvc, 1).await;
+    let mut adj = adjudication(&server).await;
+    check_over_grpc(&mut adj, &keys, &case_id).await;
+    decide_on_the_page(&page, &keys, &case_id);
 
     // Twice over gRPC: FAILED_PRECONDITION naming the first decision. Then SIGKILL at once.
     let twice = DecideCaseRequest {
@@ -315,20 +333,8 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     let data = server.kill_keep_data();
 
     let (server, _page) = start(data, &keys);
-    let mut adj =
-        AdjudicationClient::new(channel(&server).await).max_decoding_message_size(64 << 20);
-    let case = adj
-        .get_case(with_key(get(&case_id), &keys.examiner))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(case.state, CaseState::Decided as i32);
-    let verdict = case.verdict.expect("verdict");
-    assert_eq!(
-        (verdict.decision(), verdict.examiner.as_str()),
-        (CaseDecision::Duplicate, "examiner-1")
-    );
-    assert_eq!(verdict.comment, "same ridge flow");
+    let case = check_verdict(&mut adjudication(&server).await, &keys, &case_id).await;
+    assert_eq!(case.verdict.unwrap().comment, "same ridge flow");
     let data = server.stop_keep_data().1;
     audit_verify(data.path());
     let decisions: Vec<_> = audit_lines(data.path())
@@ -345,8 +351,59 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     assert_eq!(decisions[1]["code"], "FAILED_PRECONDITION");
 }
 
+fn sign_in_and_open_the_case(browser: &Browser, page: &str, key: &str, case_id: &str) {
+    browser.goto(&format!("http://{page}/login"));
+    browser.type_into(&browser.find("#key"), key);
+    browser.click(&browser.find("#sign-in"));
+    let limit = Duration::from_secs(20);
+    browser.wait_for("return document.querySelector('#queue') !== null;", limit);
+    browser.click(&browser.find("a.case-link"));
+    browser.wait_for("return document.body.dataset.ready === '1';", limit);
+    assert!(browser.url().ends_with(&format!("/cases/{case_id}")));
+}
+
+/// Both prints of all ten fingers are drawn, with the mated pairs joined.
+fn check_drawing(browser: &Browser) {
+    let count = |css: &str| {
+        let n = browser.script(&format!(
+            "return document.querySelectorAll('{css}').length;"
+        ));
+        n.as_u64().expect("a count")
+    };
+    let (prints, mates) = (count("svg.prints"), count("line.mate"));
+    let probe = count(".probe-print .minutia");
+    let candidate = count(".candidate-print .minutia");
+    eprintln!("drawn: {prints} fingers, {probe} + {candidate} minutiae, {mates} mated pairs");
+    assert_eq!(prints, 10, "one drawing per finger position");
+    assert!(probe >= 120 && candidate >= 120);
+    assert!(
+        mates >= 10 * MIN_MATES as u64 / 2,
+        "{mates} mated-pair lines"
+    );
+    // The lines are laid out (drawn, not only in the DOM).
+    let width =
+        browser.script("return document.querySelector('line.mate').getBoundingClientRect().width;");
+    assert!(width.as_f64().unwrap() > 10.0, "{width}");
+    // How long the ten-finger case page took (reported, never asserted: timings decide no test).
+    let timing = browser.script(
+        "const n = performance.getEntriesByType('navigation')[0]; \
+         return [n.responseStart - n.requestStart, n.responseEnd - n.startTime, \
+         n.loadEventEnd - n.startTime];",
+    );
+    eprintln!(
+        "ten-finger case page: first byte {} ms after the request, received {} ms, loaded {} ms",
+        timing[0], timing[1], timing[2]
+    );
+}
+
+fn screenshot(browser: &Browser, name: &str) {
+    let artefacts = support::repo_root().join("target/artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    std::fs::write(artefacts.join(name), browser.screenshot()).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_examiner_decides_in_chromium_with_the_keyboard() {
+async fn an_examiner_decides_a_ten_finger_case_in_chromium_with_the_keyboard() {
     if !support::models_ready() {
         return;
     }
@@ -360,87 +417,15 @@ async fn an_examiner_decides_in_chromium_with_the_keyboard() {
     let keys = keys(dir.path());
     let (server, page) = start(tempfile::tempdir().unwrap(), &keys);
     let case_id = enrol_and_open_case(&server, &keys, &fvc, 10).await;
-    let artefacts = support::repo_root().join("target/artefacts");
-    std::fs::create_dir_all(&artefacts).unwrap();
-
-    let browser = abis_testkit::chromium::Browser::start(&chromium, &chromedriver, 1400, 1000);
-    browser.goto(&format!("http://{page}/login"));
-    let key = browser.find("#key");
-    browser.type_into(&key, &keys.examiner);
-    browser.click(&browser.find("#sign-in"));
-    browser.wait_for(
-        "return document.querySelector('#queue') !== null;",
-        Duration::from_secs(20),
-    );
-    browser.click(&browser.find("a.case-link"));
-    browser.wait_for(
-        "return document.body.dataset.ready === '1';",
-        Duration::from_secs(20),
-    );
-    assert!(browser.url().ends_with(&format!("/cases/{case_id}")));
-    let count = |css: &str| {
-        let n = browser.script(&format!(
-            "return document.querySelectorAll('{css}').length;"
-        ));
-        n.as_u64().expect("a count")
-    };
-    let (prints, mates) = (count("svg.prints"), count("line.mate"));
-    let (probe_minutiae, candidate_minutiae) = (
-        count(".probe-print .minutia"),
-        count(".candidate-print .minutia"),
-    );
-    eprintln!("drawn: {prints} fingers, {probe_minutiae} + {candidate_minutiae} minutiae, {mates} mated pairs");
-    assert_eq!(prints, 10, "one drawing per finger position");
-    assert!(probe_minutiae >= 120 && candidate_minutiae >= 120);
-    assert!(
-        mates >= 10 * MIN_MATES as u64 / 2,
-        "{mates} mated-pair lines"
-    );
-    // The lines are laid out (drawn, not only in the DOM).
-    let width =
-        browser.script("return document.querySelector('line.mate').getBoundingClientRect().width;");
-    assert!(width.as_f64().unwrap() > 10.0, "{width}");
-    // How long the ten-finger case page took (reported, never asserted: timings decide no test).
-    let timing = browser.script(
-        "const n = performance.getEntriesByType('navigation')[0]; \
-         return [n.responseStart - n.requestStart, n.responseEnd - n.startTime, n.loadEventEnd - n.startTime];",
-    );
-    eprintln!(
-        "ten-finger case page: server {} ms, received {} ms, loaded {} ms",
-        timing[0], timing[1], timing[2]
-    );
-    std::fs::write(
-        artefacts.join("adjudication-case.png"),
-        browser.screenshot(),
-    )
-    .unwrap();
-
+    let browser = Browser::start(&chromium, &chromedriver, 1200, 800);
+    sign_in_and_open_the_case(&browser, &page, &keys.examiner, &case_id);
+    check_drawing(&browser);
+    screenshot(&browser, "adjudication-case.png");
     browser.press("d");
-    browser.wait_for(
-        "return document.querySelector('#empty-queue') !== null;",
-        Duration::from_secs(20),
-    );
-    std::fs::write(
-        artefacts.join("adjudication-queue-after.png"),
-        browser.screenshot(),
-    )
-    .unwrap();
-
-    let mut adj =
-        AdjudicationClient::new(channel(&server).await).max_decoding_message_size(64 << 20);
-    let get = GetCaseRequest {
-        case_id: case_id.clone(),
-    };
-    let case = adj
-        .get_case(with_key(get, &keys.examiner))
-        .await
-        .unwrap()
-        .into_inner();
-    let verdict = case.verdict.expect("decided in the browser");
-    assert_eq!(
-        (verdict.decision(), verdict.examiner.as_str()),
-        (CaseDecision::Duplicate, "examiner-1")
-    );
+    let emptied = "return document.querySelector('#empty-queue') !== null;";
+    browser.wait_for(emptied, Duration::from_secs(20));
+    screenshot(&browser, "adjudication-queue-after.png");
+    check_verdict(&mut adjudication(&server).await, &keys, &case_id).await;
     drop(browser);
     let data = server.stop_keep_data().1;
     audit_verify(data.path());

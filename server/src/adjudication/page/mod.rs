@@ -127,6 +127,10 @@ impl Page {
                 Some(form) => self.login(&form, remote).await,
                 None => bad_form(),
             },
+            (m, _) if m != Method::GET && m != Method::POST => {
+                let why = "only GET and POST";
+                page_error(StatusCode::METHOD_NOT_ALLOWED, "INVALID_ARGUMENT", why)
+            }
             _ => {
                 let cookie = parts
                     .headers
@@ -163,44 +167,21 @@ impl Page {
         if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {key}")) {
             headers.insert(header::AUTHORIZATION, v);
         }
-        let caller = match self
+        let authenticated = self
             .authenticator
-            .authenticate(&headers, None, Some(remote))
-        {
-            Ok(c) => c,
-            Err(_) => {
-                let _ = self
-                    .cases
-                    .audit_read(
-                        "-",
-                        "PageLogin",
-                        vec![],
-                        String::new(),
-                        tonic::Code::Unauthenticated,
-                    )
-                    .await;
-                return html(
-                    StatusCode::UNAUTHORIZED,
-                    render::login("UNAUTHENTICATED: invalid API key"),
-                );
-            }
+            .authenticate(&headers, None, Some(remote));
+        let Ok(caller) = authenticated else {
+            // The entry of a refused sign-in is best effort: the answer is a refusal anyway.
+            let _ = self.audit_login("-", tonic::Code::Unauthenticated).await;
+            let page = render::login("UNAUTHENTICATED: invalid API key");
+            return html(StatusCode::UNAUTHORIZED, page);
         };
         if !caller.roles.contains(Role::Adjudicator) {
             let _ = self
-                .cases
-                .audit_read(
-                    &caller.name,
-                    "PageLogin",
-                    vec![],
-                    String::new(),
-                    tonic::Code::PermissionDenied,
-                )
+                .audit_login(&caller.name, tonic::Code::PermissionDenied)
                 .await;
-            return page_error(
-                StatusCode::FORBIDDEN,
-                "PERMISSION_DENIED",
-                "this key lacks the adjudicator role",
-            );
+            let why = "this key lacks the adjudicator role";
+            return page_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why);
         }
         let name = caller.name.clone();
         let Some(token) = self.sessions.start(caller) else {
@@ -210,11 +191,7 @@ impl Page {
                 "no randomness",
             );
         };
-        if let Err(s) = self
-            .cases
-            .audit_read(&name, "PageLogin", vec![], String::new(), tonic::Code::Ok)
-            .await
-        {
+        if let Err(s) = self.audit_login(&name, tonic::Code::Ok).await {
             return status_page(&s);
         }
         let mut reply = redirect("/");
@@ -222,6 +199,13 @@ impl Page {
             reply.headers_mut().insert(header::SET_COOKIE, v);
         }
         reply
+    }
+
+    async fn audit_login(&self, who: &str, code: tonic::Code) -> Result<(), tonic::Status> {
+        let what = String::new();
+        self.cases
+            .audit_read(who, "PageLogin", vec![], what, code)
+            .await
     }
 
     async fn get(&self, session: &Session, path: &str) -> Reply {
