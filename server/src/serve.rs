@@ -378,7 +378,8 @@ async fn start_metrics(
 
 /// The adjudication cases (`<data>/cases`).
 fn open_cases(config: &Config, auditor: &Auditor) -> Result<Arc<Cases>, ServeError> {
-    let store = CaseStore::open(&config.server.data_dir.join("cases"))?;
+    // Cases hold minutiae: sealed with the gallery's key like the gallery's own files.
+    let store = CaseStore::open(&config.server.data_dir.join("cases"), gallery_keys(config)?)?;
     Ok(Cases::new(store, auditor.clone()))
 }
 

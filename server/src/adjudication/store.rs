@@ -5,8 +5,13 @@
 //! directory gives the gallery's guarantee (an acknowledged write survives SIGKILL and power
 //! loss; a torn write leaves the previous version) with no log to compact. A file is
 //! `ABISCASE` (8 bytes), the CRC-32 of the payload (4 bytes, little-endian), then the
-//! `AdjudicationCase` message (protobuf). Leftover temp files are removed at open; a file that
-//! fails its checksum stops the open, naming the file, since it can only be damage.
+//! `AdjudicationCase` message (protobuf). With the gallery's key (`[store]
+//! encryption_key_file`) a case holds minutiae like the gallery does, so it is sealed the same
+//! way: `ABISCSE1` then the message sealed with AES-256-GCM under the active key, bound to the
+//! case id (a file moved to another case's name does not open). Plaintext files are still read
+//! (a gallery that turned encryption on) and sealed at their next write. Leftover temp files are
+//! removed at open; a file that fails its checksum or its seal stops the open, naming the file,
+//! since it can only be damage, tampering or a missing key.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -14,10 +19,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use abis_engine::store::encryption::Keyring;
 use abis_proto::v1::{AdjudicationCase, CaseState};
 use prost::Message;
 
 const MAGIC: &[u8; 8] = b"ABISCASE";
+const SEALED_MAGIC: &[u8; 8] = b"ABISCSE1";
 const SUFFIX: &str = ".case";
 const TEMP_SUFFIX: &str = ".case.tmp";
 
@@ -32,6 +39,8 @@ pub enum CaseStoreError {
     },
     #[error("case file {path} is damaged: {what}")]
     Damaged { path: PathBuf, what: String },
+    #[error("sealing case {case}: {what}")]
+    Seal { case: String, what: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaseStoreError + '_ {
@@ -45,12 +54,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaseStoreError + '_ {
 /// serialises a decision's check and write.
 pub struct CaseStore {
     dir: PathBuf,
+    keys: Option<Keyring>,
     cases: Mutex<BTreeMap<String, AdjudicationCase>>,
 }
 
 impl CaseStore {
-    /// Opens (creating) the store in `dir` and reads every case.
-    pub fn open(dir: &Path) -> Result<CaseStore, CaseStoreError> {
+    /// Opens (creating) the store in `dir` and reads every case; `keys` seal the files.
+    pub fn open(dir: &Path, keys: Option<Keyring>) -> Result<CaseStore, CaseStoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut cases = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -60,12 +70,13 @@ impl CaseStore {
                 // A write that never reached its rename: never acknowledged.
                 std::fs::remove_file(&path).map_err(io_err(&path))?;
             } else if name.ends_with(SUFFIX) {
-                let case = read_case(&path)?;
+                let case = read_case(&path, keys.as_ref())?;
                 cases.insert(case.case_id.clone(), case);
             }
         }
         Ok(CaseStore {
             dir: dir.to_path_buf(),
+            keys,
             cases: Mutex::new(cases),
         })
     }
@@ -115,11 +126,7 @@ impl CaseStore {
     }
 
     fn write(&self, case: &AdjudicationCase) -> Result<(), CaseStoreError> {
-        let payload = case.encode_to_vec();
-        let mut bytes = Vec::with_capacity(payload.len() + 12);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
+        let bytes = self.encode(case)?;
         let path = self.dir.join(format!("{}{SUFFIX}", case.case_id));
         let temp = self.dir.join(format!("{}{TEMP_SUFFIX}", case.case_id));
         let mut file = OpenOptions::new()
@@ -138,23 +145,58 @@ impl CaseStore {
     }
 }
 
-fn read_case(path: &Path) -> Result<AdjudicationCase, CaseStoreError> {
+impl CaseStore {
+    /// A case file's bytes: sealed when the store has keys, else checksummed.
+    fn encode(&self, case: &AdjudicationCase) -> Result<Vec<u8>, CaseStoreError> {
+        let payload = case.encode_to_vec();
+        let mut bytes = Vec::with_capacity(payload.len() + 64);
+        match &self.keys {
+            Some(keys) => {
+                let sealed = keys
+                    .seal_message(case.case_id.as_bytes(), &payload)
+                    .map_err(|e| CaseStoreError::Seal {
+                        case: case.case_id.clone(),
+                        what: e.to_string(),
+                    })?;
+                bytes.extend_from_slice(SEALED_MAGIC);
+                bytes.extend_from_slice(&sealed);
+            }
+            None => {
+                bytes.extend_from_slice(MAGIC);
+                bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+                bytes.extend_from_slice(&payload);
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+fn read_case(path: &Path, keys: Option<&Keyring>) -> Result<AdjudicationCase, CaseStoreError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let damaged = |what: &str| CaseStoreError::Damaged {
         path: path.to_path_buf(),
         what: what.to_string(),
     };
-    if bytes.len() < 12 || &bytes[..8] != MAGIC {
-        return Err(damaged("not a case file"));
-    }
-    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    let payload = &bytes[12..];
-    if crc32fast::hash(payload) != crc {
-        return Err(damaged("checksum mismatch"));
-    }
-    let case = AdjudicationCase::decode(payload).map_err(|e| damaged(&e.to_string()))?;
-    let expected = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if expected != format!("{}{SUFFIX}", case.case_id) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let id = name.strip_suffix(SUFFIX).unwrap_or(name);
+    let payload = match (bytes.get(..8), keys) {
+        (Some(m), Some(keys)) if m == SEALED_MAGIC => keys
+            .open_message(id.as_bytes(), &bytes[8..])
+            .map_err(|e| damaged(&e.to_string()))?,
+        (Some(m), None) if m == SEALED_MAGIC => {
+            return Err(damaged("sealed, and store.encryption_key_file is not set"))
+        }
+        (Some(m), _) if m == MAGIC && bytes.len() >= 12 => {
+            let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            if crc32fast::hash(&bytes[12..]) != crc {
+                return Err(damaged("checksum mismatch"));
+            }
+            bytes[12..].to_vec()
+        }
+        _ => return Err(damaged("not a case file")),
+    };
+    let case = AdjudicationCase::decode(payload.as_slice()).map_err(|e| damaged(&e.to_string()))?;
+    if case.case_id != id {
         return Err(damaged("case id differs from the file name"));
     }
     Ok(case)
@@ -176,7 +218,7 @@ mod tests {
     #[test]
     fn cases_survive_reopening_and_list_in_pages() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CaseStore::open(dir.path()).unwrap();
+        let store = CaseStore::open(dir.path(), None).unwrap();
         for (id, t) in [
             ("b", "2026-01-02"),
             ("a", "2026-01-01"),
@@ -188,7 +230,7 @@ mod tests {
                 .unwrap();
         }
         std::fs::write(dir.path().join("x.case.tmp"), b"torn").unwrap();
-        let store = CaseStore::open(dir.path()).unwrap();
+        let store = CaseStore::open(dir.path(), None).unwrap();
         assert!(!dir.path().join("x.case.tmp").exists());
         let (page, more) = store.list(None, None, 2);
         let ids: Vec<&str> = page.iter().map(|c| c.case_id.as_str()).collect();
@@ -204,7 +246,7 @@ mod tests {
     #[test]
     fn a_refused_check_writes_nothing_and_damage_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let store = CaseStore::open(dir.path()).unwrap();
+        let store = CaseStore::open(dir.path(), None).unwrap();
         store
             .put(case("a", "t"), |_| Ok::<(), ()>(()))
             .unwrap()
@@ -221,7 +263,42 @@ mod tests {
         let mut bytes = std::fs::read(&file).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         std::fs::write(&file, bytes).unwrap();
-        let err = CaseStore::open(dir.path()).err().unwrap().to_string();
+        let err = CaseStore::open(dir.path(), None).err().unwrap().to_string();
         assert!(err.contains("a.case") && err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn with_the_gallery_key_cases_are_sealed_and_bound_to_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keyring::from_keys(&[[7u8; 32]]).unwrap();
+        let store = CaseStore::open(dir.path(), Some(keys.clone())).unwrap();
+        let mut c = case("a", "t");
+        c.probe_reference_id = "person-123456".into();
+        store.put(c, |_| Ok::<(), ()>(())).unwrap().unwrap();
+        let bytes = std::fs::read(dir.path().join("a.case")).unwrap();
+        assert!(bytes.starts_with(SEALED_MAGIC));
+        assert!(
+            !bytes.windows(13).any(|w| w == b"person-123456"),
+            "plaintext in a sealed case"
+        );
+        let reopened = CaseStore::open(dir.path(), Some(keys.clone())).unwrap();
+        assert_eq!(
+            reopened.get("a").unwrap().probe_reference_id,
+            "person-123456"
+        );
+        let err = CaseStore::open(dir.path(), None).err().unwrap().to_string();
+        assert!(
+            err.contains("a.case") && err.contains("encryption_key_file"),
+            "{err}"
+        );
+        std::fs::rename(dir.path().join("a.case"), dir.path().join("b.case")).unwrap();
+        let err = CaseStore::open(dir.path(), Some(keys))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("b.case") && err.contains("authenticate"),
+            "{err}"
+        );
     }
 }
