@@ -377,3 +377,58 @@ fn status_page(s: &tonic::Status) -> Reply {
     };
     page_error(status, crate::access::code_name(s.code()), s.message())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditOptions, Auditor};
+    use crate::tls::tests::Pki;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    /// The page over HTTPS with the server's `[tls]` certificate: the sign-in form, with the
+    /// security headers, to a client that trusts only the test CA.
+    #[tokio::test]
+    async fn the_page_serves_https_with_the_server_certificate() {
+        let (pki, data) = (Pki::new(), tempfile::tempdir().unwrap());
+        let auditor = Auditor::open(&data.path().join("audit"), AuditOptions::default()).unwrap();
+        let store = super::super::CaseStore::open(&data.path().join("cases"), None).unwrap();
+        let authenticator = Arc::new(Authenticator::new(None, false, Default::default()));
+        let page = Page::new(
+            Cases::new(store, auditor),
+            authenticator,
+            Duration::from_secs(60),
+            true,
+        );
+        let acceptor = crate::tls::page_acceptor(&pki.tls_config(false)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(page.serve(listener, acceptor, std::future::pending()));
+
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        let request = b"GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        tls.write_all(request).await.unwrap();
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("content-security-policy: default-src 'none'"),
+            "{answer}"
+        );
+        assert!(answer.contains("name=\"key\""), "{answer}");
+    }
+}
