@@ -14,7 +14,8 @@ use abis_proto::v1::abis_client::AbisClient;
 use abis_proto::v1::adjudication_client::AdjudicationClient;
 use abis_proto::v1::{
     identify_request, sample, AdjudicationCase, CaseDecision, CaseState, DecideCaseRequest,
-    GetCaseRequest, IdentifyRequest, InsertRequest, ListCasesRequest, Modality, Sample,
+    GetCaseRequest, IdentifyRequest, IdentifyResponse, InsertRequest, ListCasesRequest, Modality,
+    Sample,
 };
 use abis_testkit::chromium::Browser;
 use abis_testkit::http;
@@ -52,10 +53,12 @@ fn keys(dir: &Path) -> Keys {
     }
 }
 
-fn start(data: tempfile::TempDir, keys: &Keys) -> (Server, String) {
+/// A server with the page on a free port; `open_cases` is `[adjudication] open_cases`.
+fn start(data: tempfile::TempDir, keys: &Keys, open_cases: &str) -> (Server, String) {
     let env = [
         ("ABIS__AUTH__KEYS_FILE", keys.file.as_os_str()),
         ("ABIS__ADJUDICATION__LISTEN", "127.0.0.1:0".as_ref()),
+        ("ABIS__ADJUDICATION__OPEN_CASES", open_cases.as_ref()),
     ];
     let (server, url, _stdout) = Server::start_with_page(data, &env);
     let addr = url
@@ -102,27 +105,29 @@ async fn enrol_and_open_case(server: &Server, keys: &Keys, fvc: &Path, fingers: 
             .await
             .expect("insert");
     }
-    let identify = |open_case| IdentifyRequest {
+    let plain = identify(server, keys, false).await;
+    assert!(plain.case_id.is_empty(), "a case opened unasked");
+    let found = identify(server, keys, true).await;
+    assert_eq!(found.candidates.len(), 1, "{found:?}");
+    assert_eq!(found.candidates[0].reference_id, OTHER);
+    assert_eq!(found.case_id.len(), 32, "{found:?}");
+    found.case_id
+}
+
+/// Searches with the probe record, asking for a case or not.
+async fn identify(server: &Server, keys: &Keys, open_case: bool) -> IdentifyResponse {
+    let mut abis = AbisClient::new(channel(server).await).max_decoding_message_size(64 << 20);
+    let req = IdentifyRequest {
         probe: Some(identify_request::Probe::ReferenceId(PROBE.into())),
         gallery_reference_ids: vec![],
         max_results: 5,
         target_fpir: 30,
         open_case,
     };
-    let plain = abis
-        .identify(with_key(identify(false), &keys.office))
+    abis.identify(with_key(req, &keys.office))
         .await
-        .unwrap();
-    assert!(plain.get_ref().case_id.is_empty(), "a case opened unasked");
-    let found = abis
-        .identify(with_key(identify(true), &keys.office))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(found.candidates.len(), 1, "{found:?}");
-    assert_eq!(found.candidates[0].reference_id, OTHER);
-    assert_eq!(found.case_id.len(), 32, "{found:?}");
-    found.case_id
+        .expect("identify")
+        .into_inner()
 }
 
 fn check_case_content(case: &AdjudicationCase) {
@@ -308,7 +313,7 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     };
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let (server, page) = start(tempfile::tempdir().unwrap(), &keys);
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never");
     let case_id = enrol_and_open_case(&server, &keys, &fvc, 1).await;
     let mut adj = adjudication(&server).await;
     check_over_grpc(&mut adj, &keys, &case_id).await;
@@ -332,9 +337,17 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     );
     let data = server.kill_keep_data();
 
-    let (server, _page) = start(data, &keys);
+    // Restarted with open_cases = "on_hit": the decision is there, and every hit opens a case.
+    let (server, _page) = start(data, &keys, "on_hit");
     let case = check_verdict(&mut adjudication(&server).await, &keys, &case_id).await;
     assert_eq!(case.verdict.unwrap().comment, "same ridge flow");
+    let unasked = identify(&server, &keys, false).await;
+    assert_eq!(
+        unasked.case_id.len(),
+        32,
+        "on_hit opened no case: {unasked:?}"
+    );
+    assert_ne!(unasked.case_id, case_id);
     let data = server.stop_keep_data().1;
     audit_verify(data.path());
     let decisions: Vec<_> = audit_lines(data.path())
@@ -415,7 +428,7 @@ async fn an_examiner_decides_a_ten_finger_case_in_chromium_with_the_keyboard() {
     };
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let (server, page) = start(tempfile::tempdir().unwrap(), &keys);
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never");
     let case_id = enrol_and_open_case(&server, &keys, &fvc, 10).await;
     let browser = Browser::start(&chromium, &chromedriver, 1200, 800);
     sign_in_and_open_the_case(&browser, &page, &keys.examiner, &case_id);

@@ -57,10 +57,3 @@ impl Default for AdjudicationConfig {
         }
     }
 }
-
-impl AdjudicationConfig {
-    /// Whether a search asking `requested` opens a case when it has candidates.
-    pub fn opens(&self, requested: bool) -> bool {
-        requested || self.open_cases == OpenCases::OnHit
-    }
-}
