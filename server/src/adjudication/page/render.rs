@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use abis_proto::v1::{AdjudicationCase, CaseDecision, CasePrint, CaseState, FingerEvidence};
+use abis_proto::v1::{
+    AdjudicationCase, CaseDecision, CasePrint, CaseState, FingerEvidence, Modality, ModalityScore,
+};
 
 use super::super::cases::decision_name;
 
@@ -127,10 +129,11 @@ pub fn case(examiner: &str, csrf: &str, case: &AdjudicationCase) -> String {
         let _ = write!(
             body,
             "<section class=\"candidate\"><h2>Candidate {}: {} — fused score \
-             <span class=\"fused\">{:.1}</span></h2>",
+             <span class=\"fused\">{:.1}</span></h2><p class=\"modalities\">{}</p>",
             i + 1,
             esc(&c.reference_id),
-            c.score
+            c.score,
+            modalities(&c.modalities)
         );
         if c.fingers.is_empty() {
             body.push_str("<p>No finger position in common.</p>");
@@ -176,6 +179,23 @@ fn decision_part(csrf: &str, case: &AdjudicationCase) -> String {
     )
 }
 
+/// The per-modality scores Identify gave (the face's too: without stored images the page can
+/// show its score, not the photos).
+fn modalities(list: &[ModalityScore]) -> String {
+    let parts: Vec<String> = list
+        .iter()
+        .map(|m| {
+            let name = match Modality::try_from(m.modality) {
+                Ok(Modality::Finger) => "fingers",
+                Ok(Modality::Face) => "face",
+                _ => "other",
+            };
+            format!("{name} {:.1}", m.score)
+        })
+        .collect();
+    parts.join(" · ")
+}
+
 /// 500 ppi-equivalent pixels per print pixel, so prints of different resolutions compare.
 fn scale(p: &CasePrint) -> f64 {
     if p.ppi == 0 {
@@ -199,13 +219,17 @@ fn finger(f: &FingerEvidence) -> String {
     let height = (f64::from(probe.height) * sp).max(f64::from(cand.height) * sc);
     let mut svg = format!(
         "<div class=\"finger\" data-position=\"{}\"><h3>Finger position {} — score \
-         <span class=\"finger-score\">{:.1}</span> · {} mated minutiae</h3>\
+         <span class=\"finger-score\">{:.1}</span> · {} mated minutiae · alignment \
+         {:.1}°, ({:.0}, {:.0}) px</h3>\
          <svg class=\"prints\" viewBox=\"0 0 {width:.0} {height:.0}\" \
          xmlns=\"http://www.w3.org/2000/svg\">",
         f.position,
         f.position,
         f.score,
-        f.pairs.len()
+        f.pairs.len(),
+        f.rotation_deg,
+        f.dx,
+        f.dy
     );
     let _ = write!(
         svg,
@@ -253,4 +277,37 @@ fn minutiae(svg: &mut String, p: &CasePrint, s: f64, dx: f64, side: &str) {
         );
     }
     svg.push_str("</g>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abis_proto::v1::{CaseCandidate, CaseVerdict};
+
+    /// Reference ids and comments come from callers: they reach the page escaped.
+    #[test]
+    fn caller_text_is_escaped() {
+        let hostile = "<script>alert(1)</script>\"'&";
+        let case = AdjudicationCase {
+            case_id: "ab".repeat(16),
+            state: CaseState::Decided as i32,
+            probe_reference_id: hostile.into(),
+            candidates: vec![CaseCandidate {
+                reference_id: hostile.into(),
+                ..Default::default()
+            }],
+            verdict: Some(CaseVerdict {
+                decision: CaseDecision::Distinct as i32,
+                examiner: hostile.into(),
+                comment: hostile.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let html = super::case(hostile, hostile, &case);
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
+        assert!(html.contains("Decided: <b>distinct</b>"));
+        assert!(!error(400, hostile, hostile).contains("<script>alert"));
+    }
 }
