@@ -249,6 +249,15 @@ fn decide_on_the_page(page: &str, keys: &Keys, case_id: &str) {
     assert_eq!(login.status, 303, "{}", login.text());
     let cookie = cookie_of(&login);
     let path = format!("/cases/{case_id}");
+    let anonymous = http::request(page, "GET", &path, &[], b"");
+    assert_eq!(
+        (anonymous.status, anonymous.header("location")),
+        (303, Some("/login"))
+    );
+    let unknown = format!("/cases/{}", "0".repeat(32));
+    let missing = http::request(page, "GET", &unknown, &[("Cookie", &cookie)], b"");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.text().contains("NOT_FOUND"));
     let view = http::request(page, "GET", &path, &[("Cookie", &cookie)], b"");
     assert_eq!(view.status, 200);
     let csp = view.header("content-security-policy").expect("CSP");
