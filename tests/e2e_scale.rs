@@ -108,7 +108,8 @@ fn index_files(data: &std::path::Path) -> Vec<(String, std::time::SystemTime)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let index = name.ends_with(".fcodes") || name.ends_with(".fforms");
+            let index =
+                name.ends_with(".fcodes") || name.ends_with(".fforms") || name.ends_with(".fbands");
             index.then(|| {
                 (
                     name,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use abis_engine::face::{Calibration, FaceManifest};
-use abis_engine::gallery::{FaceScorer, Gallery, SearchConfig};
+use abis_engine::gallery::{CodeStage, FaceScorer, Gallery, SearchConfig};
 use abis_engine::matcher::Matcher;
 use abis_engine::store::StoreConfig;
 use abis_engine::synth::FACE_DIM;
@@ -28,6 +28,9 @@ pub struct SearchArgs {
     /// Probes with fewer fingers skip the codes.
     #[arg(long, default_value_t = SearchConfig::default().index_min_fingers)]
     pub index_min_fingers: usize,
+    /// Records per segment the band tables let the codes rank; 0: scan every record's codes.
+    #[arg(long, default_value_t = 8192)]
+    pub band_candidates: usize,
 }
 
 impl SearchArgs {
@@ -39,6 +42,10 @@ impl SearchArgs {
             code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
             index_min_fingers: self.index_min_fingers,
+            code_stage: match self.band_candidates {
+                0 => CodeStage::Scan,
+                band_candidates => CodeStage::Tables { band_candidates },
+            },
             retain_prepared: self.exhaustive,
         }
     }

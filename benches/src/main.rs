@@ -2,6 +2,7 @@
 //! searches them with mated and non-mated probes, finds duplicates gallery-wide, and compares
 //! synthetic score distributions with real ones.
 
+mod bands_eval;
 mod codes_eval;
 mod dedup;
 mod dist;
@@ -28,6 +29,8 @@ enum Command {
     Dist(dist::Args),
     /// Single-finger ranking power of the finger codes on real templates (penetration vs loss).
     CodesEval(codes_eval::Args),
+    /// Candidate generation by LSH bands over the finger codes, on synthetic people.
+    BandsEval(bands_eval::Args),
     /// Find duplicate records gallery-wide (N:N), resumable.
     Dedup(dedup::Args),
     /// Write a synthetic gallery straight into a store that `abis serve --data DIR` opens.
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dist(a) => dist::run(&a),
         Command::CodesEval(a) => codes_eval::run(&a),
+        Command::BandsEval(a) => bands_eval::run(&a),
         Command::Dedup(a) => dedup::run(&a),
         Command::Gen(a) => gen::run(&a),
         Command::Probe(a) => probe::run(&a),

@@ -123,6 +123,7 @@ pub fn run(a: &Args) -> Result<()> {
         None
     };
     let tally = tally(&g, &pop, &probes, &single)?;
+    let (stage1_ms, passed_on) = first_stage_ms(&g, &probes)?;
     ms.sort_by(f64::total_cmp);
     let records = g.store().count();
     let gallery_dir = store_dir(&a.data);
@@ -135,6 +136,10 @@ pub fn run(a: &Args) -> Result<()> {
             "modality": format!("{:?}", a.modality).to_lowercase(),
             "exhaustive": a.search.exhaustive,
             "code_shortlist": a.search.code_shortlist,
+            "band_candidates": a.search.band_candidates,
+            "first_stage_p50_ms": stage1_ms.get(stage1_ms.len() / 2),
+            "first_stage_p99_ms": stage1_ms.get(stage1_ms.len() * 99 / 100),
+            "first_stage_passed_on_mean": passed_on,
             "shortlist": a.search.shortlist,
             "threshold": fusion::threshold_for_fpir(options.target_fpir, records),
             "mated": tally.mated,
@@ -236,4 +241,21 @@ fn tally(
         }
     }
     Ok(t)
+}
+
+/// The first stage alone (codes computed beforehand, not timed), per probe with enough fingers:
+/// sorted times in ms, and the mean number of records it passed on.
+fn first_stage_ms(g: &Gallery, probes: &[(Option<u64>, Probe)]) -> Result<(Vec<f64>, f64)> {
+    let min = g.search_config().index_min_fingers;
+    let mut ms = Vec::new();
+    let mut passed = 0usize;
+    for (_, p) in probes.iter().filter(|(_, p)| p.fingers.len() >= min) {
+        let prepared = g.first_stage_probe(p);
+        let t0 = Instant::now();
+        passed += g.first_stage(&prepared)?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let mean = passed as f64 / ms.len().max(1) as f64;
+    Ok((ms, mean))
 }

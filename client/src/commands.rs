@@ -80,6 +80,11 @@ enum ClientCommand {
     Backup { destination: String },
     /// What is enrolled under ID.
     Get { id: String },
+    /// N:N deduplication of the whole gallery, a job of the server (admin role).
+    Dedup {
+        #[command(subcommand)]
+        command: crate::dedup::DedupCommand,
+    },
     /// Bounded load on one RPC: `--requests N --concurrency C`; JSON with the rate held,
     /// latency percentiles and errors by status.
     Load {
@@ -199,6 +204,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
                 .into_inner();
             json!({"files": r.files, "bytes": r.bytes, "position": r.position})
         }
+        ClientCommand::Dedup { command } => crate::dedup::execute(client, command).await?,
         ClientCommand::Count => {
             let r = client
                 .reference_count(ReferenceCountRequest {})

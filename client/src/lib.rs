@@ -8,6 +8,7 @@
 mod api_key;
 mod channel;
 mod commands;
+mod dedup;
 mod error;
 mod load;
 mod samples;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use abis_engine::gallery::{FaceScorer, Gallery, IdentifyOptions, Probe, SearchConfig};
+use abis_engine::gallery::{CodeStage, FaceScorer, Gallery, IdentifyOptions, Probe, SearchConfig};
 use abis_engine::matcher::Matcher;
 use abis_engine::store::{Directory, FingerEntry, MemDirectory, Record, StoreConfig};
 use abis_engine::synth::{person_seed, FaceModel, MasterFinger, FACE_DIM};
@@ -133,22 +133,26 @@ fn indexed_search_returns_what_exhaustive_search_returns() {
         "exhaustive found {mates_found} of 40 mates"
     );
     drop(exhaustive);
-    // The same files, opened again: the segment's index is read from disk.
-    let indexed = gallery(
-        &dir,
-        SearchConfig {
-            index_above: 0,
-            code_shortlist: 24,
-            shortlist: 8,
-            index_min_fingers: 2,
-            retain_prepared: false,
-        },
-    );
-    assert!(indexed.index_ready());
-    for ((_, p), w) in probes.iter().zip(&want) {
-        let got = ids_and_scores(&indexed, p);
-        assert_eq!(&got, w, "indexed and exhaustive results differ");
+    // The same files, opened again: the segment's index is read from disk; the first stage
+    // through the band tables, then through the scan of every code (their oracle).
+    for code_stage in [CodeStage::default(), CodeStage::Scan] {
+        let indexed = gallery(
+            &dir,
+            SearchConfig {
+                code_stage,
+                ..indexed_config()
+            },
+        );
+        assert!(indexed.index_ready());
+        for ((_, p), w) in probes.iter().zip(&want) {
+            let got = ids_and_scores(&indexed, p);
+            assert_eq!(
+                &got, w,
+                "{code_stage:?}: indexed and exhaustive results differ"
+            );
+        }
     }
+    let indexed = gallery(&dir, indexed_config());
     // 1:1 against a record whose prepared form is not kept.
     let p = &probes[0].1;
     let v = indexed.verify(p, "P-0000").unwrap();
@@ -165,6 +169,7 @@ fn indexed_config() -> SearchConfig {
         code_shortlist: 24,
         shortlist: 8,
         index_min_fingers: 2,
+        code_stage: CodeStage::default(),
         retain_prepared: false,
     }
 }
@@ -241,6 +246,18 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
         ids_and_scores_n(&damaged, &recent_probe, PEOPLE + 10),
         found,
         "after the rebuild"
+    );
+    // A flipped byte in the band tables alike.
+    drop(damaged);
+    dir.corrupt_byte("seg-0000000001.fbands", 200, 0x04)
+        .unwrap();
+    let damaged = gallery(&dir, indexed_config());
+    assert!(!damaged.index_ready());
+    damaged.warm().unwrap();
+    assert_eq!(
+        ids_and_scores_n(&damaged, &recent_probe, PEOPLE + 10),
+        found,
+        "after the band tables' rebuild"
     );
     // A missing file is rebuilt alike, at the next open.
     drop(damaged);

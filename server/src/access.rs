@@ -172,6 +172,7 @@ pub const ADJUDICATION_RPCS: &[&str] = &["ListCases", "GetCase", "DecideCase"];
 /// - `Extract` turns an image into a template, needed before verification and enrollment.
 /// - `VerifyDocument` is the bank counter's 1:1 against a chip ID card: `verify`, like `Verify`.
 /// - `Backup` copies the whole gallery: administrators only.
+/// - The N:N deduplication job reads the whole gallery and reports identities: administrators.
 pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("Insert", Access::AnyOf(&[Role::Enroll])),
     ("InsertStream", Access::AnyOf(&[Role::Enroll])),
@@ -191,6 +192,10 @@ pub const RPC_ACCESS: &[(&str, Access)] = &[
     ("Extract", Access::AnyOf(&[Role::Verify, Role::Enroll])),
     ("VerifyDocument", Access::AnyOf(&[Role::Verify])),
     ("Backup", Access::AnyOf(&[Role::Admin])),
+    ("StartDeduplication", Access::AnyOf(&[Role::Admin])),
+    ("GetDeduplication", Access::AnyOf(&[Role::Admin])),
+    ("ListDuplicates", Access::AnyOf(&[Role::Admin])),
+    ("CancelDeduplication", Access::AnyOf(&[Role::Admin])),
 ];
 
 const OPEN_PREFIXES: &[&str] = &[

@@ -81,6 +81,7 @@ pub struct Config {
     pub document: DocumentConfig,
     pub mosip: crate::mosip::MosipConfig,
     pub adjudication: crate::adjudication::AdjudicationConfig,
+    pub dedup: crate::dedup::DedupConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -296,6 +297,8 @@ pub struct SearchConfig {
     pub index_above: u64,
     /// Records the finger codes pass to the local structures.
     pub code_shortlist: usize,
+    /// Records per segment the band tables let the codes rank; 0: scan every record's codes.
+    pub band_candidates: usize,
     /// Records the local structures, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
     /// Probes with fewer fingers skip the codes.
@@ -311,6 +314,10 @@ impl SearchConfig {
             code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
             index_min_fingers: self.index_min_fingers,
+            code_stage: match self.band_candidates {
+                0 => abis_engine::gallery::CodeStage::Scan,
+                band_candidates => abis_engine::gallery::CodeStage::Tables { band_candidates },
+            },
             retain_prepared: self.retain_prepared,
         }
     }
@@ -549,6 +556,12 @@ impl Config {
             return Err(value_error(
                 "search.shortlist",
                 "must be between 1 and 100000",
+            ));
+        }
+        if self.search.band_candidates > 100_000_000 {
+            return Err(value_error(
+                "search.band_candidates",
+                "must be at most 100000000 (0: scan every code)",
             ));
         }
         if !(1..=1_000_000).contains(&self.search.code_shortlist) {

@@ -14,6 +14,7 @@ pub mod adjudication;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod dedup;
 pub mod hex;
 pub mod limits;
 pub mod logging;

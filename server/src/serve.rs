@@ -62,6 +62,8 @@ pub enum ServeError {
     #[error("[document] {0}")]
     TrustStore(#[from] abis_icao::TrustError),
     #[error(transparent)]
+    Dedup(#[from] crate::dedup::DedupError),
+    #[error(transparent)]
     KeyFile(#[from] abis_engine::store::encryption::KeyFileError),
     #[error("opening the gallery in {path}: {source}")]
     Gallery {
@@ -499,9 +501,18 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let trust_store = open_trust_store(&config)?;
     let cases = open_cases(&config, &auditor)?;
+    let dedup = match &records {
+        Records::Local(shard) => Some(crate::dedup::DedupJobs::open(
+            &config.server.data_dir,
+            Arc::clone(shard.gallery()),
+            config.dedup.clone(),
+        )?),
+        Records::Routed(_) => None,
+    };
     let service = Arc::new(
         AbisService::new(engines, backend, auditor, Arc::clone(&metrics))
             .with_trust_store(trust_store)
+            .with_dedup(dedup)
             .with_cases(Arc::clone(&cases), config.adjudication.open_cases),
     );
     let adjudication = AdjudicationServer::new(AdjudicationService::new(Arc::clone(&cases)))

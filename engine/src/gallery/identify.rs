@@ -145,7 +145,7 @@ impl Gallery {
         indexed: &Indexed<'_>,
         ready: &[Result<ReadyProbe, GalleryError>],
         plans: &[Plan],
-    ) -> HashMap<usize, Vec<Loc>> {
+    ) -> HashMap<usize, Result<Vec<Loc>, GalleryError>> {
         let coded: Vec<usize> = (0..ready.len())
             .filter(|&i| {
                 plans[i].indexed
@@ -167,7 +167,11 @@ impl Gallery {
         coded
             .iter()
             .copied()
-            .zip(indexed.by_codes(&batch, self.search.code_shortlist.max(1)))
+            .zip(indexed.by_codes(
+                &batch,
+                self.search.code_shortlist.max(1),
+                self.search.code_stage,
+            ))
             .collect()
     }
 
@@ -176,8 +180,9 @@ impl Gallery {
         indexed: &Indexed<'_>,
         probe: &ReadyProbe,
         targets: &Targets,
-        by_codes: Option<Vec<Loc>>,
+        by_codes: Option<Result<Vec<Loc>, GalleryError>>,
     ) -> Result<Vec<Loc>, GalleryError> {
+        let by_codes = by_codes.transpose()?;
         let k = self.search.shortlist.max(1);
         let mut locs = Vec::new();
         if !probe.index.forms.is_empty() {
@@ -226,5 +231,33 @@ impl Gallery {
             prepared: PreparedRecord::of_probe(&self.matcher, probe)?,
             index: ProbeIndex::of(probe),
         })
+    }
+}
+
+/// A probe's first-stage form (its finger codes), computed once so that the first stage can be
+/// timed alone (`abis-bench search` reports it).
+pub struct FirstStageProbe(ProbeIndex);
+
+impl Gallery {
+    pub fn first_stage_probe(&self, probe: &Probe) -> FirstStageProbe {
+        FirstStageProbe(ProbeIndex::of(probe))
+    }
+
+    /// The first stage alone over the whole gallery (band tables or scan, as configured, and
+    /// the records it always passes on): the number of records it passes to the second stage.
+    pub fn first_stage(&self, probe: &FirstStageProbe) -> Result<usize, GalleryError> {
+        let snapshot = self.store.snapshot();
+        prune_recent(&self.index.recent, &snapshot);
+        let indexed = Indexed::new(&snapshot, &self.index.recent)?;
+        let targets = shortlist::targets(&snapshot, None, None);
+        indexed
+            .by_codes(
+                &[(&probe.0, &targets)],
+                self.search.code_shortlist.max(1),
+                self.search.code_stage,
+            )
+            .pop()
+            .unwrap_or(Ok(Vec::new()))
+            .map(|l| l.len())
     }
 }

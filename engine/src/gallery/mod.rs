@@ -31,6 +31,7 @@
 
 mod answer;
 mod cache;
+mod dedup;
 mod error;
 pub mod fusion;
 mod identify;
@@ -43,7 +44,9 @@ mod warm;
 mod write;
 
 pub use answer::{rank, Candidate, Identified, ModalityEvidence, Verification};
+pub use dedup::{duplicate_groups, pair_threshold, DedupScope, DedupSettings, DuplicatePair};
 pub use error::GalleryError;
+pub use identify::FirstStageProbe;
 pub use open::Gallery;
-pub use probe::{IdentifyOptions, Probe, SearchConfig};
+pub use probe::{CodeStage, IdentifyOptions, Probe, SearchConfig};
 pub use score::FaceScorer;

@@ -89,6 +89,9 @@ pub struct SearchConfig {
     /// Probes with fewer fingers than this (and no face) skip the first stage: one or two
     /// fingers' codes are too weak a filter, so every record's local structures are compared.
     pub index_min_fingers: usize,
+    /// How the first stage finds its records: the band tables (default) or a scan of every
+    /// record's codes (the reference the tables are checked against).
+    pub code_stage: CodeStage,
     /// Keep the matcher's prepared form of every record (~25 KB per finger template) while the
     /// gallery is searched exhaustively, so that searches need no preparation.
     pub retain_prepared: bool,
@@ -101,7 +104,26 @@ impl Default for SearchConfig {
             code_shortlist: 256,
             shortlist: 32,
             index_min_fingers: 4,
+            code_stage: CodeStage::default(),
             retain_prepared: true,
+        }
+    }
+}
+
+/// How the first stage of a search with enough fingers finds the records it ranks by codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeStage {
+    /// Per segment, the `band_candidates` records sharing the most band keys with the probe
+    /// (sub-linear: what it reads grows with the look-alikes, not with the gallery).
+    Tables { band_candidates: usize },
+    /// Every record's codes.
+    Scan,
+}
+
+impl Default for CodeStage {
+    fn default() -> Self {
+        CodeStage::Tables {
+            band_candidates: 8192,
         }
     }
 }

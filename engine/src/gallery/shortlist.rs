@@ -22,8 +22,10 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::error::GalleryError;
+use super::probe::CodeStage;
 use super::probe::Probe;
 use super::score::{best_cosine, compatible};
+use crate::index::bands::most_voted;
 use crate::index::face_scan::{top_k_batch_where, Int8Rows};
 use crate::index::local::{LocalForm, LocalScratch};
 use crate::index::segment_index::{ProbeCodes, RecentIndex, RecordIndex, SegmentIndex};
@@ -174,33 +176,99 @@ impl<'s> Indexed<'s> {
     }
 
     /// Stage 1 for a batch of probes: each probe's best `k` records by code similarity, plus
-    /// every wide record.
-    pub fn by_codes(&self, probes: &[(&ProbeIndex, &Targets)], k: usize) -> Vec<Vec<Loc>> {
+    /// every wide record. With `stage` [`CodeStage::Tables`] a segment's candidates are the
+    /// `band_candidates` records with the most band votes, ranked by their codes; with
+    /// [`CodeStage::Scan`] every record's codes are compared (the oracle of the tables).
+    pub fn by_codes(
+        &self,
+        probes: &[(&ProbeIndex, &Targets)],
+        k: usize,
+        stage: CodeStage,
+    ) -> Vec<Result<Vec<Loc>, GalleryError>> {
         if probes.is_empty() {
             return Vec::new();
         }
-        let mut tops = self.segment_codes(probes, k);
+        let tops = match stage {
+            CodeStage::Scan => self.segment_codes(probes, k).into_iter().map(Ok).collect(),
+            CodeStage::Tables { band_candidates } => {
+                self.segment_tables(probes, k, band_candidates)
+            }
+        };
+        let wide = self.wide();
+        probes
+            .iter()
+            .zip(tops)
+            .map(|((probe, targets), top)| {
+                let mut top = top?;
+                self.recent_codes(probe, targets, &mut top);
+                let mut locs = top.into_locs();
+                locs.extend(wide.iter().copied().filter(|&l| targets.includes(l)));
+                Ok(locs)
+            })
+            .collect()
+    }
+
+    /// Stage 1 over the records still outside segments (few: always scanned).
+    fn recent_codes(&self, probe: &ProbeIndex, targets: &Targets, top: &mut Best) {
         for (r, ri) in self.recent.iter().enumerate() {
             let loc = Loc::Recent(r as u32);
-            for ((probe, targets), top) in probes.iter().zip(tops.iter_mut()) {
-                if !targets.includes(loc) {
-                    continue;
-                }
+            if targets.includes(loc) {
                 if let Some(score) = ri.code_score(&probe.codes) {
                     top.push(Scored(score, loc));
                 }
             }
         }
-        let wide = self.wide();
-        probes
-            .iter()
-            .zip(tops)
-            .map(|((_, targets), top)| {
-                let mut locs = top.into_locs();
-                locs.extend(wide.iter().copied().filter(|&l| targets.includes(l)));
-                locs
-            })
-            .collect()
+    }
+
+    /// Stage 1 through each segment's band tables: per (probe, segment), votes, the most voted
+    /// live records the probe covers, ranked by their codes.
+    fn segment_tables(
+        &self,
+        probes: &[(&ProbeIndex, &Targets)],
+        k: usize,
+        band_candidates: usize,
+    ) -> Vec<Result<Best, GalleryError>> {
+        let pairs: Vec<(usize, usize)> = (0..probes.len())
+            .flat_map(|p| (0..self.segments.len()).map(move |s| (p, s)))
+            .collect();
+        let found: Vec<Result<Vec<Scored>, GalleryError>> = pairs
+            .par_iter()
+            .map(|&(p, s)| self.tables_of_segment(probes[p], s as u32, k, band_candidates))
+            .collect();
+        let mut tops: Vec<Result<Best, GalleryError>> =
+            (0..probes.len()).map(|_| Ok(Best::new(k))).collect();
+        for (&(p, _), f) in pairs.iter().zip(found) {
+            tops[p] = match (std::mem::replace(&mut tops[p], Ok(Best::new(0))), f) {
+                (Ok(mut best), Ok(scored)) => {
+                    scored.into_iter().for_each(|s| best.push(s));
+                    Ok(best)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        tops
+    }
+
+    fn tables_of_segment(
+        &self,
+        (probe, targets): (&ProbeIndex, &Targets),
+        s: u32,
+        k: usize,
+        band_candidates: usize,
+    ) -> Result<Vec<Scored>, GalleryError> {
+        let (idx, view) = (self.segments[s as usize], self.view(s));
+        let mut votes = vec![0u8; idx.len()];
+        idx.bands()
+            .vote(&probe.codes, &mut votes)
+            .map_err(IndexError::File)?;
+        let keep = |o: usize| view.is_live(o) && targets.includes(Loc::Seg(s, o as u32));
+        let mut best = Best::new(k);
+        for o in most_voted(&votes, band_candidates, keep) {
+            if let Some(score) = idx.code_score(o as usize, &probe.codes) {
+                best.push(Scored(score, Loc::Seg(s, o)));
+            }
+        }
+        Ok(best.heap.into_vec())
     }
 
     /// Stage 1 over the segments' resident codes, in parallel chunks: each probe's best `k`.

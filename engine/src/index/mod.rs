@@ -3,6 +3,7 @@
 //! (`local`), fixed-length codes drawn from them (`code`), and the per-segment files that keep
 //! both beside the templates (`segment_index`).
 
+pub mod bands;
 pub mod code;
 pub mod face_scan;
 pub mod int8;

@@ -37,6 +37,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::bands::BandTables;
 use super::code::{equal_bytes, FingerCode, CHANCE, SLOTS};
 use super::local::LocalForm;
 use crate::store::{
@@ -78,7 +79,7 @@ pub enum IndexFileError {
     /// The segment the index is built from could not be read (its own error names why).
     #[error("reading segment {segment} to index it: {detail}")]
     Segment { segment: u64, detail: String },
-    #[error("the finger index has two files; {0} given")]
+    #[error("the finger index has three files; {0} given")]
     Files(usize),
 }
 
@@ -187,8 +188,30 @@ impl ProbeCodes {
         )
     }
 
+    /// The codes of a stored record, as a probe (an N:N self-join searches with them).
+    pub fn from_record(record: &RecordIndex) -> ProbeCodes {
+        ProbeCodes(
+            record
+                .codes
+                .iter()
+                .enumerate()
+                .filter_map(|(p, c)| c.clone().filter(|c| !c.empty).map(|c| (p, c)))
+                .collect(),
+        )
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Bit p set for every position index p (0..10) the probe has a code at.
+    pub fn mask(&self) -> u16 {
+        self.0.iter().fold(0, |m, (p, _)| m | 1 << p)
+    }
+
+    /// (position index 0..10, code) of every probe finger with a code.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &FingerCode)> {
+        self.0.iter().map(|(p, c)| (*p, c))
     }
 
     /// The first-stage score of a record whose code at position index `p` (0..10) is
@@ -232,15 +255,18 @@ fn footer(fields: &[(usize, &[u8])], magic: &[u8; 8]) -> [u8; FOOTER_LEN] {
 /// A sink for one file's bytes (the store's file writers).
 pub type Sink<'a> = dyn FnMut(&[u8]) -> std::io::Result<()> + 'a;
 
-/// Writes the two index files of a segment, record by record, in one sequential pass each:
-/// codes go straight to the codes file, forms to the forms file; only the 3 bytes per record
-/// of presence and flags and the forms' offsets wait in memory for the end.
+/// Writes the three index files of a segment, record by record, in one sequential pass each:
+/// codes go straight to the codes file, forms to the forms file; presence, flags, the forms'
+/// offsets and a copy of the codes (1.6 KB a record) wait in memory for the end, where the
+/// band tables are built from the codes ([`super::bands`]).
 pub struct IndexWriter<'a> {
     segment: u64,
     n: usize,
     f: usize,
     codes: &'a mut Sink<'a>,
     forms: &'a mut Sink<'a>,
+    bands: &'a mut Sink<'a>,
+    all_codes: Vec<u8>,
     codes_crc: crc32fast::Hasher,
     presence: Vec<u8>,
     flags: Vec<u8>,
@@ -250,13 +276,13 @@ pub struct IndexWriter<'a> {
 }
 
 impl<'a> IndexWriter<'a> {
-    /// Starts the files of segment `segment`, which has `n` records and `f` finger entries.
+    /// Starts the files of segment `segment`, which has `n` records and `f` finger entries;
+    /// `sinks` are the codes, forms and band files.
     pub fn start(
         segment: u64,
         n: usize,
         f: usize,
-        codes: &'a mut Sink<'a>,
-        forms: &'a mut Sink<'a>,
+        [codes, forms, bands]: [&'a mut Sink<'a>; 3],
     ) -> Result<IndexWriter<'a>, IndexFileError> {
         let io = |e: std::io::Error| IndexFileError::Io(e.to_string());
         codes(&header(CODES_MAGIC, segment, n, f)).map_err(io)?;
@@ -269,6 +295,8 @@ impl<'a> IndexWriter<'a> {
             f,
             codes,
             forms,
+            bands,
+            all_codes: Vec::with_capacity(n * RECORD_CODE_BYTES),
             codes_crc: crc32fast::Hasher::new(),
             presence: Vec::with_capacity(n * 2),
             flags: Vec::with_capacity(n),
@@ -284,6 +312,7 @@ impl<'a> IndexWriter<'a> {
         let codes = r.code_bytes();
         self.codes_crc.update(&codes);
         (self.codes)(&codes).map_err(io)?;
+        self.all_codes.extend_from_slice(&codes);
         self.presence.extend_from_slice(&r.presence().to_le_bytes());
         self.flags.push(r.flags);
         for form in &r.forms {
@@ -307,6 +336,8 @@ impl<'a> IndexWriter<'a> {
             f,
             codes,
             forms,
+            bands,
+            all_codes,
             codes_crc,
             presence,
             flags,
@@ -358,7 +389,13 @@ impl<'a> IndexWriter<'a> {
             &[(0, &blob_len.to_le_bytes()[..]), (8, &crc[..])],
             FORMS_END,
         ))
-        .map_err(io)
+        .map_err(io)?;
+        let all = super::bands::SegmentCodes {
+            codes: &all_codes,
+            presence: &presence,
+            flags: &flags,
+        };
+        super::bands::write(segment, &all, bands)
     }
 }
 
@@ -414,6 +451,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub struct SegmentIndex {
     codes: Arc<FileBytes>,
     forms: Arc<FileBytes>,
+    bands: BandTables,
     n: usize,
     f: usize,
     presence_at: usize,
@@ -434,11 +472,10 @@ impl std::fmt::Debug for SegmentIndex {
 }
 
 impl SegmentIndex {
-    /// Checks the two files as the index of segment `segment` with `n` records and `f` finger
-    /// entries, verifying everything a scan reads.
+    /// Checks the three files (codes, forms, bands) as the index of segment `segment` with `n`
+    /// records and `f` finger entries, verifying everything a search reads.
     pub fn open(
-        codes: Arc<FileBytes>,
-        forms: Arc<FileBytes>,
+        [codes, forms, bands]: [Arc<FileBytes>; 3],
         segment: u64,
         n: usize,
         f: usize,
@@ -483,6 +520,7 @@ impl SegmentIndex {
         let index = SegmentIndex {
             codes: Arc::clone(&codes),
             forms: Arc::clone(&forms),
+            bands: BandTables::open(bands, segment, n)?,
             n,
             f,
             presence_at,
@@ -529,6 +567,37 @@ impl SegmentIndex {
         let codes = &self.codes()[ord * RECORD_CODE_BYTES..(ord + 1) * RECORD_CODE_BYTES];
         let presence = self.presence(ord);
         Some(probe.score(|p| (presence >> p & 1 == 1).then(|| &codes[p * SLOTS..(p + 1) * SLOTS])))
+    }
+
+    /// The codes of record `ord` as a probe (an N:N self-join searches with them); empty for a
+    /// wide record.
+    pub fn probe_codes(&self, ord: usize) -> ProbeCodes {
+        if self.is_wide(ord) {
+            return ProbeCodes::default();
+        }
+        let presence = self.presence(ord);
+        let codes = &self.codes()[ord * RECORD_CODE_BYTES..(ord + 1) * RECORD_CODE_BYTES];
+        ProbeCodes(
+            (0..POSITIONS)
+                .filter(|p| presence >> p & 1 == 1)
+                .map(|p| {
+                    let mut bytes = [0u8; SLOTS];
+                    bytes.copy_from_slice(&codes[p * SLOTS..(p + 1) * SLOTS]);
+                    (
+                        p,
+                        FingerCode {
+                            bytes,
+                            empty: false,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The segment's band tables (the sub-linear first stage).
+    pub fn bands(&self) -> &BandTables {
+        &self.bands
     }
 
     /// All records' codes, record-major (`RECORD_CODE_BYTES` each).
@@ -614,37 +683,42 @@ mod tests {
     use super::*;
     use crate::store::synth::synthetic_record;
 
-    fn build(records: &[RecordIndex], segment: u64) -> (Vec<u8>, Vec<u8>) {
+    fn build(records: &[RecordIndex], segment: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let f = records.iter().map(|r| r.forms.len()).sum();
-        let (mut c, mut m) = (Vec::new(), Vec::new());
+        let (mut c, mut m, mut b) = (Vec::new(), Vec::new(), Vec::new());
         {
-            let mut cs = |b: &[u8]| {
-                c.extend_from_slice(b);
+            let mut cs = |x: &[u8]| {
+                c.extend_from_slice(x);
                 Ok(())
             };
-            let mut ms = |b: &[u8]| {
-                m.extend_from_slice(b);
+            let mut ms = |x: &[u8]| {
+                m.extend_from_slice(x);
                 Ok(())
             };
-            let mut w = IndexWriter::start(segment, records.len(), f, &mut cs, &mut ms).unwrap();
+            let mut bs = |x: &[u8]| {
+                b.extend_from_slice(x);
+                Ok(())
+            };
+            let mut w =
+                IndexWriter::start(segment, records.len(), f, [&mut cs, &mut ms, &mut bs]).unwrap();
             for r in records {
                 w.push(r).unwrap();
             }
             w.finish().unwrap();
         }
-        (c, m)
+        (c, m, b)
     }
 
     fn open(
         c: &[u8],
         m: &[u8],
+        b: &[u8],
         segment: u64,
         n: usize,
         f: usize,
     ) -> Result<SegmentIndex, IndexFileError> {
         SegmentIndex::open(
-            Arc::new(FileBytes::from_slice(c)),
-            Arc::new(FileBytes::from_slice(m)),
+            [c, m, b].map(|x| Arc::new(FileBytes::from_slice(x))),
             segment,
             n,
             f,
@@ -660,8 +734,8 @@ mod tests {
             })
             .collect();
         let f: usize = records.iter().map(|r| r.forms.len()).sum();
-        let (c, m) = build(&records, 7);
-        let index = open(&c, &m, 7, records.len(), f).unwrap();
+        let (c, m, b) = build(&records, 7);
+        let index = open(&c, &m, &b, 7, records.len(), f).unwrap();
         let mut e = 0;
         for (ord, r) in records.iter().enumerate() {
             let back = index.record_index(ord, e..e + r.forms.len()).unwrap();
@@ -670,16 +744,19 @@ mod tests {
             assert_eq!(back.code_bytes(), r.code_bytes());
             e += r.forms.len();
         }
-        assert!(open(&c, &m, 8, records.len(), f).is_err(), "other segment");
         assert!(
-            open(&c, &m, 7, records.len() + 1, f).is_err(),
+            open(&c, &m, &b, 8, records.len(), f).is_err(),
+            "other segment"
+        );
+        assert!(
+            open(&c, &m, &b, 7, records.len() + 1, f).is_err(),
             "other count"
         );
         for at in (0..c.len()).step_by(37) {
             let mut bad = c.clone();
             bad[at] ^= 0x20;
             // Padding is not checked, everything else is.
-            if let Ok(i) = open(&bad, &m, 7, records.len(), f) {
+            if let Ok(i) = open(&bad, &m, &b, 7, records.len(), f) {
                 assert_eq!(
                     i.codes(),
                     index.codes(),
@@ -690,7 +767,7 @@ mod tests {
         for at in (0..m.len()).step_by(41) {
             let mut bad = m.clone();
             bad[at] ^= 0x20;
-            if let Ok(i) = open(&c, &bad, 7, records.len(), f) {
+            if let Ok(i) = open(&c, &bad, &b, 7, records.len(), f) {
                 for e in 0..f {
                     if let Ok(form) = i.form_bytes(e) {
                         assert_eq!(form, index.form_bytes(e).unwrap(), "flip at {at}");
@@ -698,7 +775,7 @@ mod tests {
                 }
             }
         }
-        assert!(open(&c[..c.len() - 1], &m, 7, records.len(), f).is_err());
+        assert!(open(&c[..c.len() - 1], &m, &b, 7, records.len(), f).is_err());
     }
 
     #[test]
@@ -862,7 +939,7 @@ impl FingerIndexFiles {
 
 impl Companion for FingerIndexFiles {
     fn extensions(&self) -> &'static [&'static str] {
-        &[CODES_EXTENSION, FORMS_EXTENSION]
+        &[CODES_EXTENSION, FORMS_EXTENSION, super::bands::EXTENSION]
     }
 
     fn build<'a>(
@@ -884,20 +961,12 @@ impl Companion for FingerIndexFiles {
             .fingers()
             .map_err(|e| CompanionError::new(IndexFileError::segment(segment, e)))?
             .len();
-        let n = files.len();
-        let mut files = files.into_iter();
-        let (Some(codes), Some(forms)) = (files.next(), files.next()) else {
-            return Err(CompanionError::new(IndexFileError::Files(n)));
-        };
-        SegmentIndex::open(
-            Arc::new(codes),
-            Arc::new(forms),
-            segment.id(),
-            segment.len(),
-            fingers,
-        )
-        .map(|i| Arc::new(i) as CompanionData)
-        .map_err(CompanionError::new)
+        let files: [FileBytes; 3] = files
+            .try_into()
+            .map_err(|f: Vec<FileBytes>| CompanionError::new(IndexFileError::Files(f.len())))?;
+        SegmentIndex::open(files.map(Arc::new), segment.id(), segment.len(), fingers)
+            .map(|i| Arc::new(i) as CompanionData)
+            .map_err(CompanionError::new)
     }
 }
 
@@ -915,12 +984,14 @@ impl FingerIndexFiles {
             .fingers()
             .map_err(|e| IndexFileError::segment(segment, e))?;
         let (n, f) = (segment.len(), fingers.len());
-        let [codes_out, forms_out] = outs else {
+        let [codes_out, forms_out, bands_out] = outs else {
             return Err(IndexFileError::Files(outs.len()));
         };
         let mut codes_sink = |b: &[u8]| codes_out.write_all(b);
         let mut forms_sink = |b: &[u8]| forms_out.write_all(b);
-        let mut w = IndexWriter::start(segment.id(), n, f, &mut codes_sink, &mut forms_sink)?;
+        let mut bands_sink = |b: &[u8]| bands_out.write_all(b);
+        let sinks: [&mut Sink<'_>; 3] = [&mut codes_sink, &mut forms_sink, &mut bands_sink];
+        let mut w = IndexWriter::start(segment.id(), n, f, sinks)?;
         let started = std::time::Instant::now();
         let mut logged = started;
         for start in (0..n).step_by(BUILD_BATCH) {

@@ -6,6 +6,7 @@
 mod adjudicate;
 mod backend;
 pub mod call;
+mod dedup;
 mod document;
 mod extract;
 mod routed;
@@ -67,6 +68,8 @@ pub struct AbisService {
     /// Where hits become adjudication cases, and when (`with_cases`).
     cases: Option<Arc<crate::adjudication::Cases>>,
     open_cases: crate::adjudication::OpenCases,
+    /// N:N deduplication jobs of this node's gallery (`with_dedup`; none on a router).
+    dedup: Option<Arc<crate::dedup::DedupJobs>>,
 }
 
 impl AbisService {
@@ -85,6 +88,7 @@ impl AbisService {
             trust_store: None,
             cases: None,
             open_cases: crate::adjudication::OpenCases::Never,
+            dedup: None,
         };
         service.update_gauges();
         service
@@ -464,6 +468,36 @@ impl Abis for AbisService {
         request: Request<VerifyDocumentRequest>,
     ) -> Result<Response<VerifyDocumentResponse>, Status> {
         self.verify_document_rpc(request).await
+    }
+
+    async fn start_deduplication(
+        &self,
+        request: Request<abis_proto::v1::StartDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.start_deduplication_rpc(request).await
+    }
+
+    async fn get_deduplication(
+        &self,
+        request: Request<abis_proto::v1::GetDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.get_deduplication_rpc(request).await
+    }
+
+    type ListDuplicatesStream = dedup::GroupStream;
+
+    async fn list_duplicates(
+        &self,
+        request: Request<abis_proto::v1::ListDuplicatesRequest>,
+    ) -> Result<Response<Self::ListDuplicatesStream>, Status> {
+        self.list_duplicates_rpc(request).await
+    }
+
+    async fn cancel_deduplication(
+        &self,
+        request: Request<abis_proto::v1::CancelDeduplicationRequest>,
+    ) -> Result<Response<abis_proto::v1::DeduplicationStatus>, Status> {
+        self.cancel_deduplication_rpc(request).await
     }
 
     async fn backup(
