@@ -357,6 +357,31 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
         "on_hit opened no case: {unasked:?}"
     );
     assert_ne!(unasked.case_id, case_id);
+    // The same from a shell: `abis client cases get` and `cases list`.
+    let client = |args: &[&str]| {
+        let mut all = vec![
+            "client",
+            "--addr",
+            &server.addr,
+            "--api-key",
+            &keys.examiner,
+        ];
+        all.extend_from_slice(args);
+        support::abis_json(&all)
+    };
+    let got = client(&["cases", "get", &case_id]);
+    assert_eq!(
+        got["verdict"]["decision"], "CASE_DECISION_DUPLICATE",
+        "{got}"
+    );
+    let mated = &got["candidates"][0]["fingers"][0]["mated_minutiae"];
+    assert!(mated.as_u64().unwrap() >= MIN_MATES as u64, "{got}");
+    let open = client(&["cases", "list", "--state", "open"]);
+    assert_eq!(
+        open["cases"][0]["case_id"],
+        unasked.case_id.as_str(),
+        "{open}"
+    );
     let data = server.stop_keep_data().1;
     audit_verify(data.path());
     let decisions: Vec<_> = audit_lines(data.path())
