@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/abis/v1/abis.proto"];
+    let files = [
+        "proto/abis/v1/abis.proto",
+        "proto/abis/v1/adjudication.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -214,6 +214,22 @@ fn match_accepts_an_iso_template_against_an_image() {
         iso.as_os_str(),
     ]);
     assert_eq!(v["decision"], true, "{v}");
+    assert!(v.get("mated").is_none(), "pairs only on request: {v}");
+    // With --pairs, a template against itself mates every minutia with itself, no motion.
+    let v = run_json(&[
+        "finger".as_ref(),
+        "match".as_ref(),
+        iso.as_os_str(),
+        iso.as_os_str(),
+        "--pairs".as_ref(),
+    ]);
+    let mated = v["mated"].as_array().expect("mated pairs");
+    assert!(mated.len() >= 12, "{v}");
+    assert!(mated.iter().all(|p| p[0] == p[1]), "{v}");
+    assert!(
+        v["alignment"]["rotation_deg"].as_f64().unwrap().abs() < 1.0,
+        "{v}"
+    );
 
     // A file that is neither a template nor an image fails with a message on stderr.
     let junk = dir.path().join("junk.bin");

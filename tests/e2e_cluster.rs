@@ -86,6 +86,7 @@ fn identify_request(samples: Vec<Sample>) -> IdentifyRequest {
         gallery_reference_ids: vec![],
         max_results: 5,
         target_fpir: 30,
+        open_case: false,
     }
 }
 
@@ -197,6 +198,7 @@ async fn routers_answer_exactly_like_one_node() {
         gallery_reference_ids: (0..12).map(id).collect(),
         max_results: 3,
         target_fpir: 40,
+        open_case: false,
     };
     let want = one.identify(by_id.clone()).await.unwrap().into_inner();
     assert_eq!(b.identify(by_id).await.unwrap().into_inner(), want);

@@ -162,6 +162,7 @@ async fn enroll_search_verify_delete_and_restart() {
             gallery_reference_ids: vec![],
             max_results: 5,
             target_fpir: 30,
+            open_case: false,
         })
         .await
         .expect("identify by id")
@@ -256,6 +257,7 @@ async fn enroll_search_verify_delete_and_restart() {
             gallery_reference_ids: vec![],
             max_results: 5,
             target_fpir: 30,
+            open_case: false,
         })
         .await
         .expect_err("identify by deleted id");
@@ -315,6 +317,7 @@ async fn enroll_search_verify_delete_and_restart() {
             gallery_reference_ids: vec![],
             max_results: 5,
             target_fpir: 30,
+            open_case: false,
         })
         .await
         .expect_err("no probe");

@@ -284,6 +284,7 @@ fn hostile_bodies() -> Vec<(String, Vec<u8>)> {
         gallery_reference_ids: vec!["x".repeat(300)],
         max_results: u32::MAX,
         target_fpir: 999,
+        open_case: false,
     };
     let verify = VerifyRequest {
         face_choice: 0,

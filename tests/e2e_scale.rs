@@ -227,6 +227,7 @@ async fn serving_again_after_sigkill_with_the_index_opened_not_rebuilt() {
                     gallery_reference_ids: vec![],
                     max_results: 5,
                     target_fpir: 30,
+                    open_case: false,
                 })
                 .collect(),
         })

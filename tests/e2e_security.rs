@@ -8,25 +8,10 @@ use abis_proto::v1::{
     identify_request, sample, verify_request, DeleteRequest, IdentifyRequest, InsertRequest,
     Modality, ReferenceCountRequest, Sample, SampleList, VerifyRequest,
 };
-use support::Server;
+use support::{new_key, Server};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
-
-fn new_key(keys_file: &std::path::Path, name: &str, roles: &str) -> String {
-    let out = support::abis()
-        .args(["keys", "add", name, "--roles", roles, "--file"])
-        .arg(keys_file)
-        .output()
-        .expect("abis keys add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    json["key"].as_str().expect("key").to_owned()
-}
 
 fn with_key<T>(message: T, key: Option<&str>) -> Request<T> {
     let mut r = Request::new(message);
@@ -84,6 +69,7 @@ async fn each_role_can_do_exactly_what_it_may_and_every_call_is_audited() {
         gallery_reference_ids: vec![],
         max_results: 5,
         target_fpir: 30,
+        open_case: false,
     };
     let verify = || VerifyRequest {
         face_choice: 0,

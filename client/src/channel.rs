@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use abis_proto::v1::abis_client::AbisClient;
+use abis_proto::v1::adjudication_client::AdjudicationClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -10,6 +11,9 @@ use crate::{ApiKeyInterceptor, ClientError};
 
 /// A connected `abis.v1` client that sends the API key (if any) with every call.
 pub type Client = AbisClient<InterceptedService<Channel, ApiKeyInterceptor>>;
+
+/// A connected `abis.v1.Adjudication` client (cases), with the API key like [`Client`].
+pub type CaseClient = AdjudicationClient<InterceptedService<Channel, ApiKeyInterceptor>>;
 
 /// Everything needed to reach a server.
 #[derive(Debug, Clone)]
@@ -69,6 +73,21 @@ pub fn endpoint(options: &ConnectOptions) -> Result<Endpoint, ClientError> {
 
 /// Connects and returns a client with the API key and message limits applied.
 pub async fn connect(options: &ConnectOptions) -> Result<Client, ClientError> {
+    let (channel, interceptor) = open(options).await?;
+    Ok(AbisClient::with_interceptor(channel, interceptor)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes))
+}
+
+/// [`connect`] for the adjudication service.
+pub async fn connect_cases(options: &ConnectOptions) -> Result<CaseClient, ClientError> {
+    let (channel, interceptor) = open(options).await?;
+    Ok(AdjudicationClient::with_interceptor(channel, interceptor)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes))
+}
+
+async fn open(options: &ConnectOptions) -> Result<(Channel, ApiKeyInterceptor), ClientError> {
     let channel = endpoint(options)?
         .connect()
         .await
@@ -76,10 +95,10 @@ pub async fn connect(options: &ConnectOptions) -> Result<Client, ClientError> {
             addr: options.addr.clone(),
             source,
         })?;
-    let interceptor = ApiKeyInterceptor::optional(options.api_key.as_deref())?;
-    Ok(AbisClient::with_interceptor(channel, interceptor)
-        .max_decoding_message_size(options.max_message_bytes)
-        .max_encoding_message_size(options.max_message_bytes))
+    Ok((
+        channel,
+        ApiKeyInterceptor::optional(options.api_key.as_deref())?,
+    ))
 }
 
 /// Reads a PEM file and checks that it holds a block of the expected kind, so a swapped or empty

@@ -60,6 +60,9 @@ enum ClientCommand {
         /// MOSIP FPIR code: 30 = 1e-3, 40 = 1e-4, 50 = 1e-5.
         #[arg(long, default_value_t = 30)]
         target_fpir: u32,
+        /// Open an adjudication case when there are candidates (prints `case_id`).
+        #[arg(long)]
+        open_case: bool,
     },
     /// Compare samples with a stored record.
     Verify {
@@ -84,6 +87,11 @@ enum ClientCommand {
     Dedup {
         #[command(subcommand)]
         command: crate::dedup::DedupCommand,
+    },
+    /// Adjudication cases (role adjudicator): list, get, decide.
+    Cases {
+        #[command(subcommand)]
+        command: crate::cases::CaseCommand,
     },
     /// Bounded load on one RPC: `--requests N --concurrency C`; JSON with the rate held,
     /// latency percentiles and errors by status.
@@ -114,9 +122,15 @@ pub fn run(args: ClientArgs) -> Result<(), ClientError> {
         .enable_all()
         .build()
         .map_err(ClientError::Runtime)?;
+    let options = args.connect_options();
     let out = runtime.block_on(async move {
-        let client = connect(&args.connect_options()).await?;
-        execute(client, args.command).await
+        match args.command {
+            ClientCommand::Cases { command } => {
+                let cases = crate::connect_cases(&options).await?;
+                crate::cases::execute(cases, command).await
+            }
+            other => execute(connect(&options).await?, other).await,
+        }
     })?;
     println!(
         "{}",
@@ -146,6 +160,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
             samples,
             max_results,
             target_fpir,
+            open_case,
         } => {
             let probe = match id {
                 Some(id) => identify_request::Probe::ReferenceId(id),
@@ -159,6 +174,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
                     gallery_reference_ids: vec![],
                     max_results,
                     target_fpir,
+                    open_case,
                 })
                 .await?
                 .into_inner();
@@ -170,6 +186,7 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
                 })).collect::<Vec<_>>(),
                 "threshold": r.threshold,
                 "gallery_size": r.gallery_size,
+                "case_id": (!r.case_id.is_empty()).then_some(r.case_id),
             })
         }
         ClientCommand::Verify { id, samples, fmr } => {
@@ -204,6 +221,12 @@ async fn execute(mut client: Client, command: ClientCommand) -> Result<Value, Cl
             json!({"files": r.files, "bytes": r.bytes, "position": r.position})
         }
         ClientCommand::Dedup { command } => crate::dedup::execute(client, command).await?,
+        // `run` serves cases on their own connection.
+        ClientCommand::Cases { .. } => {
+            return Err(ClientError::Usage(
+                "cases need the adjudication client".into(),
+            ))
+        }
         ClientCommand::Count => {
             let r = client
                 .reference_count(ReferenceCountRequest {})

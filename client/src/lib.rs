@@ -6,6 +6,7 @@
 //! models, the matcher or ONNX Runtime.
 
 mod api_key;
+mod cases;
 mod channel;
 mod commands;
 mod dedup;
@@ -15,7 +16,9 @@ mod samples;
 mod synthetic;
 
 pub use api_key::ApiKeyInterceptor;
-pub use channel::{connect, endpoint, tls_config, Client, ConnectOptions};
+pub use channel::{
+    connect, connect_cases, endpoint, tls_config, CaseClient, Client, ConnectOptions,
+};
 pub use commands::{run, ClientArgs};
 pub use error::ClientError;
 pub use load::{LoadArgs, LoadRpc};

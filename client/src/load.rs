@@ -143,6 +143,7 @@ async fn one(
                 gallery_reference_ids: args.only.clone(),
                 max_results: 10,
                 target_fpir: 30,
+                open_case: false,
             })
             .await
             .map(drop),

@@ -232,3 +232,71 @@ fn symmetric_and_deterministic_on_real_templates() {
         }
     }
 }
+
+/// `compare_with_pairs` is the score path plus the pairs: the same comparison bit for bit on
+/// every genuine pair and a sample of impostors; genuine pairs name real, distinct minutiae that
+/// the alignment puts close together, and swapping the sides swaps the pairs.
+#[test]
+fn mated_pairs_leave_the_score_unchanged_and_are_consistent() {
+    let Some(sets) = sets() else { return };
+    let m = Matcher::new();
+    for set in sets {
+        let p = prepared(&m, set);
+        let fingers: Vec<&str> = set.samples.iter().map(|s| s.finger.as_str()).collect();
+        let pairs = eval::fvc_pairs(&fingers);
+        let mut scratch = Scratch::default();
+        let impostors = pairs.impostor.iter().step_by(9);
+        for &(i, j) in pairs.genuine.iter().chain(impostors) {
+            let plain = m.compare(&p[i], &p[j], &mut scratch);
+            let mated = m.compare_with_pairs(&p[i], &p[j], &mut scratch);
+            assert_eq!(plain.score.to_bits(), mated.comparison.score.to_bits());
+            assert_eq!(plain, mated.comparison);
+            check_pairs(&set.templates[i], &set.templates[j], &mated);
+            let back = m.compare_with_pairs(&p[j], &p[i], &mut scratch);
+            let mut swapped: Vec<_> = back.pairs.iter().map(|q| (q.candidate, q.probe)).collect();
+            swapped.sort_unstable();
+            let forward: Vec<_> = mated.pairs.iter().map(|q| (q.probe, q.candidate)).collect();
+            assert_eq!(forward, swapped);
+        }
+        let (i, j) = pairs.genuine[0];
+        let first = m.compare_with_pairs(&p[i], &p[j], &mut scratch);
+        assert!(first.pairs.len() >= 8, "{} pairs", first.pairs.len());
+    }
+}
+
+fn check_pairs(
+    a: &FingerTemplate,
+    b: &FingerTemplate,
+    mated: &abis_engine::matcher::MatedComparison,
+) {
+    let mut seen_a = std::collections::HashSet::new();
+    let mut seen_b = std::collections::HashSet::new();
+    for q in &mated.pairs {
+        assert!(usize::from(q.probe) < a.minutiae.len());
+        assert!(usize::from(q.candidate) < b.minutiae.len());
+        assert!(
+            seen_a.insert(q.probe) && seen_b.insert(q.candidate),
+            "one-to-one"
+        );
+    }
+    let Some(al) = mated.alignment else {
+        assert!(mated.pairs.is_empty());
+        return;
+    };
+    let (sa, sb) = (500.0 / f32::from(a.ppi), 500.0 / f32::from(b.ppi));
+    let (c, s) = (
+        al.rotation_deg.to_radians().cos(),
+        al.rotation_deg.to_radians().sin(),
+    );
+    for q in &mated.pairs {
+        let (pa, pb) = (
+            &a.minutiae[usize::from(q.probe)],
+            &b.minutiae[usize::from(q.candidate)],
+        );
+        let (x, y) = (f32::from(pa.x) * sa, f32::from(pa.y) * sa);
+        let (tx, ty) = (c * x - s * y + al.dx, s * x + c * y + al.dy);
+        let d = (tx - f32::from(pb.x) * sb).hypot(ty - f32::from(pb.y) * sb);
+        // The greedy pairing's tolerance is 10 px + 8 % of the distance from its anchor.
+        assert!(d < 60.0, "mated minutiae {d:.1} px apart once aligned");
+    }
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A role name that does not parse, or an empty role list.
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
-    #[error("unknown role {0:?} (roles: verify, enroll, search, admin)")]
+    #[error("unknown role {0:?} (roles: verify, enroll, search, admin, adjudicator)")]
     Unknown(String),
     #[error("at least one role is required")]
     None,
@@ -30,10 +30,19 @@ pub enum Role {
     Search,
     /// Delete records and operate the service.
     Admin,
+    /// Review identification hits and decide them (the `abis.v1.Adjudication` service and the
+    /// examiner's page).
+    Adjudicator,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Verify, Role::Enroll, Role::Search, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Verify,
+        Role::Enroll,
+        Role::Search,
+        Role::Admin,
+        Role::Adjudicator,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +50,7 @@ impl Role {
             Role::Enroll => "enroll",
             Role::Search => "search",
             Role::Admin => "admin",
+            Role::Adjudicator => "adjudicator",
         }
     }
 
@@ -50,6 +60,7 @@ impl Role {
             Role::Enroll => 2,
             Role::Search => 4,
             Role::Admin => 8,
+            Role::Adjudicator => 16,
         }
     }
 }
@@ -146,6 +157,12 @@ pub enum Access {
 /// Path prefix of the engine's own service.
 pub const ABIS_SERVICE_PREFIX: &str = "/abis.v1.Abis/";
 
+/// Path prefix of the adjudication service: every method needs `adjudicator`.
+pub const ADJUDICATION_SERVICE_PREFIX: &str = "/abis.v1.Adjudication/";
+
+/// The methods of `abis.v1.Adjudication` (all `adjudicator`).
+pub const ADJUDICATION_RPCS: &[&str] = &["ListCases", "GetCase", "DecideCase"];
+
 /// The role table of the `abis.v1.Abis` service, by method name.
 ///
 /// - `Get` returns what is stored under a reference id: enrollment offices (to check their own
@@ -200,6 +217,11 @@ pub fn required_access(path: &str) -> Access {
             return *access;
         }
     }
+    if let Some(method) = path.strip_prefix(ADJUDICATION_SERVICE_PREFIX) {
+        if ADJUDICATION_RPCS.contains(&method) {
+            return Access::AnyOf(&[Role::Adjudicator]);
+        }
+    }
     Access::AnyOf(&[Role::Admin])
 }
 
@@ -212,6 +234,13 @@ pub fn rpc_label(path: &str) -> &'static str {
             return m;
         }
         return "unknown";
+    }
+    if let Some(method) = path.strip_prefix(ADJUDICATION_SERVICE_PREFIX) {
+        return ADJUDICATION_RPCS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("unknown");
     }
     if path.starts_with("/grpc.health.v1.Health/") {
         return "health";
@@ -267,6 +296,23 @@ mod tests {
                 "rpc {rpc} has no entry in access::RPC_ACCESS"
             );
         }
+    }
+
+    #[test]
+    fn every_adjudication_rpc_needs_the_adjudicator_role() {
+        let proto = include_str!("../../proto/proto/abis/v1/adjudication.proto");
+        let rpcs: Vec<&str> = proto
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .collect();
+        assert_eq!(rpcs, ADJUDICATION_RPCS);
+        for rpc in rpcs {
+            let path = format!("{ADJUDICATION_SERVICE_PREFIX}{rpc}");
+            assert_eq!(required_access(&path), Access::AnyOf(&[Role::Adjudicator]));
+            assert_eq!(rpc_label(&path), rpc);
+        }
+        assert_eq!(rpc_label("/abis.v1.Adjudication/Other"), "unknown");
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub document: DocumentConfig,
     pub mosip: crate::mosip::MosipConfig,
+    pub adjudication: crate::adjudication::AdjudicationConfig,
     pub dedup: crate::dedup::DedupConfig,
 }
 
@@ -682,6 +683,19 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.logging.filter) {
             return Err(value_error("logging.filter", e.to_string()));
+        }
+        if let Some(page) = self.adjudication.listen {
+            // Port 0 (the system picks a free port) never clashes.
+            let clash = |other: SocketAddr| page.port() != 0 && page == other;
+            if clash(self.server.listen) || (self.metrics.enabled && clash(self.metrics.listen)) {
+                return Err(value_error(
+                    "adjudication.listen",
+                    "must differ from server.listen and metrics.listen",
+                ));
+            }
+            let (t, has_credentials) = (&self.tls, self.auth.keys_file.is_some());
+            check_exposure(page, has_credentials, t.enabled(), false)
+                .map_err(|e| value_error("adjudication.listen", e))?;
         }
         if self.metrics.enabled && self.metrics.listen == self.server.listen {
             return Err(value_error(

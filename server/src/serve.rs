@@ -24,9 +24,12 @@ use abis_engine::model::{Runtime, RuntimeConfig};
 use abis_engine::store::encryption::Keyring;
 use abis_engine::store::StoreConfig;
 use abis_proto::v1::abis_server::AbisServer;
+use abis_proto::v1::adjudication_server::AdjudicationServer;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::adjudication::page::Page;
+use crate::adjudication::{AdjudicationService, CaseStore, Cases};
 use crate::audit::{AuditOptions, Auditor};
 use crate::auth::{cert_role_map, Authenticator, KeyStore};
 use crate::config::{ClusterRole, Config};
@@ -76,6 +79,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Cases(#[from] crate::adjudication::CaseStoreError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error("binding {what} {addr}: {source}")]
@@ -373,6 +378,41 @@ async fn start_metrics(
     Ok(())
 }
 
+/// The adjudication cases (`<data>/cases`).
+fn open_cases(config: &Config, auditor: &Auditor) -> Result<Arc<Cases>, ServeError> {
+    // Cases hold minutiae: sealed with the gallery's key like the gallery's own files.
+    let store = CaseStore::open(&config.server.data_dir.join("cases"), gallery_keys(config)?)?;
+    Ok(Cases::new(store, auditor.clone()))
+}
+
+/// With `[adjudication] listen`, serves the examiner's page until `stop` resolves.
+async fn start_page(
+    config: &Config,
+    cases: &Arc<Cases>,
+    authenticator: &Arc<Authenticator>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), ServeError> {
+    let Some(addr) = config.adjudication.listen else {
+        return Ok(());
+    };
+    let tls = crate::tls::page_acceptor(&config.tls)?;
+    let (listener, local) = bind("adjudication.listen", addr).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // The second line scripts and tests can wait for, after "listening on".
+    println!("adjudication page on {scheme}://{local}");
+    let lifetime = Duration::from_secs(config.adjudication.session_minutes.max(1) * 60);
+    let page = Page::new(
+        Arc::clone(cases),
+        Arc::clone(authenticator),
+        lifetime,
+        tls.is_some(),
+    );
+    tokio::spawn(page.serve(listener, tls, async {
+        let _ = stop.await;
+    }));
+    Ok(())
+}
+
 /// Binds the listener of configuration key `what`; returns it with the address it got (the
 /// port chosen when the configuration says 0).
 async fn bind(
@@ -460,6 +500,7 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let trust_store = open_trust_store(&config)?;
+    let cases = open_cases(&config, &auditor)?;
     let dedup = match &records {
         Records::Local(shard) => Some(crate::dedup::DedupJobs::open(
             &config.server.data_dir,
@@ -471,8 +512,11 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let service = Arc::new(
         AbisService::new(engines, backend, auditor, Arc::clone(&metrics))
             .with_trust_store(trust_store)
-            .with_dedup(dedup),
+            .with_dedup(dedup)
+            .with_cases(Arc::clone(&cases), config.adjudication.open_cases),
     );
+    let adjudication = AdjudicationServer::new(AdjudicationService::new(Arc::clone(&cases)))
+        .max_encoding_message_size(config.server.max_message_bytes);
     // MOSIP's queue adapter calls the same service in-process (see `crate::mosip`).
     if config.mosip.enabled {
         crate::mosip::spawn(Arc::clone(&service), &config.mosip, &config.server.data_dir)?;
@@ -485,6 +529,8 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     tracing::info!(%local, "abis serving");
     // A line on stdout that scripts and tests can wait for.
     println!("listening on {local}");
+    let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
+    start_page(&config, &cases, &authenticator, page_stopped).await?;
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let closing = Arc::clone(&limiter);
@@ -518,12 +564,14 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(abis)
+        .add_service(adjudication)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
         );
     drain(server, draining_rx, config.server.shutdown_grace_s).await?;
     let _ = stop_metrics.send(());
+    let _ = stop_page.send(());
     let _ = stop_retention.send(true);
     if let Records::Local(gallery) = records {
         // Requests still running after the drain are abandoned: the log is replayed instead.

@@ -100,6 +100,39 @@ pub fn server_config(config: &TlsConfig) -> Result<Option<ServerTlsConfig>, TlsE
     Ok(Some(tls))
 }
 
+/// The examiner page's TLS (the same `tls.cert` and `tls.key` as gRPC, HTTP/1.1), or `None`
+/// when TLS is off. Client certificates are not asked for: the page signs in with an API key.
+pub fn page_acceptor(config: &TlsConfig) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&config.cert, &config.key) else {
+        return Ok(None);
+    };
+    let pem_error = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustls::pki_types::pem::Error| TlsError::Pem {
+            what,
+            path,
+            message: e.to_string(),
+        }
+    };
+    let certs = CertificateDer::pem_slice_iter(&read_pem("server certificate", cert, CERT)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error("server certificate", cert))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem("server private key", key, KEY)?)
+        .map_err(pem_error("server private key", key))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| TlsError::Config(format!("adjudication page TLS: {e}")))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(
+        tls,
+    ))))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -69,6 +69,30 @@ impl Server {
 
     /// Starts a server with extra environment (configuration overrides `ABIS__SECTION__KEY`).
     pub fn start_with(data: tempfile::TempDir, env: &[(&str, &std::ffi::OsStr)]) -> Server {
+        Self::start_reading(data, env).0
+    }
+
+    /// Starts a server whose `[adjudication] listen` is set in `env`; returns it with the
+    /// page's base URL (the second line the server prints). The server's stdout stays open.
+    pub fn start_with_page(
+        data: tempfile::TempDir,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> (Server, String, BufReader<std::process::ChildStdout>) {
+        let (server, mut stdout) = Self::start_reading(data, env);
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the page line");
+        let url = line
+            .trim()
+            .strip_prefix("adjudication page on ")
+            .unwrap_or_else(|| panic!("unexpected second line from abis serve: {line:?}"))
+            .to_owned();
+        (server, url, stdout)
+    }
+
+    fn start_reading(
+        data: tempfile::TempDir,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> (Server, BufReader<std::process::ChildStdout>) {
         let mut command = abis();
         for (k, v) in env {
             command.env(k, v);
@@ -80,21 +104,20 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start abis serve");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listening line");
+        stdout.read_line(&mut line).expect("read listening line");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line from abis serve: {line:?}"))
             .to_owned();
-        Server {
+        let server = Server {
             child,
             addr: format!("http://{addr}"),
             _data: data,
-        }
+        };
+        (server, stdout)
     }
 
     /// Process id of the server.
@@ -195,6 +218,7 @@ pub async fn identify_samples(
             gallery_reference_ids: vec![],
             max_results: 5,
             target_fpir: 30,
+            open_case: false,
         })
         .await
         .expect("identify")
@@ -210,4 +234,20 @@ pub fn abis_json<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> ser
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Adds a key with `roles` to `keys_file` with `abis keys add`; returns the key.
+pub fn new_key(keys_file: &std::path::Path, name: &str, roles: &str) -> String {
+    let out = abis()
+        .args(["keys", "add", name, "--roles", roles, "--file"])
+        .arg(keys_file)
+        .output()
+        .expect("abis keys add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    json["key"].as_str().expect("key").to_owned()
 }

@@ -262,6 +262,10 @@ pub(super) struct RawComparison {
     pub b_inside: u16,
     /// Sum of the matched pairs' closeness weights.
     pub weight: f32,
+    /// The best alignment (A's frame into B's) and the anchor of its position tolerance: what
+    /// `mated_pairs` needs to recover that alignment's pairs.
+    pub transform: Option<Transform>,
+    pub anchor: (f32, f32),
 }
 
 /// Compares `a` against `b` (the caller orders them for symmetry).
@@ -298,6 +302,26 @@ pub(super) fn compare_raw(
         a_inside,
         b_inside,
         weight: best.weight,
+        transform: best.transform,
+        anchor: best.anchor,
+    }
+}
+
+/// The minutia pairs (A index, B index, in prepared order) of the alignment `raw` rests on.
+/// Re-runs the one greedy pairing that alignment came from (deterministic), so the score path
+/// keeps no copy of the pairs it does not need.
+pub(super) fn mated_pairs(
+    a: &PreparedTemplate,
+    b: &PreparedTemplate,
+    raw: &RawComparison,
+    s: &mut Scratch,
+) -> Vec<(u8, u8)> {
+    match raw.transform {
+        Some(tr) => {
+            greedy(a, b, &tr, raw.anchor, s);
+            s.matched.clone()
+        }
+        None => Vec::new(),
     }
 }
 
@@ -441,11 +465,11 @@ fn align_globally(
 
 /// A rigid motion from A's frame into B's: `p' = R·p + t`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-struct Transform {
-    cos: f32,
-    sin: f32,
-    tx: f32,
-    ty: f32,
+pub(super) struct Transform {
+    pub cos: f32,
+    pub sin: f32,
+    pub tx: f32,
+    pub ty: f32,
     /// The rotation in 1/256 turns.
     rot8: u8,
 }
@@ -474,6 +498,7 @@ struct Alignment {
     matched: u16,
     weight: f32,
     transform: Option<Transform>,
+    anchor: (f32, f32),
 }
 
 /// Pairs A's minutiae (mapped by `tr`) with B's, greedily by closeness, one-to-one. The position
@@ -538,6 +563,7 @@ fn greedy(
         matched: s.matched.len() as u16,
         weight,
         transform: Some(*tr),
+        anchor,
     }
 }
 

@@ -74,11 +74,13 @@
 mod calibration;
 mod compare;
 mod lssr;
+mod mates;
 mod params;
 mod prepare;
 
 pub use compare::Scratch;
 pub(crate) use lssr::Relaxation;
+pub use mates::{MatedComparison, MatedPair, RigidAlignment};
 pub use prepare::PreparedTemplate;
 pub(crate) use prepare::{convex_hull, dphi, erf, in_hull};
 
@@ -194,6 +196,30 @@ impl Matcher {
             score: calibration::calibrate(r.raw),
             raw: r.raw,
             pairs: r.pairs,
+        }
+    }
+
+    /// [`compare`](Self::compare) with the mated minutiae pairs and the alignment behind the
+    /// score (probe = `a`). The score is the same computation, bit for bit.
+    pub fn compare_with_pairs(
+        &self,
+        a: &PreparedTemplate,
+        b: &PreparedTemplate,
+        scratch: &mut Scratch,
+    ) -> MatedComparison {
+        let swapped = a.key > b.key;
+        let (first, second) = if swapped { (b, a) } else { (a, b) };
+        let r = compare::compare_raw(first, second, &self.tables, scratch);
+        let prepared = compare::mated_pairs(first, second, &r, scratch);
+        let (pairs, alignment) = mates::in_caller_order(first, second, &r, &prepared, swapped);
+        MatedComparison {
+            comparison: Comparison {
+                score: calibration::calibrate(r.raw),
+                raw: r.raw,
+                pairs: r.pairs,
+            },
+            pairs,
+            alignment,
         }
     }
 

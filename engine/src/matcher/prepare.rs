@@ -18,6 +18,9 @@ pub(super) struct PMinutia {
     /// 0 ending, 1 bifurcation, 2 unknown.
     pub kind: u8,
     pub quality: u8,
+    /// Index of this minutia in the template it came from (duplicates are dropped, so the
+    /// prepared index can differ): what mated pairs are reported in.
+    pub source: u8,
 }
 
 /// One Minutia Cylinder-Code descriptor, bit version: `ND` layers of `NS x NS` cells, plus the
@@ -60,6 +63,11 @@ impl PreparedTemplate {
     /// Number of minutiae kept.
     pub fn minutiae_count(&self) -> usize {
         self.minutiae.len()
+    }
+
+    /// The template index of prepared minutia `k`.
+    pub(super) fn source_of(&self, k: u8) -> u16 {
+        u16::from(self.minutiae[usize::from(k)].source)
     }
 
     #[inline(always)]
@@ -202,7 +210,7 @@ pub(super) fn prepare(t: &FingerTemplate) -> Result<PreparedTemplate, MatchError
 fn to_matcher_units(t: &FingerTemplate) -> Vec<PMinutia> {
     let scale = REFERENCE_PPI / f32::from(t.ppi);
     let mut minutiae: Vec<PMinutia> = Vec::with_capacity(t.minutiae.len());
-    for m in &t.minutiae {
+    for (source, m) in t.minutiae.iter().enumerate() {
         let p = PMinutia {
             x: f32::from(m.x) * scale,
             y: f32::from(m.y) * scale,
@@ -214,6 +222,8 @@ fn to_matcher_units(t: &FingerTemplate) -> Vec<PMinutia> {
                 MinutiaKind::Other => 2,
             },
             quality: m.quality,
+            // `validate` bounds the count by MAX_MINUTIAE (255).
+            source: source as u8,
         };
         let duplicate = minutiae
             .iter()

@@ -51,6 +51,10 @@ pub enum FingerCommand {
         /// Target false-match rate of the decision.
         #[arg(long, default_value_t = 1e-4)]
         fmr: f64,
+        /// Also print the mated minutiae (`mated`: [a index, b index] into each template's
+        /// minutiae) and the alignment taking A onto B (degrees, 500 ppi pixels).
+        #[arg(long)]
+        pairs: bool,
     },
     /// FVC protocol on a folder of `<finger>_<impression>` images: EER, FMR100, FMR1000,
     /// ZeroFMR.
@@ -116,7 +120,13 @@ pub fn run(command: FingerCommand, models: &ModelsDir) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        FingerCommand::Match { a, b, ppi, fmr } => match_pair(models, &a, &b, ppi, fmr),
+        FingerCommand::Match {
+            a,
+            b,
+            ppi,
+            fmr,
+            pairs,
+        } => match_pair(models, &a, &b, ppi, fmr, pairs),
         #[cfg(feature = "eval")]
         FingerCommand::Eval {
             dir,
@@ -157,6 +167,7 @@ fn match_pair(
     b: &Path,
     ppi: Option<f32>,
     fmr: f64,
+    with_pairs: bool,
 ) -> anyhow::Result<()> {
     if !(fmr > 0.0 && fmr <= 1.0) {
         bail!("--fmr must be in (0, 1], got {fmr}");
@@ -192,12 +203,21 @@ fn match_pair(
         }
     };
     let (ta, tb) = (side(&ba, a)?, side(&bb, b)?);
-    let c = Matcher::new().match_templates(&ta, &tb)?;
-    print_line(&json!({
+    let m = Matcher::new();
+    let (pa, pb) = (m.prepare(&ta)?, m.prepare(&tb)?);
+    let mated = m.compare_with_pairs(&pa, &pb, &mut matcher::Scratch::default());
+    let c = mated.comparison;
+    let mut line = json!({
         "score": c.score,
         "fmr": c.fmr(),
         "decision": matcher::decide(c.score, fmr),
         "target_fmr": fmr,
         "pairs": c.pairs,
-    }))
+    });
+    if with_pairs {
+        let list: Vec<[u16; 2]> = mated.pairs.iter().map(|q| [q.probe, q.candidate]).collect();
+        line["mated"] = json!(list);
+        line["alignment"] = json!(mated.alignment);
+    }
+    print_line(&line)
 }

@@ -15,7 +15,7 @@ pub enum KeysCommand {
     Add {
         /// Key name, as it appears in the audit log (A-Z a-z 0-9 . _ - @, at most 64).
         name: String,
-        /// Comma-separated roles: verify, enroll, search, admin.
+        /// Comma-separated roles: verify, enroll, search, admin, adjudicator.
         #[arg(long, value_name = "R1,R2")]
         roles: String,
         /// Keys file (default: $ABIS__AUTH__KEYS_FILE).

@@ -81,9 +81,17 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
             }
             let r = rekey(&gallery, &keys, target)
                 .with_context(|| format!("rekeying {}", gallery.display()))?;
+            // Adjudication cases hold minutiae and are sealed with the same key.
+            let cases_dir = data.join("cases");
+            let cases = if cases_dir.is_dir() {
+                abis_server::adjudication::store::rekey(&cases_dir, &keys, decrypt)?
+            } else {
+                0
+            };
             let out = serde_json::json!({
                 "rewritten": r.rewritten,
                 "unchanged": r.unchanged,
+                "cases_rewritten": cases,
                 "active_key": (!decrypt).then(|| keys.active_id()),
             });
             println!("{out}");

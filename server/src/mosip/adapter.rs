@@ -287,6 +287,7 @@ async fn identify(ctx: &Context, request: &Request) -> Result<Answer, FailureRea
         gallery_reference_ids: request.gallery.clone().unwrap_or_default(),
         max_results: request.flags.max_results.unwrap_or(0),
         target_fpir: request.flags.target_fpir.unwrap_or(0),
+        open_case: false,
     };
     let found = ctx
         .service

@@ -3,6 +3,7 @@
 //! Work that burns CPU (extraction, search) or waits on fsync (inserts) runs on the blocking
 //! thread pool, never on the async executor's threads.
 
+mod adjudicate;
 mod backend;
 pub mod call;
 mod dedup;
@@ -64,6 +65,9 @@ pub struct AbisService {
     metrics: Arc<Metrics>,
     /// CSCAs and CRLs of `VerifyDocument` (`with_trust_store`).
     trust_store: Option<Arc<abis_icao::TrustStore>>,
+    /// Where hits become adjudication cases, and when (`with_cases`).
+    cases: Option<Arc<crate::adjudication::Cases>>,
+    open_cases: crate::adjudication::OpenCases,
     /// N:N deduplication jobs of this node's gallery (`with_dedup`; none on a router).
     dedup: Option<Arc<crate::dedup::DedupJobs>>,
 }
@@ -82,6 +86,8 @@ impl AbisService {
             auditor,
             metrics,
             trust_store: None,
+            cases: None,
+            open_cases: crate::adjudication::OpenCases::Never,
             dedup: None,
         };
         service.update_gauges();
@@ -239,6 +245,7 @@ fn identify_response(found: Identified) -> IdentifyResponse {
         candidates: found.candidates.into_iter().map(candidate).collect(),
         threshold: found.threshold,
         gallery_size: found.searched,
+        case_id: String::new(),
     }
 }
 
@@ -330,7 +337,10 @@ impl Abis for AbisService {
         let result = self.job(self.identify_inner(request.into_inner())).await;
         self.audited(caller, "Identify", probe_id, result, |r, refs| {
             refs.extend(r.candidates.iter().map(|c| c.reference_id.clone()));
-            format!("candidates:{}", r.candidates.len())
+            match r.case_id.as_str() {
+                "" => format!("candidates:{}", r.candidates.len()),
+                case => format!("candidates:{} case:{case}", r.candidates.len()),
+            }
         })
         .await
         .map(Response::new)
@@ -616,11 +626,21 @@ impl AbisService {
     }
 
     async fn identify_inner(&self, req: IdentifyRequest) -> Result<IdentifyResponse, Status> {
+        let wants_case = self.wants_case(req.open_case)?;
+        let probe_id = match &req.probe {
+            Some(identify_request::Probe::ReferenceId(id)) => Some(id.clone()),
+            _ => None,
+        };
         let probe = self.identify_request("", req).await?;
+        let probe_fingers = wants_case.then(|| probe.0.fingers.clone());
         let result = self.backend.identify(vec![probe]).await.pop();
-        result
+        let mut response = result
             .unwrap_or_else(|| Err(status::internal("no search result")))
-            .map(identify_response)
+            .map(identify_response)?;
+        if let Some(fingers) = probe_fingers.filter(|_| !response.candidates.is_empty()) {
+            response.case_id = self.open_case(probe_id, fingers, &response).await?;
+        }
+        Ok(response)
     }
 
     /// Every request checked and its probe prepared, then one backend pass for all that are

@@ -13,6 +13,8 @@
 //! MOSIP adapter's.
 
 pub mod activemq;
+pub mod chromium;
+pub mod http;
 pub mod nats;
 
 use std::io::Write;
