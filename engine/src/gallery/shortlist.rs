@@ -143,6 +143,9 @@ pub(super) struct Indexed<'s> {
     pub recent: Vec<Arc<RecordIndex>>,
 }
 
+/// Probe fingers with codes from which stage 1 goes through the band tables.
+pub(super) const TABLES_MIN_FINGERS: usize = 4;
+
 /// Segment records per parallel work item of a scan.
 const CHUNK: usize = 2048;
 
@@ -188,12 +191,7 @@ impl<'s> Indexed<'s> {
         if probes.is_empty() {
             return Vec::new();
         }
-        let tops = match stage {
-            CodeStage::Scan => self.segment_codes(probes, k).into_iter().map(Ok).collect(),
-            CodeStage::Tables { band_candidates } => {
-                self.segment_tables(probes, k, band_candidates)
-            }
-        };
+        let tops = self.tops(probes, k, stage);
         let wide = self.wide();
         probes
             .iter()
@@ -205,6 +203,38 @@ impl<'s> Indexed<'s> {
                 locs.extend(wide.iter().copied().filter(|&l| targets.includes(l)));
                 Ok(locs)
             })
+            .collect()
+    }
+
+    /// Each probe's best records of the segments: through the band tables for probes with
+    /// [`TABLES_MIN_FINGERS`] codes or more, by the scan for the others (two or three fingers'
+    /// bands miss too many mates: a weak mate may share no key at all) and with
+    /// [`CodeStage::Scan`].
+    fn tops(
+        &self,
+        probes: &[(&ProbeIndex, &Targets)],
+        k: usize,
+        stage: CodeStage,
+    ) -> Vec<Result<Best, GalleryError>> {
+        let CodeStage::Tables { band_candidates } = stage else {
+            return self.segment_codes(probes, k).into_iter().map(Ok).collect();
+        };
+        let (tabled, scanned): (Vec<usize>, Vec<usize>) =
+            (0..probes.len()).partition(|&i| probes[i].0.codes.len() >= TABLES_MIN_FINGERS);
+        let pick = |idx: &[usize]| idx.iter().map(|&i| probes[i]).collect::<Vec<_>>();
+        let by_tables = self.segment_tables(&pick(&tabled), k, band_candidates);
+        let by_scan = self.segment_codes(&pick(&scanned), k).into_iter().map(Ok);
+        let mut tops: Vec<Option<Result<Best, GalleryError>>> =
+            (0..probes.len()).map(|_| None).collect();
+        for (i, t) in tabled
+            .into_iter()
+            .zip(by_tables)
+            .chain(scanned.into_iter().zip(by_scan))
+        {
+            tops[i] = Some(t);
+        }
+        tops.into_iter()
+            .map(|t| t.unwrap_or_else(|| Ok(Best::new(k))))
             .collect()
     }
 

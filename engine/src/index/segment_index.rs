@@ -204,6 +204,11 @@ impl ProbeCodes {
         self.0.is_empty()
     }
 
+    /// Probe fingers with a code.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// Bit p set for every position index p (0..10) the probe has a code at.
     pub fn mask(&self) -> u16 {
         self.0.iter().fold(0, |m, (p, _)| m | 1 << p)
