@@ -20,12 +20,12 @@
 //!
 //! | part        | content                                                                  |
 //! |-------------|--------------------------------------------------------------------------|
-//! | header (64) | magic `b"ABISFBD\0"`, version u32 = 1, bands u32 = 80, segment id u64, records N u64, postings P u64, distinct keys K u64, 12 reserved bytes, CRC-32 of bytes 0..60 |
+//! | header (64) | magic `b"ABISFBD\0"`, version u32 = 2, bands u32 = 80, segment id u64, records N u64, 28 reserved bytes, CRC-32 of bytes 0..60 |
 //! | Postings    | P × u32 record ordinals: per table, per key (ascending), the ordinals (ascending) |
 //! | Keys        | K × u16: per table, its distinct keys, ascending                          |
 //! | Offsets     | K × u32: where a key's postings start, from its table's first posting     |
 //! | Tables      | (800+1) × (u64 first key, u64 first posting)                             |
-//! | footer (64) | CRC-32 of Postings, Keys, Offsets, Tables (4 × u32), 32 reserved, magic `b"ABISFBE\0"` at 48, CRC-32 of footer bytes 0..56 at 56, 4 reserved |
+//! | footer (64) | CRC-32 of Postings, Keys, Offsets, Tables (4 × u32), postings P u64, distinct keys K u64, 16 reserved, magic `b"ABISFBE\0"` at 48, CRC-32 of footer bytes 0..56 at 56, 4 reserved |
 //!
 //! Everything is checksummed and verified at open, the tables' and keys' order too; a posting
 //! that names no record of the segment is an error when it is read. Wide records (see
@@ -50,7 +50,7 @@ pub const EXTENSION: &str = "fbands";
 
 const MAGIC: &[u8; 8] = b"ABISFBD\0";
 const END: &[u8; 8] = b"ABISFBE\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 64;
 const TABLE_ENTRY: usize = 16;
@@ -63,15 +63,13 @@ fn key(code: &[u8], b: usize) -> u16 {
     u16::from_le_bytes([code[2 * b], code[2 * b + 1]])
 }
 
-fn header(segment: u64, n: usize, postings: usize, keys: usize) -> [u8; HEADER_LEN] {
+fn header(segment: u64, n: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(BANDS as u32).to_le_bytes());
     h[16..24].copy_from_slice(&segment.to_le_bytes());
     h[24..32].copy_from_slice(&(n as u64).to_le_bytes());
-    h[32..40].copy_from_slice(&(postings as u64).to_le_bytes());
-    h[40..48].copy_from_slice(&(keys as u64).to_le_bytes());
     let crc = crc32fast::hash(&h[..60]);
     h[60..64].copy_from_slice(&crc.to_le_bytes());
     h
@@ -166,12 +164,8 @@ pub fn write(
     codes: &SegmentCodes<'_>,
     sink: &mut super::segment_index::Sink<'_>,
 ) -> Result<(), IndexFileError> {
-    let n = codes.len();
-    // The header needs the totals, so count first (cheap beside the build).
-    let (postings_total, keys_total) = totals(codes);
-    sink(&header(segment, n, postings_total, keys_total)).map_err(io)?;
-    let mut all_keys = Vec::with_capacity(keys_total);
-    let mut all_offsets = Vec::with_capacity(keys_total);
+    sink(&header(segment, codes.len())).map_err(io)?;
+    let (mut all_keys, mut all_offsets) = (Vec::new(), Vec::new());
     let mut directory = Vec::with_capacity((TABLES + 1) * 2);
     let mut crc = crc32fast::Hasher::new();
     let mut posted = 0u64;
@@ -191,12 +185,7 @@ pub fn write(
         }
     }
     directory.extend([all_keys.len() as u64, posted]);
-    if posted as usize != postings_total || all_keys.len() != keys_total {
-        return Err(IndexFileError::Io(
-            "band tables changed while written".into(),
-        ));
-    }
-    let mut at = pad(sink, HEADER_LEN + 4 * postings_total)?;
+    let mut at = pad(sink, HEADER_LEN + 4 * posted as usize)?;
     let mut crcs = vec![crc.finalize()];
     for section in [
         le_bytes(&all_keys, u16::to_le_bytes),
@@ -207,35 +196,18 @@ pub fn write(
         sink(&section).map_err(io)?;
         at = pad(sink, at + section.len())?;
     }
-    sink(&footer(&crcs)).map_err(io)
+    sink(&footer(&crcs, posted, all_keys.len() as u64)).map_err(io)
 }
 
-/// Postings and distinct keys of every table.
-fn totals(codes: &SegmentCodes<'_>) -> (usize, usize) {
-    (0..TABLES)
-        .into_par_iter()
-        .map(|t| {
-            let (p, b) = (t / BANDS, t % BANDS);
-            let mut seen = vec![false; 1 << 16];
-            let (mut postings, mut keys) = (0, 0);
-            for o in 0..codes.len() {
-                if let Some(c) = codes.code(o, p) {
-                    postings += 1;
-                    let s = &mut seen[usize::from(key(c, b))];
-                    keys += usize::from(!*s);
-                    *s = true;
-                }
-            }
-            (postings, keys)
-        })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-}
-
-fn footer(crcs: &[u32]) -> [u8; FOOTER_LEN] {
+/// The footer: the sections' checksums, then the totals (known only once every table is
+/// written, so that the file is written in one pass).
+fn footer(crcs: &[u32], postings: u64, keys: u64) -> [u8; FOOTER_LEN] {
     let mut f = [0u8; FOOTER_LEN];
     for (i, c) in crcs.iter().enumerate() {
         f[i * 4..i * 4 + 4].copy_from_slice(&c.to_le_bytes());
     }
+    f[16..24].copy_from_slice(&postings.to_le_bytes());
+    f[24..32].copy_from_slice(&keys.to_le_bytes());
     f[48..56].copy_from_slice(END);
     let crc = crc32fast::hash(&f[..56]);
     f[56..60].copy_from_slice(&crc.to_le_bytes());
@@ -311,20 +283,22 @@ impl BandTables {
         if b.len() < HEADER_LEN + FOOTER_LEN || &b[0..8] != MAGIC {
             return Err(damaged("not a band table file"));
         }
-        let (postings, keys) = (u64_at(b, 32), u64_at(b, 40));
-        let (Ok(postings), Ok(keys)) = (usize::try_from(postings), usize::try_from(keys)) else {
-            return Err(damaged("header"));
-        };
-        if b[..HEADER_LEN] != header(segment, n, postings, keys) {
+        if b[..HEADER_LEN] != header(segment, n) {
             return Err(damaged("header checksum, segment, version or record count"));
-        }
-        let layout = Layout::of(postings, keys).ok_or_else(|| damaged("sizes"))?;
-        if layout.len() != b.len() {
-            return Err(damaged("file length"));
         }
         let f = &b[b.len() - FOOTER_LEN..];
         if &f[48..56] != END || u32_at(f, 56) != crc32fast::hash(&f[..56]) {
             return Err(damaged("footer damaged or file incomplete"));
+        }
+        let (Ok(postings), Ok(keys)) = (
+            usize::try_from(u64_at(f, 16)),
+            usize::try_from(u64_at(f, 24)),
+        ) else {
+            return Err(damaged("totals"));
+        };
+        let layout = Layout::of(postings, keys).ok_or_else(|| damaged("sizes"))?;
+        if layout.len() != b.len() {
+            return Err(damaged("file length"));
         }
         for (i, (at, len)) in layout.sections().into_iter().enumerate() {
             if crc32fast::hash(&b[at..at + len]) != u32_at(f, i * 4) {
