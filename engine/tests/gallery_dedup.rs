@@ -117,7 +117,8 @@ fn the_self_join_finds_what_matching_every_pair_finds() {
     assert_eq!(got, oracle, "self-join and every-pair matching differ");
 
     // The planted duplicates, in three groups (person 10 is enrolled three times).
-    let groups: Vec<Vec<String>> = duplicate_groups(&found).into_iter().map(|g| g.0).collect();
+    let ids: Vec<(&str, &str)> = found.iter().map(|p| (p.a.as_str(), p.b.as_str())).collect();
+    let groups: Vec<Vec<String>> = duplicate_groups(&ids).into_iter().map(|g| g.0).collect();
     for want in [
         vec!["D-0010", "D-0010b", "P-0010"],
         vec!["D-0055", "P-0055"],

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use super::error::GalleryError;
 use super::score::{compatible, PreparedRecord};
-use super::shortlist::Loc;
+use super::shortlist::{reference_id, Loc};
 use crate::index::segment_index::RecentIndex;
 use crate::matcher::Matcher;
 use crate::store::{Record, Snapshot};
@@ -56,10 +56,7 @@ impl PreparedCache {
         keep: bool,
     ) -> Result<(String, Arc<PreparedRecord>), GalleryError> {
         let (loc, epoch) = at;
-        let id = match loc {
-            Loc::Seg(s, o) => snapshot.segments()[s as usize].reference_id(o as usize),
-            Loc::Recent(r) => &snapshot.recent()[r as usize].reference_id,
-        };
+        let id = reference_id(snapshot, loc);
         if keep {
             if let Some(p) = self
                 .records

@@ -30,13 +30,10 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::answer::ModalityEvidence;
-use super::cache::prune_recent;
 use super::error::GalleryError;
 use super::open::Gallery;
 use super::shortlist::{self, Indexed, Loc};
-use crate::index::bands::most_voted;
 use crate::index::segment_index::ProbeCodes;
-use crate::index::IndexError;
 use crate::matcher::Scratch;
 use crate::store::Snapshot;
 use crate::template::FingerPosition;
@@ -137,8 +134,7 @@ impl Gallery {
         settings: &DedupSettings,
     ) -> Result<Vec<DuplicatePair>, GalleryError> {
         let snapshot = self.store.snapshot();
-        prune_recent(&self.index.recent, &snapshot);
-        let indexed = Indexed::new(&snapshot, &self.index.recent)?;
+        let indexed = self.indexed(&snapshot)?;
         let epoch = self.prepared.epoch();
         let ids = scope.ids.get(range).unwrap_or_default();
         let found: Vec<Vec<DuplicatePair>> = ids
@@ -171,7 +167,7 @@ impl Gallery {
             .code_partners(indexed, &codes, me, settings)?
             .into_iter()
             .filter(|&(loc, _)| {
-                let other = reference_id(snapshot, loc);
+                let other = shortlist::reference_id(snapshot, loc);
                 other > id && scope.contains(other)
             })
             .collect();
@@ -194,18 +190,11 @@ impl Gallery {
             |presence: u16| settings.code_floor_per_finger * (presence & mask).count_ones() as f32;
         let mut out = Vec::new();
         for (s, idx) in indexed.segments.iter().enumerate() {
-            let view = &indexed.snapshot.segments()[s];
-            let mut votes = vec![0u8; idx.len()];
-            idx.bands()
-                .vote(codes, &mut votes)
-                .map_err(IndexError::File)?;
-            let keep = |o: usize| view.is_live(o) && Loc::Seg(s as u32, o as u32) != me;
-            for o in most_voted(&votes, settings.band_candidates, keep) {
-                let o = o as usize;
-                if let Some(score) = idx.code_score(o, codes) {
-                    if score >= floor(idx.presence(o)).max(f32::MIN_POSITIVE) {
-                        out.push((Loc::Seg(s as u32, o as u32), score));
-                    }
+            let (s, view) = (s as u32, &indexed.snapshot.segments()[s]);
+            let keep = |o: usize| view.is_live(o) && Loc::Seg(s, o as u32) != me;
+            for (o, score) in indexed.voted(codes, s, settings.band_candidates, keep)? {
+                if score >= floor(idx.presence(o as usize)).max(f32::MIN_POSITIVE) {
+                    out.push((Loc::Seg(s, o), score));
                 }
             }
         }
@@ -268,20 +257,13 @@ fn record_codes(indexed: &Indexed<'_>, loc: Loc) -> ProbeCodes {
     }
 }
 
-fn reference_id(snapshot: &Snapshot, loc: Loc) -> &str {
-    match loc {
-        Loc::Seg(s, o) => snapshot.segments()[s as usize].reference_id(o as usize),
-        Loc::Recent(r) => &snapshot.recent()[r as usize].reference_id,
-    }
-}
-
-/// The duplicate groups of a job: connected components of its pairs (each group's ids sorted,
-/// groups ordered by their first id), with the indexes of the pairs inside each group.
-pub fn duplicate_groups(pairs: &[DuplicatePair]) -> Vec<(Vec<String>, Vec<usize>)> {
+/// The duplicate groups of a job: connected components of its pairs of ids (each group's ids
+/// sorted, groups ordered by their first id), with the indexes of the pairs inside each group.
+pub fn duplicate_groups(pairs: &[(&str, &str)]) -> Vec<(Vec<String>, Vec<usize>)> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut names: Vec<&str> = Vec::new();
-    for p in pairs {
-        for id in [p.a.as_str(), p.b.as_str()] {
+    for &(a, b) in pairs {
+        for id in [a, b] {
             index.entry(id).or_insert_with(|| {
                 names.push(id);
                 names.len() - 1
@@ -296,11 +278,8 @@ pub fn duplicate_groups(pairs: &[DuplicatePair]) -> Vec<(Vec<String>, Vec<usize>
         }
         x
     }
-    for p in pairs {
-        let (a, b) = (
-            root(&mut parent, index[p.a.as_str()]),
-            root(&mut parent, index[p.b.as_str()]),
-        );
+    for (a, b) in pairs {
+        let (a, b) = (root(&mut parent, index[a]), root(&mut parent, index[b]));
         parent[a.max(b)] = a.min(b);
     }
     let mut groups: HashMap<usize, (Vec<String>, Vec<usize>)> = HashMap::new();
@@ -308,8 +287,8 @@ pub fn duplicate_groups(pairs: &[DuplicatePair]) -> Vec<(Vec<String>, Vec<usize>
         let r = root(&mut parent, i);
         groups.entry(r).or_default().0.push((*name).to_owned());
     }
-    for (k, p) in pairs.iter().enumerate() {
-        let r = root(&mut parent, index[p.a.as_str()]);
+    for (k, (a, _)) in pairs.iter().enumerate() {
+        let r = root(&mut parent, index[a]);
         groups.entry(r).or_default().1.push(k);
     }
     let mut out: Vec<(Vec<String>, Vec<usize>)> = groups
@@ -327,25 +306,9 @@ pub fn duplicate_groups(pairs: &[DuplicatePair]) -> Vec<(Vec<String>, Vec<usize>
 mod tests {
     use super::*;
 
-    fn pair(a: &str, b: &str) -> DuplicatePair {
-        DuplicatePair {
-            a: a.into(),
-            b: b.into(),
-            score: 200.0,
-            code_score: 100.0,
-            finger: None,
-            face: None,
-        }
-    }
-
     #[test]
     fn groups_are_connected_components() {
-        let pairs = [
-            pair("c", "d"),
-            pair("a", "b"),
-            pair("b", "e"),
-            pair("x", "y"),
-        ];
+        let pairs = [("c", "d"), ("a", "b"), ("b", "e"), ("x", "y")];
         let groups = duplicate_groups(&pairs);
         let ids: Vec<Vec<String>> = groups.iter().map(|g| g.0.clone()).collect();
         assert_eq!(

@@ -64,10 +64,10 @@ impl Gallery {
                 Plan { targets, indexed }
             })
             .collect();
-        let indexed = plans.iter().any(|p| p.indexed).then(|| {
-            prune_recent(&self.index.recent, &snapshot);
-            Indexed::new(&snapshot, &self.index.recent)
-        });
+        let indexed = plans
+            .iter()
+            .any(|p| p.indexed)
+            .then(|| self.indexed(&snapshot));
         let shortlists = self.shortlists(&ready, &plans, indexed.as_ref());
         probes
             .iter()
@@ -83,6 +83,12 @@ impl Gallery {
                 self.answer(&snapshot, &ready, &locs, (epoch, &plan), options)
             })
             .collect()
+    }
+
+    /// The snapshot with its indexes, the cache of recent records' entries first pruned to it.
+    pub(super) fn indexed<'s>(&self, snapshot: &'s Snapshot) -> Result<Indexed<'s>, GalleryError> {
+        prune_recent(&self.index.recent, snapshot);
+        Indexed::new(snapshot, &self.index.recent)
     }
 
     /// The full matcher on a probe's short list, at the threshold for the records searched.
@@ -247,8 +253,7 @@ impl Gallery {
     /// the records it always passes on): the number of records it passes to the second stage.
     pub fn first_stage(&self, probe: &FirstStageProbe) -> Result<usize, GalleryError> {
         let snapshot = self.store.snapshot();
-        prune_recent(&self.index.recent, &snapshot);
-        let indexed = Indexed::new(&snapshot, &self.index.recent)?;
+        let indexed = self.indexed(&snapshot)?;
         let targets = shortlist::targets(&snapshot, None, None);
         indexed
             .by_codes(

@@ -286,19 +286,34 @@ impl<'s> Indexed<'s> {
         k: usize,
         band_candidates: usize,
     ) -> Result<Vec<Scored>, GalleryError> {
-        let (idx, view) = (self.segments[s as usize], self.view(s));
-        let mut votes = vec![0u8; idx.len()];
-        idx.bands()
-            .vote(&probe.codes, &mut votes)
-            .map_err(IndexError::File)?;
+        let view = self.view(s);
         let keep = |o: usize| view.is_live(o) && targets.includes(Loc::Seg(s, o as u32));
         let mut best = Best::new(k);
-        for o in most_voted(&votes, band_candidates, keep) {
-            if let Some(score) = idx.code_score(o as usize, &probe.codes) {
-                best.push(Scored(score, Loc::Seg(s, o)));
-            }
+        for (o, score) in self.voted(&probe.codes, s, band_candidates, keep)? {
+            best.push(Scored(score, Loc::Seg(s, o)));
         }
         Ok(best.heap.into_vec())
+    }
+
+    /// The records of segment `s` sharing the most band keys with `codes` (at most
+    /// `band_candidates`, among those `keep` accepts), with their code scores; wide records,
+    /// which have none, left out. What stage 1 and the N:N self-join both start from.
+    pub(super) fn voted(
+        &self,
+        codes: &ProbeCodes,
+        s: u32,
+        band_candidates: usize,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<Vec<(u32, f32)>, GalleryError> {
+        let idx = self.segments[s as usize];
+        let mut votes = vec![0u8; idx.len()];
+        idx.bands()
+            .vote(codes, &mut votes)
+            .map_err(IndexError::File)?;
+        Ok(most_voted(&votes, band_candidates, keep)
+            .into_iter()
+            .filter_map(|o| idx.code_score(o as usize, codes).map(|score| (o, score)))
+            .collect())
     }
 
     /// Stage 1 over the segments' resident codes, in parallel chunks: each probe's best `k`.
@@ -465,6 +480,14 @@ impl<'s> Indexed<'s> {
             .into_iter()
             .filter(|l| seen.insert(*l))
             .collect())
+    }
+}
+
+/// The reference id of the record at `loc`.
+pub(super) fn reference_id(snapshot: &Snapshot, loc: Loc) -> &str {
+    match loc {
+        Loc::Seg(s, o) => snapshot.segments()[s as usize].reference_id(o as usize),
+        Loc::Recent(r) => &snapshot.recent()[r as usize].reference_id,
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use abis_engine::gallery::{duplicate_groups, DuplicatePair, Gallery};
+use abis_engine::gallery::{duplicate_groups, Gallery};
 use serde::{Deserialize, Serialize};
 
 pub use job::{Job, JobSpec, JobState, Progress, StoredPair};
@@ -188,18 +188,8 @@ pub type Group = (Vec<String>, Vec<StoredPair>);
 
 /// Connected components of stored pairs, each with its pairs.
 pub fn groups_of(pairs: Vec<StoredPair>) -> Vec<Group> {
-    let keys: Vec<DuplicatePair> = pairs
-        .iter()
-        .map(|p| DuplicatePair {
-            a: p.a.clone(),
-            b: p.b.clone(),
-            score: p.score,
-            code_score: p.code_score,
-            finger: None,
-            face: None,
-        })
-        .collect();
-    duplicate_groups(&keys)
+    let ids: Vec<(&str, &str)> = pairs.iter().map(|p| (p.a.as_str(), p.b.as_str())).collect();
+    duplicate_groups(&ids)
         .into_iter()
         .map(|(ids, idx)| (ids, idx.into_iter().map(|i| pairs[i].clone()).collect()))
         .collect()
