@@ -446,11 +446,7 @@ fn last_line(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
+    crate::durable::sync_dir(dir).map_err(io_err(dir))
 }
 
 fn open_append(path: &Path, create_new: bool) -> Result<File, AuditError> {

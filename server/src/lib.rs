@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod dedup;
+pub mod durable;
 pub mod hex;
 pub mod limits;
 pub mod logging;

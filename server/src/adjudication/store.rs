@@ -14,8 +14,6 @@
 //! since it can only be damage, tampering or a missing key.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -129,19 +127,7 @@ impl CaseStore {
         let bytes = self.encode(case)?;
         let path = self.dir.join(format!("{}{SUFFIX}", case.case_id));
         let temp = self.dir.join(format!("{}{TEMP_SUFFIX}", case.case_id));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(io_err(&temp))?;
-        file.write_all(&bytes).map_err(io_err(&temp))?;
-        file.sync_all().map_err(io_err(&temp))?;
-        drop(file);
-        std::fs::rename(&temp, &path).map_err(io_err(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))
+        crate::durable::replace(&path, &temp, &bytes).map_err(io_err(&path))
     }
 }
 

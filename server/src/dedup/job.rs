@@ -19,6 +19,7 @@ use abis_engine::gallery::{DedupScope, DedupSettings, DuplicatePair, Gallery};
 use serde::{Deserialize, Serialize};
 
 use super::DedupError;
+use crate::durable;
 
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,20 +132,12 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> DedupError {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DedupError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("syncing", dir, e))
+    durable::sync_dir(dir).map_err(|e| io("syncing", dir, e))
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, sync, rename, directory sync).
+/// Writes `bytes` to `path` atomically (see [`durable::replace`]).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DedupError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming", &tmp, e))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    durable::replace(path, &path.with_extension("tmp"), bytes).map_err(|e| io("writing", path, e))
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {

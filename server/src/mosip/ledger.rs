@@ -197,13 +197,7 @@ impl Ledger {
         }
         let tmp = self.path.with_extension("jsonl.tmp");
         let rewrite = || -> std::io::Result<std::fs::File> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
+            crate::durable::replace(&self.path, &tmp, text.as_bytes())?;
             append_to(&self.path)
         };
         state.file = rewrite().map_err(|e| self.error(e))?;
