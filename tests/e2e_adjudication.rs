@@ -41,6 +41,7 @@ struct Keys {
     office: String,
     examiner: String,
     teller: String,
+    admin: String,
 }
 
 fn keys(dir: &Path) -> Keys {
@@ -49,16 +50,25 @@ fn keys(dir: &Path) -> Keys {
         office: new_key(&file, "office-1", "enroll,search"),
         examiner: new_key(&file, "examiner-1", "adjudicator"),
         teller: new_key(&file, "teller-1", "verify"),
+        admin: new_key(&file, "admin-1", "admin"),
         file,
     }
 }
 
-/// A server with the page on a free port; `open_cases` is `[adjudication] open_cases`.
-fn start(data: tempfile::TempDir, keys: &Keys, open_cases: &str) -> (Server, String) {
+/// A server with the page on a free port; `open_cases` is `[adjudication] open_cases`,
+/// `keep_images` `[store] keep_images`.
+fn start(
+    data: tempfile::TempDir,
+    keys: &Keys,
+    open_cases: &str,
+    keep_images: bool,
+) -> (Server, String) {
+    let keep = if keep_images { "true" } else { "false" };
     let env = [
         ("ABIS__AUTH__KEYS_FILE", keys.file.as_os_str()),
         ("ABIS__ADJUDICATION__LISTEN", "127.0.0.1:0".as_ref()),
         ("ABIS__ADJUDICATION__OPEN_CASES", open_cases.as_ref()),
+        ("ABIS__STORE__KEEP_IMAGES", keep.as_ref()),
     ];
     let (server, url, _stdout) = Server::start_with_page(data, &env);
     let addr = url
@@ -85,17 +95,39 @@ fn finger(path: &Path, position: u32) -> Sample {
     }
 }
 
-/// Enrols two records made of impressions 1 and 2 of the first `fingers` FVC fingers (at
-/// position 2 for one finger, 1..=10 for ten) and opens a case by searching with the first.
-async fn enrol_and_open_case(server: &Server, keys: &Keys, fvc: &Path, fingers: u32) -> String {
+/// Impression `impression` of the first `fingers` FVC fingers (at position 2 for one finger,
+/// 1..=10 for ten), and with `face` the ATT subject 1's photo of the same number.
+fn samples(fvc: &Path, fingers: u32, impression: u32, face: Option<&Path>) -> Vec<Sample> {
+    let mut samples: Vec<Sample> = (0..fingers)
+        .map(|k| {
+            let position = if fingers == 1 { 2 } else { k + 1 };
+            finger(&fvc.join(format!("{}_{impression}.tif", 101 + k)), position)
+        })
+        .collect();
+    if let Some(att) = face {
+        let photo = std::fs::read(att.join(format!("s1/{impression}.pgm"))).expect("ATT photo");
+        samples.push(Sample {
+            modality: Modality::Face as i32,
+            finger_position: 0,
+            ppi: 0.0,
+            data: Some(sample::Data::Image(photo)),
+        });
+    }
+    samples
+}
+
+/// Enrols two records made of impressions 1 and 2 (see [`samples`]) and opens a case by
+/// searching with the first.
+async fn enrol_and_open_case(
+    server: &Server,
+    keys: &Keys,
+    fvc: &Path,
+    fingers: u32,
+    face: Option<&Path>,
+) -> String {
     let mut abis = AbisClient::new(channel(server).await).max_decoding_message_size(64 << 20);
     for (id, impression) in [(PROBE, 1), (OTHER, 2)] {
-        let samples = (0..fingers)
-            .map(|k| {
-                let position = if fingers == 1 { 2 } else { k + 1 };
-                finger(&fvc.join(format!("{}_{impression}.tif", 101 + k)), position)
-            })
-            .collect();
+        let samples = samples(fvc, fingers, impression, face);
         let req = InsertRequest {
             reference_id: id.into(),
             samples,
@@ -198,6 +230,15 @@ fn audit_verify(data: &Path) {
         "audit verify: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The FVC2002 DB1_B prints, when the models are installed too (else the test skips, or
+/// fails under `ABIS_REQUIRE_DATA=1`).
+fn models_and_fvc() -> Option<PathBuf> {
+    if !support::models_ready() {
+        return None;
+    }
+    abis_testkit::shared("fingerprint/FVC2002_DB1_B")
 }
 
 type Adjudication = AdjudicationClient<Channel>;
@@ -314,16 +355,13 @@ async fn check_verdict(adj: &mut Adjudication, keys: &Keys, case_id: &str) -> Ad
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cases_are_decided_once_audited_and_survive_sigkill() {
-    if !support::models_ready() {
-        return;
-    }
-    let Some(fvc) = abis_testkit::shared("fingerprint/FVC2002_DB1_B") else {
+    let Some(fvc) = models_and_fvc() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never");
-    let case_id = enrol_and_open_case(&server, &keys, &fvc, 1).await;
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never", false);
+    let case_id = enrol_and_open_case(&server, &keys, &fvc, 1, None).await;
     let mut adj = adjudication(&server).await;
     check_over_grpc(&mut adj, &keys, &case_id).await;
     decide_on_the_page(&page, &keys, &case_id);
@@ -347,7 +385,7 @@ async fn cases_are_decided_once_audited_and_survive_sigkill() {
     let data = server.kill_keep_data();
 
     // Restarted with open_cases = "on_hit": the decision is there, and every hit opens a case.
-    let (server, _page) = start(data, &keys, "on_hit");
+    let (server, _page) = start(data, &keys, "on_hit", false);
     let case = check_verdict(&mut adjudication(&server).await, &keys, &case_id).await;
     assert_eq!(case.verdict.unwrap().comment, "same ridge flow");
     let unasked = identify(&server, &keys, false).await;
@@ -443,6 +481,24 @@ fn check_drawing(browser: &Browser) {
     );
 }
 
+/// With `[store] keep_images` every print is drawn over its image, and the faces (when
+/// enrolled) are shown side by side, decoded by the browser.
+fn check_images_in_the_browser(browser: &Browser, faces: bool) {
+    let prints = browser.script("return document.querySelectorAll('image.print-image').length;");
+    assert_eq!(prints.as_u64(), Some(20), "two print images per finger");
+    if faces {
+        let shown = browser.script(
+            "const f = [...document.querySelectorAll('img.face')]; \
+             return [f.length, f.filter(i => i.complete && i.naturalWidth > 0).length];",
+        );
+        assert_eq!(
+            shown,
+            serde_json::json!([2, 2]),
+            "both faces decoded by the browser"
+        );
+    }
+}
+
 fn screenshot(browser: &Browser, name: &str) {
     let artefacts = support::repo_root().join("target/artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();
@@ -451,22 +507,21 @@ fn screenshot(browser: &Browser, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_examiner_decides_a_ten_finger_case_in_chromium_with_the_keyboard() {
-    if !support::models_ready() {
-        return;
-    }
-    let Some(fvc) = abis_testkit::shared("fingerprint/FVC2002_DB1_B") else {
+    let Some(fvc) = models_and_fvc() else {
         return;
     };
     let Some((chromium, chromedriver)) = abis_testkit::chromium::binaries() else {
         return;
     };
+    let att = abis_testkit::shared("face/ATT_ORL").filter(|_| support::face_models_ready());
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never");
-    let case_id = enrol_and_open_case(&server, &keys, &fvc, 10).await;
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never", true);
+    let case_id = enrol_and_open_case(&server, &keys, &fvc, 10, att.as_deref()).await;
     let browser = Browser::start(&chromium, &chromedriver, 1200, 800);
     sign_in_and_open_the_case(&browser, &page, &keys.examiner, &case_id);
     check_drawing(&browser);
+    check_images_in_the_browser(&browser, att.is_some());
     screenshot(&browser, "adjudication-case.png");
     browser.press("d");
     let emptied = "return document.querySelector('#empty-queue') !== null;";
@@ -480,4 +535,117 @@ async fn an_examiner_decides_a_ten_finger_case_in_chromium_with_the_keyboard() {
         .into_iter()
         .any(|e| e["rpc"] == "DecideCase" && e["caller"] == "examiner-1" && e["code"] == "OK");
     assert!(decided, "no decision in the audit log");
+}
+
+/// GETs `path` on the page with `cookie`; with status 200 the PNG it answered, decoded.
+fn page_png(page: &str, cookie: &str, path: &str) -> Result<image::DynamicImage, u16> {
+    let answer = http::request(page, "GET", path, &[("Cookie", cookie)], b"");
+    if answer.status != 200 {
+        return Err(answer.status);
+    }
+    assert_eq!(answer.header("content-type"), Some("image/png"));
+    Ok(image::load_from_memory(&answer.body).expect("a PNG"))
+}
+
+/// The image URLs of a case page, in page order.
+fn image_urls(page: &str, cookie: &str, case_id: &str) -> Vec<String> {
+    let view = http::request(
+        page,
+        "GET",
+        &format!("/cases/{case_id}"),
+        &[("Cookie", cookie)],
+        b"",
+    );
+    assert_eq!(view.status, 200, "{}", view.text());
+    let html = view.text();
+    html.match_indices("href=\"/cases/")
+        .map(|(at, _)| {
+            let start = at + 6;
+            let end = start + html[start..].find('"').unwrap();
+            html[start..end].to_string()
+        })
+        .collect()
+}
+
+/// `[store] keep_images`: a search with inline images opens a case that keeps them; the page
+/// serves the probe's and the candidate's TIFF prints as PNG of the same size; the images
+/// survive SIGKILL; deleting the candidate's record deletes its images, and its print is then
+/// drawn from minutiae only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_images_are_served_as_png_survive_sigkill_and_go_with_their_record() {
+    let Some(fvc) = models_and_fvc() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let (server, page) = start(tempfile::tempdir().unwrap(), &keys, "never", true);
+    enrol_and_open_case(&server, &keys, &fvc, 1, None).await;
+    // A search with the probe's images inline (a third impression): its case keeps them.
+    let mut abis = AbisClient::new(channel(&server).await).max_decoding_message_size(64 << 20);
+    let req = IdentifyRequest {
+        probe: Some(identify_request::Probe::Samples(
+            abis_proto::v1::SampleList {
+                samples: samples(&fvc, 1, 3, None),
+            },
+        )),
+        max_results: 5,
+        target_fpir: 30,
+        open_case: true,
+        ..Default::default()
+    };
+    let found = abis
+        .identify(with_key(req, &keys.office))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.candidates.len(), 2, "{found:?}");
+    let case_id = found.case_id;
+    let cookie = cookie_of(&sign_in(&page, &keys.examiner));
+    let urls = image_urls(&page, &cookie, &case_id);
+    assert_eq!(
+        urls.len(),
+        4,
+        "probe and candidate print, two candidates: {urls:?}"
+    );
+    let tiff = image::load_from_memory(&std::fs::read(fvc.join("101_3.tif")).unwrap()).unwrap();
+    for url in &urls {
+        let png = page_png(&page, &cookie, url).unwrap();
+        assert_eq!(
+            (png.width(), png.height()),
+            (tiff.width(), tiff.height()),
+            "{url}"
+        );
+    }
+    let probe_png = page_png(&page, &cookie, &urls[0]).unwrap();
+    assert_eq!(
+        probe_png.to_luma8().into_raw(),
+        tiff.to_luma8().into_raw(),
+        "as received"
+    );
+    let absent = format!("/cases/{case_id}/image/c7/finger/0");
+    assert_eq!(page_png(&page, &cookie, &absent).unwrap_err(), 404);
+
+    let data = server.kill_keep_data();
+    let (server, page) = start(data, &keys, "never", true);
+    let cookie = cookie_of(&sign_in(&page, &keys.examiner));
+    assert_eq!(image_urls(&page, &cookie, &case_id), urls, "after SIGKILL");
+    let mut abis = AbisClient::new(channel(&server).await);
+    let delete = abis_proto::v1::DeleteRequest {
+        reference_id: OTHER.into(),
+    };
+    abis.delete(with_key(delete, &keys.admin))
+        .await
+        .expect("delete");
+    let left = image_urls(&page, &cookie, &case_id);
+    assert_eq!(
+        left.len(),
+        3,
+        "the deleted record's print is gone: {left:?}"
+    );
+    let gone: Vec<&String> = urls.iter().filter(|u| !left.contains(u)).collect();
+    assert_eq!(page_png(&page, &cookie, gone[0]).unwrap_err(), 404);
+    let files = std::fs::read_dir(server.data_dir().join("images"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 2, "the probe record's and the case's image files");
 }

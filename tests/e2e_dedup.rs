@@ -100,6 +100,30 @@ async fn start(client: &mut AbisClient<Channel>) -> DeduplicationStatus {
         .into_inner()
 }
 
+/// Every adjudication case of the server, whole.
+async fn dedup_cases(server: &Server) -> Vec<abis_proto::v1::AdjudicationCase> {
+    use abis_proto::v1::adjudication_client::AdjudicationClient;
+    use abis_proto::v1::{GetCaseRequest, ListCasesRequest};
+    let channel = tonic::transport::Endpoint::from_shared(server.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut adj = AdjudicationClient::new(channel).max_decoding_message_size(64 << 20);
+    let list = ListCasesRequest {
+        page_size: 500,
+        ..Default::default()
+    };
+    let listed = adj.list_cases(list).await.expect("list cases").into_inner();
+    assert!(listed.next_page_token.is_empty());
+    let mut out = Vec::new();
+    for c in listed.cases {
+        let req = GetCaseRequest { case_id: c.case_id };
+        out.push(adj.get_case(req).await.expect("get case").into_inner());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_sigkill_and_reports_what_an_uninterrupted_job_reports() {
     if !support::models_ready() {
@@ -185,6 +209,25 @@ async fn a_job_survives_sigkill_and_reports_what_an_uninterrupted_job_reports() 
         after_kill, uninterrupted,
         "a resumed job reported otherwise"
     );
+
+    // Each group of each finished job opened one adjudication case (none twice for the job
+    // resumed after SIGKILL): the group's first record is the probe, the others candidates.
+    let cases = dedup_cases(&server).await;
+    for (job_id, groups) in [(&job, &after_kill), (&second, &uninterrupted)] {
+        let mut opened: Vec<Vec<String>> = cases
+            .iter()
+            .filter(|c| &c.dedup_job_id == job_id)
+            .map(|c| {
+                let mut ids = vec![c.probe_reference_id.clone()];
+                ids.extend(c.candidates.iter().map(|k| k.reference_id.clone()));
+                ids
+            })
+            .collect();
+        opened.sort();
+        let mut want: Vec<Vec<String>> = groups.iter().map(|g| g.reference_ids.clone()).collect();
+        want.sort();
+        assert_eq!(opened, want, "the cases of job {job_id}");
+    }
 
     // The planted groups are there.
     let ids: Vec<Vec<String>> = after_kill.iter().map(|g| g.reference_ids.clone()).collect();

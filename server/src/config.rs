@@ -256,6 +256,8 @@ pub struct StoreConfig {
     pub max_merge_bytes: u64,
     /// Most MiB per second a background merge writes; 0: unthrottled.
     pub merge_write_mib_per_s: u64,
+    /// Keep the images records are enrolled with, for the examiner (`crate::images`).
+    pub keep_images: bool,
 }
 
 /// `[store] merge_policy`.
@@ -712,6 +714,12 @@ impl Config {
         let c = &self.cluster;
         if c.role == ClusterRole::Standalone {
             return Ok(());
+        }
+        if c.role == ClusterRole::Router && self.store.keep_images {
+            return Err(value_error(
+                "store.keep_images",
+                "a router holds no records: images are kept only by a standalone node",
+            ));
         }
         if c.role == ClusterRole::Replica && c.shard.is_none() {
             return Err(value_error(

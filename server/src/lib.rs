@@ -17,6 +17,7 @@ pub mod config;
 pub mod dedup;
 pub mod durable;
 pub mod hex;
+pub mod images;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

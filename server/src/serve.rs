@@ -33,6 +33,7 @@ use crate::adjudication::{AdjudicationService, CaseStore, Cases};
 use crate::audit::{AuditOptions, Auditor};
 use crate::auth::{cert_role_map, Authenticator, KeyStore};
 use crate::config::{ClusterRole, Config};
+use crate::images::ImageStore;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::service::call::CallLayer;
@@ -81,6 +82,10 @@ pub enum ServeError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Cases(#[from] crate::adjudication::CaseStoreError),
+    #[error(transparent)]
+    ImageStore(#[from] crate::images::ImageStoreError),
+    #[error("settling the image store: {0}")]
+    Images(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error("binding {what} {addr}: {source}")]
@@ -385,10 +390,40 @@ fn open_cases(config: &Config, auditor: &Auditor) -> Result<Arc<Cases>, ServeErr
     Ok(Cases::new(store, auditor.clone()))
 }
 
+/// The image store (`<data>/images`) with `[store] keep_images`; what a crash left between an
+/// image file and the gallery is settled against the gallery first.
+async fn open_images(
+    config: &Config,
+    backend: &Arc<dyn Backend>,
+) -> Result<Option<Arc<ImageStore>>, ServeError> {
+    if !config.store.keep_images {
+        return Ok(None);
+    }
+    let dir = config.server.data_dir.join("images");
+    let store = ImageStore::open(&dir, gallery_keys(config)?)?;
+    let (mut kept, mut dropped) = (0, 0);
+    for leftover in store.leftovers()? {
+        let id = leftover.images.reference_id.clone();
+        let stored = backend
+            .get(id)
+            .await
+            .map_err(|s| ServeError::Images(s.message().to_string()))?;
+        match store.settle(leftover, stored.as_ref())? {
+            true => kept += 1,
+            false => dropped += 1,
+        }
+    }
+    if kept + dropped > 0 {
+        tracing::info!(kept, dropped, "image store: settled files a crash left");
+    }
+    Ok(Some(Arc::new(store)))
+}
+
 /// With `[adjudication] listen`, serves the examiner's page until `stop` resolves.
 async fn start_page(
     config: &Config,
     cases: &Arc<Cases>,
+    images: Option<Arc<ImageStore>>,
     authenticator: &Arc<Authenticator>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), ServeError> {
@@ -403,6 +438,7 @@ async fn start_page(
     let lifetime = Duration::from_secs(config.adjudication.session_minutes.max(1) * 60);
     let page = Page::new(
         Arc::clone(cases),
+        images,
         Arc::clone(authenticator),
         lifetime,
         tls.is_some(),
@@ -501,11 +537,13 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     let trust_store = open_trust_store(&config)?;
     let cases = open_cases(&config, &auditor)?;
+    let images = open_images(&config, &backend).await?;
     let dedup = match &records {
         Records::Local(shard) => Some(crate::dedup::DedupJobs::open(
             &config.server.data_dir,
             Arc::clone(shard.gallery()),
             config.dedup.clone(),
+            Some(Arc::clone(&cases)),
         )?),
         Records::Routed(_) => None,
     };
@@ -513,7 +551,8 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
         AbisService::new(engines, backend, auditor, Arc::clone(&metrics))
             .with_trust_store(trust_store)
             .with_dedup(dedup)
-            .with_cases(Arc::clone(&cases), config.adjudication.open_cases),
+            .with_cases(Arc::clone(&cases), config.adjudication.open_cases)
+            .with_images(images.clone()),
     );
     let adjudication = AdjudicationServer::new(AdjudicationService::new(Arc::clone(&cases)))
         .max_encoding_message_size(config.server.max_message_bytes);
@@ -530,7 +569,7 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     // A line on stdout that scripts and tests can wait for.
     println!("listening on {local}");
     let (stop_page, page_stopped) = tokio::sync::oneshot::channel::<()>();
-    start_page(&config, &cases, &authenticator, page_stopped).await?;
+    start_page(&config, &cases, images, &authenticator, page_stopped).await?;
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let closing = Arc::clone(&limiter);

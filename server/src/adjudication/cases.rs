@@ -32,6 +32,8 @@ pub struct Hit {
     pub probe_fingers: Vec<(FingerPosition, FingerTemplate)>,
     pub threshold: f64,
     pub candidates: Vec<HitRecord>,
+    /// The N:N job whose duplicate group this is (its probe is the group's first record).
+    pub dedup_job_id: Option<String>,
 }
 
 pub struct Cases {
@@ -61,9 +63,21 @@ impl Cases {
     }
 
     /// Builds and stores a case (matcher work: call it on the blocking pool); returns its id.
+    /// A duplicate group's case has an id derived from its job and first record, so opening it
+    /// again (a job resumed after a crash) finds the one already open.
     pub fn open(&self, hit: Hit) -> Result<String, Status> {
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|_| Status::unavailable("no randomness for a case id"))?;
+        let case_id = match &hit.dedup_job_id {
+            Some(job) => group_case_id(job, hit.probe_reference_id.as_deref().unwrap_or("")),
+            None => {
+                let mut id = [0u8; 16];
+                getrandom::fill(&mut id)
+                    .map_err(|_| Status::unavailable("no randomness for a case id"))?;
+                crate::hex::hex(&id)
+            }
+        };
+        if self.store.get(&case_id).is_some() {
+            return Ok(case_id);
+        }
         let candidates = hit
             .candidates
             .into_iter()
@@ -75,19 +89,21 @@ impl Cases {
             })
             .collect();
         let case = AdjudicationCase {
-            case_id: crate::hex::hex(&id),
+            case_id: case_id.clone(),
             state: CaseState::Open as i32,
             opened_at: rfc3339_utc(SystemTime::now()),
             probe_reference_id: hit.probe_reference_id.unwrap_or_default(),
             threshold: hit.threshold,
             candidates,
             verdict: None,
+            dedup_job_id: hit.dedup_job_id.unwrap_or_default(),
         };
-        let id = case.case_id.clone();
-        self.store
-            .put(case, |_| Ok::<(), Status>(()))
-            .map_err(Status::from)??;
-        Ok(id)
+        // Opened meanwhile by another call for the same group: that one stands.
+        let _ = self.store.put(case, |old| match old {
+            Some(_) => Err(()),
+            None => Ok(()),
+        })?;
+        Ok(case_id)
     }
 
     /// One case; NOT_FOUND when there is none (and INVALID_ARGUMENT for what cannot be an id).
@@ -218,6 +234,18 @@ pub fn decision_name(d: CaseDecision) -> &'static str {
     }
 }
 
+/// The case id of job `job`'s duplicate group whose first record is `first`: opaque (a hash
+/// with the job's random id), and the same every time.
+fn group_case_id(job: &str, first: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"abis dedup case\0");
+    h.update(job.as_bytes());
+    h.update([0]);
+    h.update(first.as_bytes());
+    crate::hex::hex(&h.finalize()[..16])
+}
+
 /// Case ids are 32 lower-case hex digits; anything else is refused before any lookup.
 fn check_id(id: &str) -> Result<(), Status> {
     let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -225,5 +253,50 @@ fn check_id(id: &str) -> Result<(), Status> {
         Ok(())
     } else {
         Err(Status::invalid_argument("case_id: 32 hexadecimal digits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditOptions;
+
+    fn hit(job: Option<&str>) -> Hit {
+        Hit {
+            probe_reference_id: Some("rec-1".into()),
+            probe_fingers: vec![],
+            threshold: 97.0,
+            candidates: vec![HitRecord {
+                candidate: Candidate {
+                    reference_id: "rec-2".into(),
+                    score: 120.0,
+                    modalities: vec![],
+                },
+                fingers: vec![],
+            }],
+            dedup_job_id: job.map(str::to_string),
+        }
+    }
+
+    /// A job resumed after a crash opens its groups again: each group keeps one case.
+    #[test]
+    fn a_duplicate_group_opens_one_case_however_often_it_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = Auditor::open(&dir.path().join("audit"), AuditOptions::default()).unwrap();
+        let cases = Cases::new(
+            CaseStore::open(&dir.path().join("cases"), None).unwrap(),
+            auditor,
+        );
+        let first = cases.open(hit(Some("00112233aabbccdd"))).unwrap();
+        assert_eq!(cases.open(hit(Some("00112233aabbccdd"))).unwrap(), first);
+        let other_job = cases.open(hit(Some("ffeeddccbbaa9988"))).unwrap();
+        let search = cases.open(hit(None)).unwrap();
+        assert!(first != other_job && first != search);
+        let (all, _) = cases.list(None, None, 10);
+        assert_eq!(all.len(), 3);
+        let case = cases.get(&first).unwrap();
+        assert_eq!(case.dedup_job_id, "00112233aabbccdd");
+        assert_eq!(case.candidates[0].reference_id, "rec-2");
+        check_id(&first).unwrap();
     }
 }

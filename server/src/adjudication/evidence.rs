@@ -27,14 +27,17 @@ pub fn fingers(
         let best = candidate
             .iter()
             .zip(&pc)
-            .filter(|((q, _), prepared)| q == position && prepared.is_some())
-            .filter_map(|((_, t), prepared)| {
+            .enumerate()
+            .filter(|(_, ((q, _), _))| q == position)
+            .filter_map(|(j, ((_, t), prepared))| {
                 let m = matcher.compare_with_pairs(p, prepared.as_ref()?, &mut scratch);
-                Some((m, t))
+                Some((m, t, j))
             })
             .max_by(|a, b| a.0.comparison.score.total_cmp(&b.0.comparison.score));
-        if let Some((mated, print)) = best {
-            out.push(finger_evidence(*position, probe_print, print, mated));
+        if let Some((mated, print, j)) = best {
+            let mut e = finger_evidence(*position, probe_print, print, mated);
+            (e.probe_print, e.candidate_print) = (i as u32, j as u32);
+            out.push(e);
         }
     }
     out
@@ -63,6 +66,7 @@ fn finger_evidence(
         rotation_deg: alignment.map_or(0.0, |a| a.rotation_deg),
         dx: alignment.map_or(0.0, |a| a.dx),
         dy: alignment.map_or(0.0, |a| a.dy),
+        ..Default::default()
     }
 }
 

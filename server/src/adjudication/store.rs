@@ -21,8 +21,14 @@ use abis_engine::store::encryption::Keyring;
 use abis_proto::v1::{AdjudicationCase, CaseState};
 use prost::Message;
 
+use crate::durable::{Envelope, EnvelopeError};
+
 const MAGIC: &[u8; 8] = b"ABISCASE";
 const SEALED_MAGIC: &[u8; 8] = b"ABISCSE1";
+const ENVELOPE: Envelope = Envelope {
+    plain: MAGIC,
+    sealed: SEALED_MAGIC,
+};
 const SUFFIX: &str = ".case";
 const TEMP_SUFFIX: &str = ".case.tmp";
 
@@ -150,26 +156,16 @@ pub fn rekey(dir: &Path, keys: &Keyring, decrypt: bool) -> Result<usize, CaseSto
 impl CaseStore {
     /// A case file's bytes: sealed when the store has keys, else checksummed.
     fn encode(&self, case: &AdjudicationCase) -> Result<Vec<u8>, CaseStoreError> {
-        let payload = case.encode_to_vec();
-        let mut bytes = Vec::with_capacity(payload.len() + 64);
-        match &self.keys {
-            Some(keys) => {
-                let sealed = keys
-                    .seal_message(case.case_id.as_bytes(), &payload)
-                    .map_err(|e| CaseStoreError::Seal {
-                        case: case.case_id.clone(),
-                        what: e.to_string(),
-                    })?;
-                bytes.extend_from_slice(SEALED_MAGIC);
-                bytes.extend_from_slice(&sealed);
-            }
-            None => {
-                bytes.extend_from_slice(MAGIC);
-                bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                bytes.extend_from_slice(&payload);
-            }
-        }
-        Ok(bytes)
+        ENVELOPE
+            .wrap(
+                self.keys.as_ref(),
+                case.case_id.as_bytes(),
+                &case.encode_to_vec(),
+            )
+            .map_err(|e| CaseStoreError::Seal {
+                case: case.case_id.clone(),
+                what: e.to_string(),
+            })
     }
 }
 
@@ -181,22 +177,12 @@ fn read_case(path: &Path, keys: Option<&Keyring>) -> Result<AdjudicationCase, Ca
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let id = name.strip_suffix(SUFFIX).unwrap_or(name);
-    let payload = match (bytes.get(..8), keys) {
-        (Some(m), Some(keys)) if m == SEALED_MAGIC => keys
-            .open_message(id.as_bytes(), &bytes[8..])
-            .map_err(|e| damaged(&e.to_string()))?,
-        (Some(m), None) if m == SEALED_MAGIC => {
-            return Err(damaged("sealed, and store.encryption_key_file is not set"))
-        }
-        (Some(m), _) if m == MAGIC && bytes.len() >= 12 => {
-            let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            if crc32fast::hash(&bytes[12..]) != crc {
-                return Err(damaged("checksum mismatch"));
-            }
-            bytes[12..].to_vec()
-        }
-        _ => return Err(damaged("not a case file")),
-    };
+    let payload = ENVELOPE
+        .open(keys, id.as_bytes(), &bytes)
+        .map_err(|e| match e {
+            EnvelopeError::Foreign => damaged("not a case file"),
+            e => damaged(&e.to_string()),
+        })?;
     let case = AdjudicationCase::decode(payload.as_slice()).map_err(|e| damaged(&e.to_string()))?;
     if case.case_id != id {
         return Err(damaged("case id differs from the file name"));

@@ -88,10 +88,18 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
             } else {
                 0
             };
+            // So are the kept images (`[store] keep_images`).
+            let images_dir = data.join("images");
+            let images = if images_dir.is_dir() {
+                abis_server::images::rekey(&images_dir, &keys, decrypt)?
+            } else {
+                0
+            };
             let out = serde_json::json!({
                 "rewritten": r.rewritten,
                 "unchanged": r.unchanged,
                 "cases_rewritten": cases,
+                "image_files_rewritten": images,
                 "active_key": (!decrypt).then(|| keys.active_id()),
             });
             println!("{out}");

@@ -320,8 +320,21 @@ impl Job {
     }
 
     /// The worker: every block not yet done, each one appended and synced, then the end.
-    pub fn run(self: Arc<Job>, gallery: Arc<Gallery>, pool: Arc<rayon::ThreadPool>) {
-        let outcome = self.run_blocks(&gallery, &pool);
+    pub fn run(
+        self: Arc<Job>,
+        gallery: Arc<Gallery>,
+        pool: Arc<rayon::ThreadPool>,
+        on_finished: Option<super::OnFinished>,
+    ) {
+        let outcome = self.run_blocks(&gallery, &pool).and_then(|finished| {
+            if let (true, Some(hook)) = (finished, &on_finished) {
+                let groups = super::groups_of(self.pairs()?);
+                let n = hook(&self.id, self.spec.pair_threshold, groups)
+                    .map_err(|e| DedupError::Io(format!("opening adjudication cases: {e}")))?;
+                tracing::info!(job = %self.id, groups = n, "deduplication job: a case per duplicate group");
+            }
+            Ok(finished)
+        });
         let (state, error) = match outcome {
             Ok(true) => (JobState::Finished, String::new()),
             Ok(false) => (JobState::Cancelled, String::new()),

@@ -6,6 +6,7 @@
 //! (`StartDeduplication`, `GetDeduplication`, `ListDuplicates`, `CancelDeduplication`) are in
 //! `service::dedup`.
 
+mod cases;
 mod job;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,12 @@ use abis_engine::gallery::{duplicate_groups, Gallery};
 use serde::{Deserialize, Serialize};
 
 pub use job::{Job, JobSpec, JobState, Progress, StoredPair};
+
+/// What runs when a job has done every block, before its end is recorded (so that a crash in
+/// it runs it again at resumption): given the job's id, pair threshold and groups, it returns
+/// how many it handled. The server opens an adjudication case per group
+/// ([`DedupJobs::open_cases_in`]).
+pub type OnFinished = Arc<dyn Fn(&str, f64, Vec<Group>) -> Result<usize, String> + Send + Sync>;
 
 /// `[dedup]` of the configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -55,14 +62,17 @@ pub struct DedupJobs {
     config: DedupConfig,
     pool: Arc<rayon::ThreadPool>,
     jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+    on_finished: Option<OnFinished>,
 }
 
 impl DedupJobs {
     /// The jobs under `<data_dir>/dedup`; a job a crash interrupted is resumed now.
+    /// With `cases`, every group of a finished job opens an adjudication case.
     pub fn open(
         data_dir: &Path,
         gallery: Arc<Gallery>,
         config: DedupConfig,
+        cases: Option<Arc<crate::adjudication::Cases>>,
     ) -> Result<Arc<DedupJobs>, DedupError> {
         let threads = match config.threads {
             0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
@@ -73,12 +83,14 @@ impl DedupJobs {
             .thread_name(|i| format!("dedup-{i}"))
             .build()
             .map_err(|e| DedupError::Io(format!("thread pool: {e}")))?;
+        let on_finished = cases.map(|c| Self::open_cases_in(c, Arc::clone(&gallery)));
         let jobs = Arc::new(DedupJobs {
             root: data_dir.join("dedup"),
             gallery,
             config,
             pool: Arc::new(pool),
             jobs: Mutex::new(BTreeMap::new()),
+            on_finished,
         });
         for job in jobs.load()? {
             let job = Arc::new(job);
@@ -119,11 +131,22 @@ impl DedupJobs {
         Ok(out)
     }
 
+    /// The hook that opens a case per duplicate group in `cases`.
+    pub fn open_cases_in(
+        cases: Arc<crate::adjudication::Cases>,
+        gallery: Arc<Gallery>,
+    ) -> OnFinished {
+        Arc::new(move |job, threshold, groups| {
+            cases::open_group_cases(&cases, &gallery, job, threshold, groups)
+        })
+    }
+
     fn spawn(&self, job: Arc<Job>) {
         let (gallery, pool) = (Arc::clone(&self.gallery), Arc::clone(&self.pool));
+        let on_finished = self.on_finished.clone();
         std::thread::Builder::new()
             .name("dedup-job".into())
-            .spawn(move || job.run(gallery, pool))
+            .spawn(move || job.run(gallery, pool, on_finished))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "deduplication job thread"));
     }

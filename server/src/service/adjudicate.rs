@@ -10,6 +10,13 @@ use tonic::Status;
 
 use super::{status, AbisService};
 use crate::adjudication::{Cases, Hit, HitRecord, OpenCases};
+use crate::images::{ImageStore, ImageStoreError, KeptImage, RecordImages};
+
+/// The image store failed: logged with its path, answered without it.
+pub(super) fn image_status(e: ImageStoreError) -> Status {
+    tracing::error!(error = %e, "image store");
+    Status::unavailable("the image store cannot write")
+}
 
 impl AbisService {
     /// Cases are opened by `cases` when a search asks (`open_case`) or the policy is `on_hit`.
@@ -31,11 +38,20 @@ impl AbisService {
         }
     }
 
-    /// Opens the case of a search that found candidates; returns its id.
+    /// Keeps enrolled images in `images` (`[store] keep_images`): with their records, and the
+    /// probe images of the cases searches open.
+    pub fn with_images(mut self, images: Option<Arc<ImageStore>>) -> Self {
+        self.images = images;
+        self
+    }
+
+    /// Opens the case of a search that found candidates, keeping the probe's images with it;
+    /// returns its id.
     pub(super) async fn open_case(
         &self,
         probe_reference_id: Option<String>,
         probe_fingers: Vec<(FingerPosition, FingerTemplate)>,
+        probe_images: Vec<KeptImage>,
         response: &IdentifyResponse,
     ) -> Result<String, Status> {
         let Some(cases) = self.cases.clone() else {
@@ -62,9 +78,21 @@ impl AbisService {
             probe_fingers,
             threshold: response.threshold,
             candidates,
+            dedup_job_id: None,
         };
-        tokio::task::spawn_blocking(move || cases.open(hit))
-            .await
-            .map_err(|_| status::internal("case task failed"))?
+        let images = self.images.clone().filter(|_| !probe_images.is_empty());
+        tokio::task::spawn_blocking(move || {
+            let id = cases.open(hit)?;
+            if let Some(store) = images {
+                let kept = RecordImages {
+                    images: probe_images,
+                    ..Default::default()
+                };
+                store.put_case(&id, &kept).map_err(image_status)?;
+            }
+            Ok(id)
+        })
+        .await
+        .map_err(|_| status::internal("case task failed"))?
     }
 }

@@ -47,6 +47,7 @@ pub use backend::{Backend, BackendStats, BoxFuture, LocalBackend};
 pub use routed::RoutedBackend;
 pub use samples::Engines;
 use samples::Item;
+pub use samples::MAX_SAMPLES;
 
 /// Default `max_results`; the largest is the cluster's (`wire::MAX_RESULTS`), so that a router
 /// never cuts what a single node accepts.
@@ -70,6 +71,8 @@ pub struct AbisService {
     open_cases: crate::adjudication::OpenCases,
     /// N:N deduplication jobs of this node's gallery (`with_dedup`; none on a router).
     dedup: Option<Arc<crate::dedup::DedupJobs>>,
+    /// Enrolled and probe images (`with_images`, `[store] keep_images`).
+    images: Option<Arc<crate::images::ImageStore>>,
 }
 
 impl AbisService {
@@ -89,6 +92,7 @@ impl AbisService {
             cases: None,
             open_cases: crate::adjudication::OpenCases::Never,
             dedup: None,
+            images: None,
         };
         service.update_gauges();
         service
@@ -150,8 +154,29 @@ impl AbisService {
     }
 
     async fn insert_one(&self, req: InsertRequest) -> Result<InsertOutcome, Status> {
+        let kept = match &self.images {
+            Some(_) => crate::images::from_samples(&req.samples),
+            None => Vec::new(),
+        };
         let record = self.extract(move |e| build_record(e, req)).await?;
-        self.backend.insert(record).await
+        match &self.images {
+            Some(store) if !kept.is_empty() => store
+                .insert_with(&record, kept, self.backend.insert(record.clone()))
+                .await
+                .map_err(adjudicate::image_status)?,
+            _ => self.backend.insert(record).await,
+        }
+    }
+
+    /// Deletes a record, and its kept images with it.
+    async fn delete_one(&self, id: String) -> Result<(), Status> {
+        match &self.images {
+            Some(store) => store
+                .delete_with(&id.clone(), self.backend.delete(id))
+                .await
+                .map_err(adjudicate::image_status)?,
+            None => self.backend.delete(id).await,
+        }
     }
 }
 
@@ -408,7 +433,7 @@ impl Abis for AbisService {
         let target = id.clone();
         let result = async {
             reference_id("reference_id", &id)?;
-            self.job(self.backend.delete(id)).await
+            self.job(self.delete_one(id)).await
         }
         .await;
         self.audited(caller, "Delete", vec![target], result, |_, _| {
@@ -631,6 +656,12 @@ impl AbisService {
             Some(identify_request::Probe::ReferenceId(id)) => Some(id.clone()),
             _ => None,
         };
+        let probe_images = match (&req.probe, &self.images) {
+            (Some(identify_request::Probe::Samples(list)), Some(_)) if wants_case => {
+                crate::images::from_samples(&list.samples)
+            }
+            _ => Vec::new(),
+        };
         let probe = self.identify_request("", req).await?;
         let probe_fingers = wants_case.then(|| probe.0.fingers.clone());
         let result = self.backend.identify(vec![probe]).await.pop();
@@ -638,7 +669,9 @@ impl AbisService {
             .unwrap_or_else(|| Err(status::internal("no search result")))
             .map(identify_response)?;
         if let Some(fingers) = probe_fingers.filter(|_| !response.candidates.is_empty()) {
-            response.case_id = self.open_case(probe_id, fingers, &response).await?;
+            response.case_id = self
+                .open_case(probe_id, fingers, probe_images, &response)
+                .await?;
         }
         Ok(response)
     }

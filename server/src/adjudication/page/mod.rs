@@ -11,6 +11,7 @@
 //! style (no inline code), `no-store` caching, no framing, no referrer. URLs carry only random
 //! case ids. HTML is rendered here ([`render`]); the static script and style are compiled in.
 
+mod pictures;
 mod render;
 mod session;
 
@@ -28,6 +29,8 @@ use tokio::net::TcpListener;
 use super::cases::{case_refs, Cases};
 use crate::access::Role;
 use crate::auth::Authenticator;
+use crate::images::{browser, ImageStore};
+use pictures::{Picture, Pictures};
 use session::{Session, Sessions};
 
 const SCRIPT: &str = include_str!("page.js");
@@ -43,6 +46,7 @@ type Reply = Response<Full<Bytes>>;
 
 pub struct Page {
     cases: Arc<Cases>,
+    images: Option<Arc<ImageStore>>,
     sessions: Sessions,
     authenticator: Arc<Authenticator>,
     secure: bool,
@@ -51,12 +55,14 @@ pub struct Page {
 impl Page {
     pub fn new(
         cases: Arc<Cases>,
+        images: Option<Arc<ImageStore>>,
         authenticator: Arc<Authenticator>,
         session_lifetime: Duration,
         secure: bool,
     ) -> Arc<Page> {
         Arc::new(Page {
             cases,
+            images,
             sessions: Sessions::new(session_lifetime),
             authenticator,
             secure,
@@ -222,9 +228,21 @@ impl Page {
             }
             return html(StatusCode::OK, render::queue(who, &session.csrf, &cases));
         }
-        let Some(id) = path.strip_prefix("/cases/") else {
+        let Some(rest) = path.strip_prefix("/cases/") else {
             return page_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such page");
         };
+        if let Some((id, picture)) = rest.split_once("/image/") {
+            return match Picture::parse(picture) {
+                Some(p) => self.picture(id, p).await,
+                None => page_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such image"),
+            };
+        }
+        self.case_view(session, rest).await
+    }
+
+    /// A case, audited as a read by the examiner.
+    async fn case_view(&self, session: &Session, id: &str) -> Reply {
+        let who = &session.caller.name;
         let found = self.cases.get(id);
         let (refs, code) = match &found {
             Ok(c) => (case_refs(c), tonic::Code::Ok),
@@ -237,9 +255,71 @@ impl Page {
         {
             return status_page(&s);
         }
-        match found {
-            Ok(case) => html(StatusCode::OK, render::case(who, &session.csrf, &case)),
-            Err(s) => status_page(&s),
+        let case = match found {
+            Ok(case) => case,
+            Err(s) => return status_page(&s),
+        };
+        let images = self.images.clone();
+        let shown = tokio::task::spawn_blocking(move || {
+            let pictures = Pictures::of(images.as_deref(), &case);
+            (case, pictures)
+        })
+        .await;
+        match shown {
+            Ok((case, Ok(pictures))) => html(
+                StatusCode::OK,
+                render::case(who, &session.csrf, &case, &pictures),
+            ),
+            Ok((_, Err(e))) => image_store_error(&e),
+            Err(_) => page_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "page task failed",
+            ),
+        }
+    }
+
+    /// One image of a case, as PNG. The case read that shows it is audited; its images are
+    /// part of that read.
+    async fn picture(&self, id: &str, picture: Picture) -> Reply {
+        let case = match self.cases.get(id) {
+            Ok(case) => case,
+            Err(s) => return status_page(&s),
+        };
+        let Some(store) = self.images.clone() else {
+            return page_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "this server keeps no images",
+            );
+        };
+        let converted = tokio::task::spawn_blocking(move || {
+            let images = pictures::load(&store, &case, picture.side)?;
+            let found = images
+                .as_ref()
+                .and_then(|r| r.find(picture.kind, picture.ordinal));
+            Ok::<_, crate::images::ImageStoreError>(
+                found.map(|i| browser::to_png(picture.kind, &i.bytes)),
+            )
+        })
+        .await;
+        match converted {
+            Ok(Ok(Some(Ok(png)))) => reply(StatusCode::OK, "image/png", png),
+            Ok(Ok(Some(Err(e)))) => {
+                tracing::warn!(error = %e, "adjudication page: a kept image does not decode");
+                page_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "DATA_LOSS",
+                    "the kept image does not decode",
+                )
+            }
+            Ok(Ok(None)) => page_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such image"),
+            Ok(Err(e)) => image_store_error(&e),
+            Err(_) => page_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "image task failed",
+            ),
         }
     }
 
@@ -351,6 +431,16 @@ fn signed_out(method: &Method) -> Reply {
     }
 }
 
+/// The image store failed (damage, a missing key): logged with its path, shown without it.
+fn image_store_error(e: &crate::images::ImageStoreError) -> Reply {
+    tracing::error!(error = %e, "adjudication page: image store");
+    page_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        "the image store cannot be read",
+    )
+}
+
 fn bad_form() -> Reply {
     page_error(
         StatusCode::BAD_REQUEST,
@@ -397,6 +487,7 @@ mod tests {
         let authenticator = Arc::new(Authenticator::new(None, false, Default::default()));
         let page = Page::new(
             Cases::new(store, auditor),
+            None,
             authenticator,
             Duration::from_secs(60),
             true,

@@ -11,6 +11,8 @@ use abis_proto::v1::{
 };
 
 use super::super::cases::decision_name;
+use super::pictures::{Picture, Pictures, Side};
+use crate::images::ImageKind;
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -109,17 +111,25 @@ pub fn queue(examiner: &str, csrf: &str, cases: &[AdjudicationCase]) -> String {
 }
 
 /// One case: every candidate, finger by finger, then the decision form (or the decision).
-pub fn case(examiner: &str, csrf: &str, case: &AdjudicationCase) -> String {
+pub fn case(examiner: &str, csrf: &str, case: &AdjudicationCase, pictures: &Pictures) -> String {
     let mut body = header(examiner, csrf);
     let probe = if case.probe_reference_id.is_empty() {
         "inline samples".to_string()
     } else {
         esc(&case.probe_reference_id)
     };
+    let origin = if case.dedup_job_id.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " · <span id=\"origin\">duplicate group of N:N job {}</span>",
+            esc(&case.dedup_job_id)
+        )
+    };
     let _ = write!(
         body,
         "<main id=\"case\" data-case=\"{}\"><h1>Case {}</h1><p>probe: {probe} · opened {} · \
-         threshold <span id=\"threshold\">{:.1}</span></p>",
+         threshold <span id=\"threshold\">{:.1}</span>{origin}</p>",
         esc(&case.case_id),
         esc(&case.case_id),
         esc(&case.opened_at),
@@ -135,11 +145,12 @@ pub fn case(examiner: &str, csrf: &str, case: &AdjudicationCase) -> String {
             c.score,
             modalities(&c.modalities)
         );
+        body.push_str(&faces(&case.case_id, i, pictures));
         if c.fingers.is_empty() {
             body.push_str("<p>No finger position in common.</p>");
         }
         for f in &c.fingers {
-            body.push_str(&finger(f));
+            body.push_str(&finger(f, &Prints::of(&case.case_id, i, f, pictures)));
         }
         body.push_str("</section>");
     }
@@ -179,8 +190,58 @@ fn decision_part(csrf: &str, case: &AdjudicationCase) -> String {
     )
 }
 
-/// The per-modality scores Identify gave (the face's too: without stored images the page can
-/// show its score, not the photos).
+/// The probe's and the candidate's first face photos side by side, at the same height, when
+/// the image store has them.
+fn faces(case_id: &str, candidate: usize, pictures: &Pictures) -> String {
+    let photo = |side: Side, class: &str| {
+        let p = Picture {
+            side,
+            kind: ImageKind::Face,
+            ordinal: 0,
+        };
+        if pictures.has(p) {
+            format!(
+                "<figure><img class=\"face {class}\" src=\"{}\" alt=\"{class}\"></figure>",
+                esc(&p.url(case_id))
+            )
+        } else {
+            format!("<figure class=\"no-photo\">no {class} photo kept</figure>")
+        }
+    };
+    let (probe, cand) = (
+        photo(Side::Probe, "probe-face"),
+        photo(Side::Candidate(candidate), "candidate-face"),
+    );
+    if !probe.contains("<img") && !cand.contains("<img") {
+        return String::new();
+    }
+    format!("<div class=\"faces\">{probe}{cand}</div>")
+}
+
+/// The URLs of a finger's two print images, where the store has them.
+struct Prints {
+    probe: Option<String>,
+    candidate: Option<String>,
+}
+
+impl Prints {
+    fn of(case_id: &str, candidate: usize, f: &FingerEvidence, pictures: &Pictures) -> Prints {
+        let url = |side: Side, ordinal: u32| {
+            let p = Picture {
+                side,
+                kind: ImageKind::Finger,
+                ordinal: u16::try_from(ordinal).ok()?,
+            };
+            pictures.has(p).then(|| p.url(case_id))
+        };
+        Prints {
+            probe: url(Side::Probe, f.probe_print),
+            candidate: url(Side::Candidate(candidate), f.candidate_print),
+        }
+    }
+}
+
+/// The per-modality scores Identify gave.
 fn modalities(list: &[ModalityScore]) -> String {
     let parts: Vec<String> = list
         .iter()
@@ -205,9 +266,9 @@ fn scale(p: &CasePrint) -> f64 {
     }
 }
 
-/// One finger position: both prints in one SVG (probe left, candidate right), mated pairs
-/// joined across.
-fn finger(f: &FingerEvidence) -> String {
+/// One finger position: both prints in one SVG (probe left, candidate right; their images
+/// under the minutiae when kept), mated pairs joined across.
+fn finger(f: &FingerEvidence, prints: &Prints) -> String {
     let (probe, cand) = (
         f.probe.clone().unwrap_or_default(),
         f.candidate.clone().unwrap_or_default(),
@@ -239,6 +300,27 @@ fn finger(f: &FingerEvidence) -> String {
         f64::from(probe.height) * sp,
         f64::from(cand.width) * sc,
         f64::from(cand.height) * sc
+    );
+    let image = |svg: &mut String, url: &Option<String>, x: f64, p: &CasePrint, s: f64, side| {
+        if let Some(url) = url {
+            let _ = write!(
+                svg,
+                "<image class=\"print-image {side}\" href=\"{}\" x=\"{x:.0}\" y=\"0\" \
+                 width=\"{:.0}\" height=\"{:.0}\" preserveAspectRatio=\"none\"/>",
+                esc(url),
+                f64::from(p.width) * s,
+                f64::from(p.height) * s
+            );
+        }
+    };
+    image(&mut svg, &prints.probe, 0.0, &probe, sp, "probe-image");
+    image(
+        &mut svg,
+        &prints.candidate,
+        offset,
+        &cand,
+        sc,
+        "candidate-image",
     );
     let at = |p: &CasePrint, i: u32, s: f64, dx: f64| {
         p.minutiae
@@ -304,7 +386,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let html = super::case(hostile, hostile, &case);
+        let html = super::case(hostile, hostile, &case, &Pictures::default());
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"));
         assert!(html.contains("Decided: <b>distinct</b>"));
