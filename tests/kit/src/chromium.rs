@@ -34,6 +34,8 @@ pub struct Browser {
     driver: Child,
     addr: String,
     session: String,
+    /// Chromium's profile and scratch directory (its TMPDIR too), removed after the driver.
+    _scratch: tempfile::TempDir,
 }
 
 impl Drop for Browser {
@@ -49,8 +51,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium of `width` x `height` pixels.
     pub fn start(chromium: &PathBuf, chromedriver: &PathBuf, width: u32, height: u32) -> Browser {
         let port = crate::nats::free_ports(1)[0];
+        let scratch = tempfile::tempdir().expect("a scratch directory for Chromium");
+        // Chromium and chromedriver leave profiles and shared-memory files in TMPDIR: ours.
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .env("TMPDIR", scratch.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -69,13 +74,15 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")]
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}"),
+                         format!("--user-data-dir={}", scratch.path().join("profile").display())]
             }
         }}});
         let mut browser = Browser {
             driver,
             addr,
             session: String::new(),
+            _scratch: scratch,
         };
         let v = browser.call("POST", "/session", Some(caps));
         browser.session = v["sessionId"].as_str().expect("a session id").to_string();
