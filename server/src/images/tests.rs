@@ -234,6 +234,15 @@ fn the_browser_gets_png_and_damage_is_an_error() {
     assert_eq!((back.width(), back.height()), (w, h));
     assert_eq!(back.to_luma8().into_raw(), pixels);
     assert!(browser::to_png(ImageKind::Finger, b"not an image").is_err());
+    // WSQ, the fingerprint format browsers cannot show, leaves as PNG of the same size.
+    let wsq = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../engine/tests/fixtures/wsq/ridges_120x144_br075.wsq"),
+    )
+    .unwrap();
+    let png = browser::to_png(ImageKind::Finger, &wsq).unwrap();
+    let back = image::load_from_memory(&png).unwrap();
+    assert_eq!((back.width(), back.height()), (120, 144));
     assert!(browser::to_png(ImageKind::Face, &source[..source.len() / 2]).is_err());
 }
 
