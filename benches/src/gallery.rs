@@ -25,6 +25,15 @@ pub struct SearchArgs {
     /// Records the local structures (and the face scan) pass to the full matcher.
     #[arg(long, default_value_t = SearchConfig::default().shortlist)]
     pub shortlist: usize,
+    /// Probes with at least this many fingers use the ten-print lists (a large value: never).
+    #[arg(long, default_value_t = SearchConfig::default().ten_print_min_fingers)]
+    pub ten_print_min_fingers: usize,
+    /// Records the codes pass to the local structures, for ten-print probes.
+    #[arg(long, default_value_t = SearchConfig::default().ten_print_code_shortlist)]
+    pub ten_print_code_shortlist: usize,
+    /// Records the local structures pass to the full matcher, for ten-print probes.
+    #[arg(long, default_value_t = SearchConfig::default().ten_print_shortlist)]
+    pub ten_print_shortlist: usize,
     /// Probes with fewer fingers skip the codes.
     #[arg(long, default_value_t = SearchConfig::default().index_min_fingers)]
     pub index_min_fingers: usize,
@@ -41,6 +50,9 @@ impl SearchArgs {
             index_above: if self.exhaustive { usize::MAX } else { 0 },
             code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
+            ten_print_min_fingers: self.ten_print_min_fingers,
+            ten_print_code_shortlist: self.ten_print_code_shortlist,
+            ten_print_shortlist: self.ten_print_shortlist,
             index_min_fingers: self.index_min_fingers,
             code_stage: match self.band_candidates {
                 0 => CodeStage::Scan,

@@ -60,9 +60,14 @@ fn gallery(dir: &MemDirectory, search: SearchConfig) -> Gallery {
 
 /// A person's enrolment record: capture 0 of every finger and the face.
 fn record(model: &FaceModel, person: u64) -> Record {
+    record_of(model, person, &POSITIONS)
+}
+
+/// Capture 0 of the fingers at `positions` and of the face.
+fn record_of(model: &FaceModel, person: u64, positions: &[u8]) -> Record {
     Record {
         reference_id: format!("P-{person:04}"),
-        fingers: fingers(person, 0, &POSITIONS)
+        fingers: fingers(person, 0, positions)
             .into_iter()
             .map(|(p, template)| FingerEntry {
                 position: FingerPosition::new(p).unwrap(),
@@ -168,6 +173,10 @@ fn indexed_config() -> SearchConfig {
         index_above: 0,
         code_shortlist: 24,
         shortlist: 8,
+        // The same lists for every probe: the answers are compared with exhaustive ones.
+        ten_print_min_fingers: usize::MAX,
+        ten_print_code_shortlist: 24,
+        ten_print_shortlist: 8,
         index_min_fingers: 2,
         code_stage: CodeStage::default(),
         retain_prepared: false,
@@ -290,4 +299,45 @@ fn ids_and_scores_n(g: &Gallery, p: &Probe, n: u64) -> Vec<(String, f64)> {
         .into_iter()
         .map(|c| (c.reference_id, c.score))
         .collect()
+}
+
+/// Ten-print probes search with the short ten-print lists (8 code places, 2 for the full
+/// matcher) and still get exactly the exhaustive search's answers; a four-finger probe keeps
+/// the longer lists.
+#[test]
+fn ten_print_lists_keep_the_exhaustive_answers() {
+    let model = FaceModel::new();
+    let dir = MemDirectory::new();
+    let exhaustive = gallery(&dir, SearchConfig::default());
+    let all: Vec<u8> = (1..=10).collect();
+    for person in 0..PEOPLE {
+        exhaustive.insert(record_of(&model, person, &all)).unwrap();
+    }
+    exhaustive.store().flush().unwrap();
+    let probes: Vec<Probe> = (0..PEOPLE)
+        .step_by(8)
+        .flat_map(|person| {
+            [
+                probe(&model, person, &all, false),
+                probe(&model, person, &all[..8], false),
+                probe(&model, person, &POSITIONS, false),
+                probe(&model, PEOPLE + person, &all, false),
+            ]
+        })
+        .collect();
+    let want = search_all(&exhaustive, &probes);
+    drop(exhaustive);
+    let short = SearchConfig {
+        ten_print_min_fingers: 8,
+        ten_print_code_shortlist: 8,
+        ten_print_shortlist: 2,
+        ..indexed_config()
+    };
+    let indexed = gallery(&dir, short);
+    assert_eq!(search_all(&indexed, &probes), want);
+    let mates = want.iter().filter(|w| !w.is_empty()).count();
+    assert!(
+        mates >= probes.len() * 3 / 4 - 2,
+        "{mates} probes found their mate"
+    );
 }

@@ -303,6 +303,10 @@ pub struct SearchConfig {
     pub band_candidates: usize,
     /// Records the local structures, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
+    /// Probes with at least this many fingers use the ten-print lists below.
+    pub ten_print_min_fingers: usize,
+    pub ten_print_code_shortlist: usize,
+    pub ten_print_shortlist: usize,
     /// Probes with fewer fingers skip the codes.
     pub index_min_fingers: usize,
     /// Keep every record's prepared templates in memory while searched exhaustively.
@@ -315,6 +319,9 @@ impl SearchConfig {
             index_above: usize::try_from(self.index_above).unwrap_or(usize::MAX),
             code_shortlist: self.code_shortlist,
             shortlist: self.shortlist,
+            ten_print_min_fingers: self.ten_print_min_fingers,
+            ten_print_code_shortlist: self.ten_print_code_shortlist,
+            ten_print_shortlist: self.ten_print_shortlist,
             index_min_fingers: self.index_min_fingers,
             code_stage: match self.band_candidates {
                 0 => abis_engine::gallery::CodeStage::Scan,
@@ -566,11 +573,26 @@ impl Config {
                 "must be at most 100000000 (0: scan every code)",
             ));
         }
-        if !(1..=1_000_000).contains(&self.search.code_shortlist) {
-            return Err(value_error(
+        for (key, v, most) in [
+            (
                 "search.code_shortlist",
-                "must be between 1 and 1000000",
-            ));
+                self.search.code_shortlist,
+                1_000_000,
+            ),
+            (
+                "search.ten_print_code_shortlist",
+                self.search.ten_print_code_shortlist,
+                1_000_000,
+            ),
+            (
+                "search.ten_print_shortlist",
+                self.search.ten_print_shortlist,
+                100_000,
+            ),
+        ] {
+            if !(1..=most).contains(&v) {
+                return Err(value_error(key, format!("must be between 1 and {most}")));
+            }
         }
         if !(1..=1_000_000).contains(&self.store.memtable_max_records) {
             return Err(value_error(

@@ -161,24 +161,30 @@ impl Gallery {
                     })
             })
             .collect();
-        let batch: Vec<(&ProbeIndex, &Targets)> = coded
-            .iter()
-            .filter_map(|&i| {
-                ready[i]
-                    .as_ref()
-                    .ok()
-                    .map(|r| (&r.index, &plans[i].targets))
-            })
-            .collect();
-        coded
-            .iter()
-            .copied()
-            .zip(indexed.by_codes(
-                &batch,
-                self.search.code_shortlist.max(1),
-                self.search.code_stage,
-            ))
-            .collect()
+        // One pass over the codes per list length (ten-prints rank fewer records).
+        let mut out = HashMap::new();
+        let list_of = |i: usize| {
+            let fingers = ready[i].as_ref().map_or(0, |r| r.positions.len());
+            self.search.lists(fingers).0
+        };
+        let mut lengths: Vec<usize> = coded.iter().map(|&i| list_of(i)).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        for k in lengths {
+            let group: Vec<usize> = coded.iter().copied().filter(|&i| list_of(i) == k).collect();
+            let batch: Vec<(&ProbeIndex, &Targets)> = group
+                .iter()
+                .filter_map(|&i| {
+                    ready[i]
+                        .as_ref()
+                        .ok()
+                        .map(|r| (&r.index, &plans[i].targets))
+                })
+                .collect();
+            let found = indexed.by_codes(&batch, k, self.search.code_stage);
+            out.extend(group.into_iter().zip(found));
+        }
+        out
     }
 
     fn shortlist_one(
@@ -189,14 +195,14 @@ impl Gallery {
         by_codes: Option<Result<Vec<Loc>, GalleryError>>,
     ) -> Result<Vec<Loc>, GalleryError> {
         let by_codes = by_codes.transpose()?;
-        let k = self.search.shortlist.max(1);
+        let (_, k) = self.search.lists(probe.positions.len());
         let mut locs = Vec::new();
         if !probe.index.forms.is_empty() {
             let candidates =
                 by_codes.unwrap_or_else(|| shortlist::live_targets(indexed.snapshot, targets));
             locs.extend(indexed.by_local(&probe.index, &candidates, k)?);
         }
-        locs.extend(indexed.by_face(&probe.index, targets, k)?);
+        locs.extend(indexed.by_face(&probe.index, targets, self.search.shortlist.max(1))?);
         locs.sort();
         locs.dedup();
         Ok(locs)
@@ -258,7 +264,7 @@ impl Gallery {
         indexed
             .by_codes(
                 &[(&probe.0, &targets)],
-                self.search.code_shortlist.max(1),
+                self.search.lists(probe.0.codes.len()).0,
                 self.search.code_stage,
             )
             .pop()

@@ -86,6 +86,15 @@ pub struct SearchConfig {
     pub code_shortlist: usize,
     /// Records the second stage, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
+    /// Probes with at least this many finger positions (a ten-print; `usize::MAX`: none) use
+    /// the shorter lists below: their mates' codes and local structures stand so far above
+    /// every stranger's that a few places suffice, and the full matcher, most of a search's
+    /// time, then scores a handful of records instead of `shortlist`.
+    pub ten_print_min_fingers: usize,
+    /// [`SearchConfig::code_shortlist`] of ten-print probes.
+    pub ten_print_code_shortlist: usize,
+    /// [`SearchConfig::shortlist`] of ten-print probes (the face scan keeps `shortlist`).
+    pub ten_print_shortlist: usize,
     /// Probes with fewer fingers than this (and no face) skip the first stage: one or two
     /// fingers' codes are too weak a filter, so every record's local structures are compared.
     pub index_min_fingers: usize,
@@ -103,9 +112,26 @@ impl Default for SearchConfig {
             index_above: 20_000,
             code_shortlist: 256,
             shortlist: 32,
+            ten_print_min_fingers: 8,
+            ten_print_code_shortlist: 32,
+            ten_print_shortlist: 4,
             index_min_fingers: 4,
             code_stage: CodeStage::default(),
             retain_prepared: true,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// The code and finger short lists of a probe with `fingers` finger positions.
+    pub fn lists(&self, fingers: usize) -> (usize, usize) {
+        if fingers >= self.ten_print_min_fingers {
+            (
+                self.ten_print_code_shortlist.max(1),
+                self.ten_print_shortlist.max(1),
+            )
+        } else {
+            (self.code_shortlist.max(1), self.shortlist.max(1))
         }
     }
 }
