@@ -7,27 +7,26 @@
 //! Skipped, counted, without the broker, the models or the data (a failure under
 //! ABIS_REQUIRE_DATA=1).
 
+#[path = "support/mosip.rs"]
+mod mosip_support;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use abis_mosip::cbeff::{self, Bir, Modality as CbeffModality};
+use abis_mosip::cbeff::{self, Modality as CbeffModality};
 use abis_mosip::face_record::{self, ImageType};
 use abis_mosip::finger_record::{self, Compression, NewFingerImage};
-use abis_mosip::message::{Answer, Flags, Operation, Outcome, Request, Response};
+use abis_mosip::message::{Answer, Operation, Outcome};
 use abis_mosip::position::mosip_subtype;
 use abis_mosip::stomp::{Client, Config, MessageKind};
 use abis_proto::FailureReason;
 use abis_testkit::activemq::ActiveMq;
+use mosip_support::{
+    bir, candidates, datashare, failure, mosip_env, start_abis, Env, Mosip, REQUESTS,
+};
 use support::Server;
-
-const REQUESTS: &str = "mosip-to-abis1";
-const ANSWERS: &str = "abis1-to-mosip";
 
 /// An image file re-encoded as PNG (the engine decodes PNG inside ISO records).
 fn png(path: &Path) -> Vec<u8> {
@@ -55,195 +54,18 @@ fn person_cbeff(fvc: &Path, att: &Path, fingers: [u32; 3], impression: u32, face
         }]);
         birs.push(bir(
             CbeffModality::Finger,
+            7,
             mosip_subtype(position).unwrap(),
             record,
-            false,
         ));
     }
-    birs.push(bir(CbeffModality::Finger, "Right Thumb", Vec::new(), true));
+    let mut missing = bir(CbeffModality::Finger, 7, "Right Thumb", Vec::new());
+    missing.exception = true;
+    birs.push(missing);
     let face_png = png(&att.join(face));
     let face = face_record::write_2011(ImageType::Png, 92, 112, &face_png, 0);
-    birs.push(bir(CbeffModality::Face, "", face, false));
+    birs.push(bir(CbeffModality::Face, 8, "", face));
     cbeff::to_xml(&birs)
-}
-
-fn bir(modality: CbeffModality, subtype: &str, bdb: Vec<u8>, exception: bool) -> Bir {
-    Bir {
-        format_type: Some(if modality == CbeffModality::Face {
-            8
-        } else {
-            7
-        }),
-        modality,
-        subtype: subtype.into(),
-        format_owner: Some("Mosip".into()),
-        quality: Some(80),
-        exception,
-        bdb,
-    }
-}
-
-/// A tiny HTTP/1.0 datashare on 127.0.0.1: path → (status, body); unknown paths 404.
-fn datashare(docs: HashMap<String, (u16, Vec<u8>)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let (status, body) = docs
-                .get(&path)
-                .cloned()
-                .unwrap_or((404, b"not found".to_vec()));
-            let mut stream = stream;
-            let head = format!(
-                "HTTP/1.0 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream
-                .write_all(head.as_bytes())
-                .and_then(|()| stream.write_all(&body));
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// Every delivery of every answer, by requestId: (message type, JSON).
-type Answers = Arc<Mutex<HashMap<String, Vec<(MessageKind, String)>>>>;
-
-/// MOSIP's side of the queues: sends requests, collects every answer (all deliveries).
-struct Mosip {
-    client: Client,
-    answers: Answers,
-    next: u64,
-}
-
-impl Mosip {
-    async fn connect(broker: &ActiveMq) -> Mosip {
-        let (client, mut messages) = Client::connect(&Config::new(broker.stomp_addr()))
-            .await
-            .unwrap();
-        client
-            .subscribe(ANSWERS, "mosip-answers", 64)
-            .await
-            .unwrap();
-        let answers: Answers = Arc::default();
-        let sink = Arc::clone(&answers);
-        let acker = client.clone();
-        tokio::spawn(async move {
-            while let Some(m) = messages.next().await {
-                let text = String::from_utf8_lossy(&m.body).into_owned();
-                let id = Response::parse(&m.body)
-                    .map(|r| r.request_id)
-                    .unwrap_or_default();
-                sink.lock()
-                    .unwrap()
-                    .entry(id)
-                    .or_default()
-                    .push((m.kind, text));
-                let _ = acker.ack(&m).await;
-            }
-        });
-        Mosip {
-            client,
-            answers,
-            next: 0,
-        }
-    }
-
-    fn request(&mut self, operation: Operation) -> Request {
-        self.next += 1;
-        Request {
-            operation,
-            request_id: format!("req-{}", self.next),
-            version: Some("1.1".into()),
-            request_time: Some(abis_server::audit::rfc3339_utc(std::time::SystemTime::now())),
-            reference_id: None,
-            reference_url: None,
-            gallery: None,
-            flags: Flags::default(),
-        }
-    }
-
-    async fn send(&self, request: &Request, kind: MessageKind) {
-        self.client
-            .send(REQUESTS, request.to_json().as_bytes(), kind)
-            .await
-            .unwrap();
-    }
-
-    /// The first answer to `request_id`, waiting up to `within`.
-    async fn answer(&self, request_id: &str, within: Duration) -> Response {
-        let t0 = Instant::now();
-        loop {
-            if let Some((_, json)) = self
-                .answers
-                .lock()
-                .unwrap()
-                .get(request_id)
-                .and_then(|a| a.first().cloned())
-            {
-                return Response::parse(json.as_bytes()).unwrap();
-            }
-            assert!(
-                t0.elapsed() < within,
-                "no answer to {request_id} within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&mut self, request: Request) -> Response {
-        self.send(&request, MessageKind::Text).await;
-        self.answer(&request.request_id, Duration::from_secs(60))
-            .await
-    }
-}
-
-fn candidates(r: &Response) -> Vec<String> {
-    match &r.outcome {
-        Outcome::Success(Answer::Candidates(c)) => {
-            c.iter().map(|c| c.reference_id.clone()).collect()
-        }
-        other => panic!("not a candidate list: {other:?}"),
-    }
-}
-
-fn failure(r: &Response) -> Option<FailureReason> {
-    match r.outcome {
-        Outcome::Failure(reason) => Some(reason),
-        _ => None,
-    }
-}
-
-fn mosip_env(broker: &ActiveMq) -> Vec<(&'static str, std::ffi::OsString)> {
-    vec![
-        ("ABIS__MOSIP__ENABLED", "true".into()),
-        (
-            "ABIS__MOSIP__BROKER_URL",
-            format!("stomp://{}", broker.stomp_addr()).into(),
-        ),
-        ("ABIS__MOSIP__WORKERS", "3".into()),
-        ("ABIS__MOSIP__HEARTBEAT_MS", "5000".into()),
-        ("ABIS__MOSIP__RECONNECT_MS", "300".into()),
-        ("ABIS__MOSIP__DATASHARE__RETRIES", "0".into()),
-        ("ABIS__MOSIP__DATASHARE__CONNECT_TIMEOUT_MS", "500".into()),
-    ]
-}
-
-fn start_abis(data: tempfile::TempDir, env: &[(&'static str, std::ffi::OsString)]) -> Server {
-    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
-    Server::start_with(data, &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +84,7 @@ async fn abis_serves_mosip_over_activemq() {
         return;
     };
     let share = datashare(documents(&fvc, &att));
-    let env = mosip_env(&broker);
+    let env = mosip_env(&broker, 3);
     let server = start_abis(tempfile::tempdir().unwrap(), &env);
     let mut mosip = Mosip::connect(&broker).await;
 
@@ -274,8 +96,7 @@ async fn abis_serves_mosip_over_activemq() {
 
     // A broker restart: abis reconnects and keeps answering.
     broker.restart();
-    let mut mosip = Mosip::connect(&broker).await;
-    mosip.next = 1000;
+    mosip.reconnect(&broker).await;
     let ping = mosip.request(Operation::Ping);
     assert_eq!(
         mosip.call(ping).await.outcome,
@@ -474,12 +295,7 @@ async fn delete_and_pending_jobs(mosip: &mut Mosip, share: &str) {
     );
 }
 
-async fn sigkill_in_flight(
-    mosip: &mut Mosip,
-    share: &str,
-    server: Server,
-    env: &[(&'static str, std::ffi::OsString)],
-) -> Server {
+async fn sigkill_in_flight(mosip: &mut Mosip, share: &str, server: Server, env: &Env) -> Server {
     let url = |p: &str| Some(format!("{share}{p}"));
     // SIGKILL with requests in flight, then a restart on the same data: every request answered,
     // any request answered twice answered the same.
@@ -520,13 +336,7 @@ async fn sigkill_in_flight(
         "an Identify sees the Inserts queued before it: {c_ids:?}"
     );
     assert_eq!(c_ids.len(), 3, "ref-k0, k2, k4 hold /c1: {c_ids:?}");
-    for (id, answers) in mosip.answers.lock().unwrap().iter() {
-        let first = &answers[0].1;
-        assert!(
-            answers.iter().all(|a| &a.1 == first),
-            "{id} answered differently: {answers:?}"
-        );
-    }
+    mosip.assert_repeats_identical();
     let count = mosip.request(Operation::ReferenceCount);
     assert_eq!(
         mosip.call(count).await.outcome,

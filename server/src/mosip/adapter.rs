@@ -215,7 +215,10 @@ async fn answer(ctx: &Context, request: &Request, seq: u64) -> Result<String, Le
     }
     if is_write(request.operation) {
         ctx.ledger.started(id)?;
-    } else if request.operation == Operation::Identify {
+    } else if matches!(
+        request.operation,
+        Operation::Identify | Operation::ReferenceCount
+    ) {
         ctx.order.wait_for_writes_before(seq).await;
     }
     let retried = seen == Seen::Started;

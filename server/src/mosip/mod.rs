@@ -13,8 +13,8 @@
 //!
 //! Delivery ([`adapter`]): a request is acknowledged to the broker only after its answer is
 //! recorded in a durable ledger ([`ledger`]) and sent; a redelivered request with a known
-//! `requestId` gets the recorded answer and changes nothing. An Identify waits for every Insert
-//! and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
+//! `requestId` gets the recorded answer and changes nothing. An Identify (and a ReferenceCount)
+//! waits for every Insert and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
 //! are answered with failure 4 and NACKed, which ActiveMQ moves to the dead-letter queue.
 
 pub mod adapter;
