@@ -84,7 +84,9 @@ async fn abis_serves_mosip_over_activemq() {
         return;
     };
     let share = datashare(documents(&fvc, &att));
-    let env = mosip_env(&broker, 3);
+    let mut env = mosip_env(&broker, 3);
+    // PendingJobs from what abis received (the broker's count is tested below).
+    env.push(("ABIS__MOSIP__BROKER_STATISTICS", "false".into()));
     let server = start_abis(tempfile::tempdir().unwrap(), &env);
     let mut mosip = Mosip::connect(&broker).await;
 
@@ -101,6 +103,48 @@ async fn abis_serves_mosip_over_activemq() {
     assert_eq!(
         mosip.call(ping).await.outcome,
         Outcome::Success(Answer::Done)
+    );
+    drop(server);
+}
+
+/// PendingJobs is the request queue's backlog as the broker counts it: 1,000 requests queued
+/// behind it while abis was not running are all pending when abis takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_jobs_counts_the_queue_backlog() {
+    if !support::models_ready() {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let Some(broker) = ActiveMq::start(broker_dir.path()) else {
+        return;
+    };
+    if !broker.statistics_ready() {
+        return;
+    }
+    let mut mosip = Mosip::connect(&broker).await;
+    let pending = mosip.request(Operation::PendingJobs);
+    mosip.send(&pending, MessageKind::Text).await;
+    let mut queued = Vec::new();
+    for i in 0..1000 {
+        let op = [Operation::Ping, Operation::ReferenceCount][i % 2];
+        let r = mosip.request(op);
+        mosip.send(&r, MessageKind::Text).await;
+        queued.push(r.request_id);
+    }
+    // One worker: the broker hands abis nothing behind PendingJobs before it is acknowledged,
+    // so no queued request can be answered (and leave the queue) before it is counted.
+    let server = start_abis(tempfile::tempdir().unwrap(), &mosip_env(&broker, 1));
+    let answer = mosip
+        .answer(&pending.request_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(answer.outcome, Outcome::Success(Answer::JobsCount(1000)));
+    for id in &queued {
+        mosip.answer(id, Duration::from_secs(120)).await;
+    }
+    let idle = mosip.request(Operation::PendingJobs);
+    assert_eq!(
+        mosip.call(idle).await.outcome,
+        Outcome::Success(Answer::JobsCount(0))
     );
     drop(server);
 }

@@ -296,7 +296,7 @@ impl Client {
     }
 
     /// Writes `frame` with a `receipt` header and waits for the broker's RECEIPT.
-    async fn request(&self, frame: Frame) -> Result<(), ClientError> {
+    pub(crate) async fn request(&self, frame: Frame) -> Result<(), ClientError> {
         let id = self
             .inner
             .next_receipt

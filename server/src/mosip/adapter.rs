@@ -12,7 +12,9 @@ use abis_mosip::cbeff;
 use abis_mosip::message::{
     Answer, Candidate, ModalityAnalytics, Operation, Request, RequestError, Response,
 };
-use abis_mosip::stomp::{Client, ClientError, Config as StompConfig, Message, Messages};
+use abis_mosip::stomp::{
+    queue_statistics, Client, ClientError, Config as StompConfig, Message, Messages,
+};
 use abis_proto::v1::abis_server::Abis;
 use abis_proto::v1::{
     identify_request, Candidate as GrpcCandidate, DeleteRequest, IdentifyRequest, InsertRequest,
@@ -48,8 +50,9 @@ struct Context {
     datashare: Datashare,
     limits: cbeff::Limits,
     order: Order,
-    /// Requests received and not yet acknowledged (what PendingJobs reports).
+    /// Requests received and not yet acknowledged (PendingJobs without broker statistics).
     in_flight: AtomicU64,
+    stomp: StompConfig,
 }
 
 /// Starts the adapter on the current runtime: checks the configuration, opens the ledger under
@@ -80,14 +83,16 @@ pub fn spawn(
         config: config.clone(),
         order: Order::new(),
         in_flight: AtomicU64::new(0),
+        stomp,
     });
-    Ok(tokio::spawn(consume(ctx, stomp)))
+    Ok(tokio::spawn(consume(ctx)))
 }
 
-async fn consume(ctx: Arc<Context>, stomp: StompConfig) {
+async fn consume(ctx: Arc<Context>) {
     let pause = std::time::Duration::from_millis(ctx.config.reconnect_ms);
+    let stomp = &ctx.stomp;
     loop {
-        match Client::connect(&stomp).await {
+        match Client::connect(stomp).await {
             Ok((client, messages)) => {
                 tracing::info!(broker = %stomp.addr, queue = %ctx.config.request_queue, "MOSIP adapter connected");
                 if let Err(e) = session(&ctx, client, messages).await {
@@ -234,10 +239,7 @@ async fn execute(ctx: &Context, request: &Request, retried: bool) -> Result<Answ
     let service = ctx.service.as_ref();
     match request.operation {
         Operation::Ping => Ok(Answer::Done),
-        // Everything received before this request and not yet answered (itself excluded).
-        Operation::PendingJobs => Ok(Answer::JobsCount(
-            ctx.in_flight.load(Ordering::SeqCst).saturating_sub(1),
-        )),
+        Operation::PendingJobs => Ok(Answer::JobsCount(pending_jobs(ctx).await)),
         Operation::ReferenceCount => {
             let r = service
                 .reference_count(grpc(ReferenceCountRequest {}))
@@ -258,6 +260,24 @@ async fn execute(ctx: &Context, request: &Request, retried: bool) -> Result<Answ
                 Err(s) if retried && s.code() == Code::NotFound => Ok(Answer::Done),
                 Err(s) => Err(reason(&s)),
             }
+        }
+    }
+}
+
+/// The backlog, this request excluded: with broker statistics every request of the queue not
+/// yet acknowledged (waiting in the broker, or in flight here); without them, or when the broker
+/// does not answer, only those received here and not yet answered.
+async fn pending_jobs(ctx: &Context) -> u64 {
+    let received = ctx.in_flight.load(Ordering::SeqCst).saturating_sub(1);
+    if !ctx.config.broker_statistics {
+        return received;
+    }
+    let queue = &ctx.config.request_queue;
+    match queue_statistics(&ctx.stomp, queue, ctx.config.statistics_timeout()).await {
+        Ok(stats) => stats.size.saturating_sub(1),
+        Err(e) => {
+            tracing::warn!(error = %e, "MOSIP PendingJobs: no broker statistics; answering the requests received here");
+            received
         }
     }
 }

@@ -16,6 +16,8 @@
 //! `requestId` gets the recorded answer and changes nothing. An Identify (and a ReferenceCount)
 //! waits for every Insert and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
 //! are answered with failure 4 and NACKed, which ActiveMQ moves to the dead-letter queue.
+//! PendingJobs counts the request queue's backlog as the broker's statistics plugin reports it
+//! (`broker_statistics`), or, without it, the requests received here and not yet answered.
 
 pub mod adapter;
 pub mod datashare;
@@ -49,6 +51,9 @@ pub struct MosipConfig {
     pub reconnect_ms: u64,
     /// Largest CBEFF document and BIR count accepted.
     pub max_cbeff_birs: usize,
+    /// PendingJobs asks the broker's statistics plugin how deep the request queue is.
+    pub broker_statistics: bool,
+    pub statistics_timeout_ms: u64,
     pub datashare: DatashareConfig,
 }
 
@@ -92,6 +97,10 @@ impl MosipConfig {
 
     fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    fn statistics_timeout(&self) -> Duration {
+        Duration::from_millis(self.statistics_timeout_ms)
     }
 }
 
