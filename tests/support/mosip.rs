@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use abis_mosip::cbeff::{Bir, Modality as CbeffModality};
-use abis_mosip::message::{Answer, Flags, Operation, Outcome, Request, Response};
+use abis_mosip::message::{Answer, Operation, Outcome, Request, Response};
 use abis_mosip::stomp::{Client, Config, MessageKind};
 use abis_proto::FailureReason;
 use abis_testkit::activemq::ActiveMq;
@@ -123,16 +123,8 @@ impl Mosip {
 
     pub fn request(&mut self, operation: Operation) -> Request {
         self.next += 1;
-        Request {
-            operation,
-            request_id: format!("req-{}", self.next),
-            version: Some("1.1".into()),
-            request_time: Some(abis_server::audit::rfc3339_utc(std::time::SystemTime::now())),
-            reference_id: None,
-            reference_url: None,
-            gallery: None,
-            flags: Flags::default(),
-        }
+        let now = abis_server::audit::rfc3339_utc(std::time::SystemTime::now());
+        Request::new(operation, format!("req-{}", self.next), now)
     }
 
     pub async fn send(&self, request: &Request, kind: MessageKind) {
