@@ -1,7 +1,8 @@
 //! End-to-end: abis as MOSIP's ABIS. Real processes: an ActiveMQ broker (Debian's package), a
 //! real `abis serve` with `[mosip]` on, and this test playing MOSIP's registration processor: a
-//! small HTTP datashare serving CBEFF documents built from FVC2002 fingerprints (PNG inside
-//! ISO/IEC 19794-4:2011 records) and ATT faces (PNG inside ISO/IEC 19794-5:2011 records), and
+//! small HTTP datashare serving CBEFF documents built from FVC2002 fingerprints (lossless
+//! JPEG 2000 made by OpenJPEG, as MOSIP 1.2 registers them, or PNG, inside ISO/IEC
+//! 19794-4:2011 records) and ATT faces (PNG inside ISO/IEC 19794-5:2011 records), and
 //! JSON requests on `mosip-to-abis1`, answers read from `abis1-to-mosip`.
 //!
 //! Skipped, counted, without the broker, the models or the data (a failure under
@@ -36,20 +37,40 @@ fn png(path: &Path) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A person's CBEFF: FVC fingers (`finger`, `impression`) at ISO positions 2, 3, 7, a face,
-/// and a right thumb marked as an exception (missing).
-fn person_cbeff(fvc: &Path, att: &Path, fingers: [u32; 3], impression: u32, face: &str) -> String {
+/// A finger image file as a record stores it: lossless JPEG 2000 made by OpenJPEG (what MOSIP
+/// 1.2 registers), or PNG. `None` (a skip) without `opj_compress`.
+fn finger_image(path: &Path, jpeg2000: bool) -> Option<(Compression, Vec<u8>)> {
+    if !jpeg2000 {
+        return Some((Compression::Png, png(path)));
+    }
+    let gray = image::open(path).unwrap().to_luma8();
+    let jp2 = abis_testkit::openjpeg::jpeg2000(gray.width(), gray.height(), gray.as_raw(), None)?;
+    Some((Compression::Jpeg2000Lossless, jp2))
+}
+
+/// One person's capture: FVC fingers (`finger`, `impression`) and an ATT face.
+struct Capture<'a> {
+    fingers: [u32; 3],
+    impression: u32,
+    face: &'a str,
+    jpeg2000: bool,
+}
+
+/// A person's CBEFF: the fingers at ISO positions 2, 3, 7, the face, and a right thumb marked
+/// as an exception (missing).
+fn person_cbeff(fvc: &Path, att: &Path, capture: Capture) -> Option<Vec<u8>> {
     let mut birs = Vec::new();
-    for (finger, position) in fingers.into_iter().zip([2u8, 3, 7]) {
-        let png = png(&fvc.join(format!("{finger}_{impression}.tif")));
+    for (finger, position) in capture.fingers.into_iter().zip([2u8, 3, 7]) {
+        let file = fvc.join(format!("{finger}_{}.tif", capture.impression));
+        let (compression, data) = finger_image(&file, capture.jpeg2000)?;
         let record = finger_record::write_2011(&[NewFingerImage {
             position,
-            compression: Compression::Png,
+            compression,
             width: 388,
             height: 374,
             ppi: 500,
             quality: 80,
-            data: &png,
+            data: &data,
             extended: b"vendor extended data",
         }]);
         birs.push(bir(
@@ -62,10 +83,10 @@ fn person_cbeff(fvc: &Path, att: &Path, fingers: [u32; 3], impression: u32, face
     let mut missing = bir(CbeffModality::Finger, 7, "Right Thumb", Vec::new());
     missing.exception = true;
     birs.push(missing);
-    let face_png = png(&att.join(face));
+    let face_png = png(&att.join(capture.face));
     let face = face_record::write_2011(ImageType::Png, 92, 112, &face_png, 0);
     birs.push(bir(CbeffModality::Face, 8, "", face));
-    cbeff::to_xml(&birs)
+    Some(cbeff::to_xml(&birs).into_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +104,10 @@ async fn abis_serves_mosip_over_activemq() {
     let Some(mut broker) = ActiveMq::start(broker_dir.path()) else {
         return;
     };
-    let share = datashare(documents(&fvc, &att));
+    let Some(documents) = documents(&fvc, &att) else {
+        return;
+    };
+    let share = datashare(documents);
     let mut env = mosip_env(&broker, 3);
     // PendingJobs from what abis received (the broker's count is tested below).
     env.push(("ABIS__MOSIP__BROKER_STATISTICS", "false".into()));
@@ -149,32 +173,30 @@ async fn pending_jobs_counts_the_queue_backlog() {
     drop(server);
 }
 
-/// The datashare's documents: persons a (two captures), b and c, and bad answers.
-fn documents(fvc: &Path, att: &Path) -> HashMap<String, (u16, Vec<u8>)> {
+/// The datashare's documents: persons a (two captures, fingers in JPEG 2000), b and c (PNG),
+/// and bad answers. `None` (a skip) without `opj_compress`.
+fn documents(fvc: &Path, att: &Path) -> Option<HashMap<String, (u16, Vec<u8>)>> {
     let mut docs = HashMap::new();
+    let person = |fingers, impression, face, jpeg2000| {
+        let capture = Capture {
+            fingers,
+            impression,
+            face,
+            jpeg2000,
+        };
+        person_cbeff(fvc, att, capture)
+    };
     let mut doc = |path: &str, body: Vec<u8>| docs.insert(path.to_string(), (200, body));
-    doc(
-        "/a1",
-        person_cbeff(fvc, att, [101, 102, 103], 1, "s1/1.pgm").into_bytes(),
-    );
-    doc(
-        "/a2",
-        person_cbeff(fvc, att, [101, 102, 103], 2, "s1/2.pgm").into_bytes(),
-    );
-    doc(
-        "/b1",
-        person_cbeff(fvc, att, [104, 105, 106], 1, "s2/1.pgm").into_bytes(),
-    );
-    doc(
-        "/c1",
-        person_cbeff(fvc, att, [107, 108, 109], 1, "s3/1.pgm").into_bytes(),
-    );
+    doc("/a1", person([101, 102, 103], 1, "s1/1.pgm", true)?);
+    doc("/a2", person([101, 102, 103], 2, "s1/2.pgm", true)?);
+    doc("/b1", person([104, 105, 106], 1, "s2/1.pgm", false)?);
+    doc("/c1", person([107, 108, 109], 1, "s3/1.pgm", false)?);
     doc("/notxml", b"%PDF-1.4 not a CBEFF".to_vec());
     doc(
         "/expired",
         br#"{"errors":[{"errorCode":"DAT-SER-006","message":"expired"}]}"#.to_vec(),
     );
-    docs
+    Some(docs)
 }
 
 async fn types_inserts_and_identify(mosip: &mut Mosip, share: &str) {
