@@ -25,7 +25,8 @@ use abis_mosip::stomp::{Client, Config, MessageKind};
 use abis_proto::FailureReason;
 use abis_testkit::activemq::ActiveMq;
 use mosip_support::{
-    bir, candidates, datashare, failure, mosip_env, start_abis, Env, Mosip, REQUESTS,
+    bir, candidates, datashare_logged, failure, mosip_env, start_abis, Env, Fetched, Mosip,
+    REQUESTS,
 };
 use support::Server;
 
@@ -107,7 +108,7 @@ async fn abis_serves_mosip_over_activemq() {
     let Some(documents) = documents(&fvc, &att) else {
         return;
     };
-    let share = datashare(documents);
+    let (share, fetched) = datashare_logged(documents);
     let mut env = mosip_env(&broker, 3);
     // PendingJobs from what abis received (the broker's count is tested below).
     env.push(("ABIS__MOSIP__BROKER_STATISTICS", "false".into()));
@@ -119,6 +120,7 @@ async fn abis_serves_mosip_over_activemq() {
     rejected_requests(&mut mosip, &broker).await;
     delete_and_pending_jobs(&mut mosip, &share).await;
     let server = sigkill_in_flight(&mut mosip, &share, server, &env).await;
+    let server = sigterm_drains(&mut mosip, (&share, &fetched), server, &env).await;
 
     // A broker restart: abis reconnects and keeps answering.
     broker.restart();
@@ -409,5 +411,61 @@ async fn sigkill_in_flight(mosip: &mut Mosip, share: &str, server: Server, env: 
         Outcome::Success(Answer::Count(8))
     );
 
+    server
+}
+
+/// SIGTERM with requests in flight: abis takes no new message, finishes and acknowledges those
+/// in hand, and exits by itself; the rest wait in the broker for the next start. Unlike after a
+/// SIGKILL, no request is delivered (and answered) twice.
+async fn sigterm_drains(
+    mosip: &mut Mosip,
+    (share, fetched): (&str, &Fetched),
+    server: Server,
+    env: &Env,
+) -> Server {
+    let before: usize = mosip.answers.lock().unwrap().values().map(Vec::len).sum();
+    let mut burst = Vec::new();
+    for i in 0..6 {
+        // Each fetch takes a second, so a request whose fetch has begun is in abis's hands.
+        let mut r = mosip.request(Operation::Insert);
+        r.reference_id = Some(format!("ref-t{i}"));
+        r.reference_url = Some(format!("{share}/slow/c1?t{i}"));
+        mosip.send(&r, MessageKind::Text).await;
+        burst.push(r.request_id);
+    }
+    // The signal comes once the last request (taken after the first three) is being fetched.
+    let t0 = std::time::Instant::now();
+    while !fetched.lock().unwrap().iter().any(|p| p.ends_with("?t5")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "abis never took the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, data) = server.stop_keep_data();
+    assert!(
+        status.success(),
+        "abis exits by itself after draining: {status:?}"
+    );
+    // Everything it had taken was answered (and acknowledged) before it exited.
+    for id in &burst {
+        assert!(
+            mosip.answered(id),
+            "{id} was taken before SIGTERM: answered before exit"
+        );
+    }
+    let server = start_abis(data, env);
+    // The count is answered after anything the new process might (wrongly) answer again.
+    let count = mosip.request(Operation::ReferenceCount);
+    assert_eq!(
+        mosip.call(count).await.outcome,
+        Outcome::Success(Answer::Count(14))
+    );
+    let after: usize = mosip.answers.lock().unwrap().values().map(Vec::len).sum();
+    assert_eq!(
+        after - before,
+        burst.len() + 1,
+        "each request of the burst answered exactly once (and the count once)"
+    );
     server
 }

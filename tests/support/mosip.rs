@@ -34,39 +34,66 @@ pub fn bir(modality: CbeffModality, format_type: u32, subtype: &str, bdb: Vec<u8
     }
 }
 
-/// A tiny HTTP/1.0 datashare on 127.0.0.1: path → (status, body); unknown paths 404.
+/// A tiny HTTP/1.0 datashare on 127.0.0.1: path → (status, body); unknown paths 404;
+/// `/slow/PATH` answers PATH after a second (a request that stays in flight a while); a query
+/// string is ignored.
 pub fn datashare(docs: HashMap<String, (u16, Vec<u8>)>) -> String {
+    datashare_logged(docs).0
+}
+
+/// Every path asked of a datashare, query included, in the order asked.
+pub type Fetched = Arc<Mutex<Vec<String>>>;
+
+/// [`datashare`], and the paths it was asked for (as soon as each request's head is read).
+pub fn datashare_logged(docs: HashMap<String, (u16, Vec<u8>)>) -> (String, Fetched) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let docs = Arc::new(docs);
+    let fetched = Fetched::default();
+    let log = Arc::clone(&fetched);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let (status, body) = docs
-                .get(&path)
-                .cloned()
-                .unwrap_or((404, b"not found".to_vec()));
-            let mut stream = stream;
-            let head = format!(
-                "HTTP/1.0 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream
-                .write_all(head.as_bytes())
-                .and_then(|()| stream.write_all(&body));
+            let (docs, log) = (Arc::clone(&docs), Arc::clone(&log));
+            std::thread::spawn(move || serve_document(stream, &docs, &log));
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), fetched)
+}
+
+fn serve_document(
+    mut stream: std::net::TcpStream,
+    docs: &HashMap<String, (u16, Vec<u8>)>,
+    log: &Fetched,
+) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).map_or(true, |n| n == 0) || h.trim().is_empty() {
+            break;
+        }
+    }
+    log.lock().unwrap().push(path.clone());
+    path = path.split('?').next().unwrap_or_default().to_string();
+    if let Some(rest) = path.strip_prefix("/slow") {
+        std::thread::sleep(Duration::from_secs(1));
+        path = rest.to_string();
+    }
+    let (status, body) = docs
+        .get(&path)
+        .cloned()
+        .unwrap_or((404, b"not found".to_vec()));
+    let head = format!(
+        "HTTP/1.0 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(&body));
 }
 
 /// Every delivery of every answer, by requestId: (message type, JSON).

@@ -16,6 +16,8 @@
 //! `requestId` gets the recorded answer and changes nothing. An Identify (and a ReferenceCount)
 //! waits for every Insert and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
 //! are answered with failure 4 and NACKed, which ActiveMQ moves to the dead-letter queue.
+//! On SIGTERM ([`Adapter::drain`]) it takes no new message, finishes and acknowledges the
+//! requests in hand, and disconnects; the broker keeps the rest.
 //! PendingJobs counts the request queue's backlog as the broker's statistics plugin reports it
 //! (`broker_statistics`), or, without it, the requests received here and not yet answered.
 
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use adapter::spawn;
+pub use adapter::{spawn, Adapter};
 use datashare::DatashareConfig;
 
 /// `[mosip]`: the MOSIP ABIS queue adapter (documented in `server/config/default.toml`).
