@@ -3,14 +3,15 @@
 #   1. system packages, only those missing (a C/C++ toolchain, cmake ≥ 3.24 and BLAS/LAPACK for
 #      the FAISS sources `abis-ann` builds (Debian 12: cmake 3.25, OpenBLAS),
 #      Python's venv module for the reference tools, nats-server for the cluster and its tests,
-#      OpenJPEG's opj_compress for the JPEG 2000 chip portraits of the ICAO tests, activemq for
-#      the MOSIP adapter's tests, chromium and chromium-driver for the examiner page's browser test);
+#      OpenJPEG's opj_compress for the JPEG 2000 chip portraits of the ICAO tests, activemq (and
+#      libxstream-java, for its statistics plugin's answers) for the MOSIP adapter's tests,
+#      chromium and chromium-driver for the examiner page's browser test);
 #   2. ONNX Runtime's shared library and the models, pinned and sha256-verified (models/setup.py).
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev python3 python3-venv ca-certificates nats-server libopenjp2-tools activemq chromium chromium-driver)
+packages=(build-essential cmake pkg-config libopenblas-dev liblapack-dev python3 python3-venv ca-certificates nats-server libopenjp2-tools activemq libxstream-java chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,33 +1,34 @@
 //! End-to-end: abis as MOSIP's ABIS. Real processes: an ActiveMQ broker (Debian's package), a
 //! real `abis serve` with `[mosip]` on, and this test playing MOSIP's registration processor: a
-//! small HTTP datashare serving CBEFF documents built from FVC2002 fingerprints (PNG inside
-//! ISO/IEC 19794-4:2011 records) and ATT faces (PNG inside ISO/IEC 19794-5:2011 records), and
+//! small HTTP datashare serving CBEFF documents built from FVC2002 fingerprints (lossless
+//! JPEG 2000 made by OpenJPEG, as MOSIP 1.2 registers them, or PNG, inside ISO/IEC
+//! 19794-4:2011 records) and ATT faces (PNG inside ISO/IEC 19794-5:2011 records), and
 //! JSON requests on `mosip-to-abis1`, answers read from `abis1-to-mosip`.
 //!
 //! Skipped, counted, without the broker, the models or the data (a failure under
 //! ABIS_REQUIRE_DATA=1).
 
+#[path = "support/mosip.rs"]
+mod mosip_support;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use abis_mosip::cbeff::{self, Bir, Modality as CbeffModality};
+use abis_mosip::cbeff::{self, Modality as CbeffModality};
 use abis_mosip::face_record::{self, ImageType};
 use abis_mosip::finger_record::{self, Compression, NewFingerImage};
-use abis_mosip::message::{Answer, Flags, Operation, Outcome, Request, Response};
+use abis_mosip::message::{Answer, Operation, Outcome};
 use abis_mosip::position::mosip_subtype;
 use abis_mosip::stomp::{Client, Config, MessageKind};
 use abis_proto::FailureReason;
 use abis_testkit::activemq::ActiveMq;
+use mosip_support::{
+    bir, candidates, datashare_logged, failure, mosip_env, start_abis, Env, Fetched, Mosip,
+    REQUESTS,
+};
 use support::Server;
-
-const REQUESTS: &str = "mosip-to-abis1";
-const ANSWERS: &str = "abis1-to-mosip";
 
 /// An image file re-encoded as PNG (the engine decodes PNG inside ISO records).
 fn png(path: &Path) -> Vec<u8> {
@@ -37,213 +38,56 @@ fn png(path: &Path) -> Vec<u8> {
     out.into_inner()
 }
 
-/// A person's CBEFF: FVC fingers (`finger`, `impression`) at ISO positions 2, 3, 7, a face,
-/// and a right thumb marked as an exception (missing).
-fn person_cbeff(fvc: &Path, att: &Path, fingers: [u32; 3], impression: u32, face: &str) -> String {
+/// A finger image file as a record stores it: lossless JPEG 2000 made by OpenJPEG (what MOSIP
+/// 1.2 registers), or PNG. `None` (a skip) without `opj_compress`.
+fn finger_image(path: &Path, jpeg2000: bool) -> Option<(Compression, Vec<u8>)> {
+    if !jpeg2000 {
+        return Some((Compression::Png, png(path)));
+    }
+    let gray = image::open(path).unwrap().to_luma8();
+    let jp2 = abis_testkit::openjpeg::jpeg2000(gray.width(), gray.height(), gray.as_raw(), None)?;
+    Some((Compression::Jpeg2000Lossless, jp2))
+}
+
+/// One person's capture: FVC fingers (`finger`, `impression`) and an ATT face.
+struct Capture<'a> {
+    fingers: [u32; 3],
+    impression: u32,
+    face: &'a str,
+    jpeg2000: bool,
+}
+
+/// A person's CBEFF: the fingers at ISO positions 2, 3, 7, the face, and a right thumb marked
+/// as an exception (missing).
+fn person_cbeff(fvc: &Path, att: &Path, capture: Capture) -> Option<Vec<u8>> {
     let mut birs = Vec::new();
-    for (finger, position) in fingers.into_iter().zip([2u8, 3, 7]) {
-        let png = png(&fvc.join(format!("{finger}_{impression}.tif")));
+    for (finger, position) in capture.fingers.into_iter().zip([2u8, 3, 7]) {
+        let file = fvc.join(format!("{finger}_{}.tif", capture.impression));
+        let (compression, data) = finger_image(&file, capture.jpeg2000)?;
         let record = finger_record::write_2011(&[NewFingerImage {
             position,
-            compression: Compression::Png,
+            compression,
             width: 388,
             height: 374,
             ppi: 500,
             quality: 80,
-            data: &png,
+            data: &data,
             extended: b"vendor extended data",
         }]);
         birs.push(bir(
             CbeffModality::Finger,
+            7,
             mosip_subtype(position).unwrap(),
             record,
-            false,
         ));
     }
-    birs.push(bir(CbeffModality::Finger, "Right Thumb", Vec::new(), true));
-    let face_png = png(&att.join(face));
+    let mut missing = bir(CbeffModality::Finger, 7, "Right Thumb", Vec::new());
+    missing.exception = true;
+    birs.push(missing);
+    let face_png = png(&att.join(capture.face));
     let face = face_record::write_2011(ImageType::Png, 92, 112, &face_png, 0);
-    birs.push(bir(CbeffModality::Face, "", face, false));
-    cbeff::to_xml(&birs)
-}
-
-fn bir(modality: CbeffModality, subtype: &str, bdb: Vec<u8>, exception: bool) -> Bir {
-    Bir {
-        format_type: Some(if modality == CbeffModality::Face {
-            8
-        } else {
-            7
-        }),
-        modality,
-        subtype: subtype.into(),
-        format_owner: Some("Mosip".into()),
-        quality: Some(80),
-        exception,
-        bdb,
-    }
-}
-
-/// A tiny HTTP/1.0 datashare on 127.0.0.1: path → (status, body); unknown paths 404.
-fn datashare(docs: HashMap<String, (u16, Vec<u8>)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let (status, body) = docs
-                .get(&path)
-                .cloned()
-                .unwrap_or((404, b"not found".to_vec()));
-            let mut stream = stream;
-            let head = format!(
-                "HTTP/1.0 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream
-                .write_all(head.as_bytes())
-                .and_then(|()| stream.write_all(&body));
-        }
-    });
-    format!("http://{addr}")
-}
-
-/// Every delivery of every answer, by requestId: (message type, JSON).
-type Answers = Arc<Mutex<HashMap<String, Vec<(MessageKind, String)>>>>;
-
-/// MOSIP's side of the queues: sends requests, collects every answer (all deliveries).
-struct Mosip {
-    client: Client,
-    answers: Answers,
-    next: u64,
-}
-
-impl Mosip {
-    async fn connect(broker: &ActiveMq) -> Mosip {
-        let (client, mut messages) = Client::connect(&Config::new(broker.stomp_addr()))
-            .await
-            .unwrap();
-        client
-            .subscribe(ANSWERS, "mosip-answers", 64)
-            .await
-            .unwrap();
-        let answers: Answers = Arc::default();
-        let sink = Arc::clone(&answers);
-        let acker = client.clone();
-        tokio::spawn(async move {
-            while let Some(m) = messages.next().await {
-                let text = String::from_utf8_lossy(&m.body).into_owned();
-                let id = Response::parse(&m.body)
-                    .map(|r| r.request_id)
-                    .unwrap_or_default();
-                sink.lock()
-                    .unwrap()
-                    .entry(id)
-                    .or_default()
-                    .push((m.kind, text));
-                let _ = acker.ack(&m).await;
-            }
-        });
-        Mosip {
-            client,
-            answers,
-            next: 0,
-        }
-    }
-
-    fn request(&mut self, operation: Operation) -> Request {
-        self.next += 1;
-        Request {
-            operation,
-            request_id: format!("req-{}", self.next),
-            version: Some("1.1".into()),
-            request_time: Some(abis_server::audit::rfc3339_utc(std::time::SystemTime::now())),
-            reference_id: None,
-            reference_url: None,
-            gallery: None,
-            flags: Flags::default(),
-        }
-    }
-
-    async fn send(&self, request: &Request, kind: MessageKind) {
-        self.client
-            .send(REQUESTS, request.to_json().as_bytes(), kind)
-            .await
-            .unwrap();
-    }
-
-    /// The first answer to `request_id`, waiting up to `within`.
-    async fn answer(&self, request_id: &str, within: Duration) -> Response {
-        let t0 = Instant::now();
-        loop {
-            if let Some((_, json)) = self
-                .answers
-                .lock()
-                .unwrap()
-                .get(request_id)
-                .and_then(|a| a.first().cloned())
-            {
-                return Response::parse(json.as_bytes()).unwrap();
-            }
-            assert!(
-                t0.elapsed() < within,
-                "no answer to {request_id} within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn call(&mut self, request: Request) -> Response {
-        self.send(&request, MessageKind::Text).await;
-        self.answer(&request.request_id, Duration::from_secs(60))
-            .await
-    }
-}
-
-fn candidates(r: &Response) -> Vec<String> {
-    match &r.outcome {
-        Outcome::Success(Answer::Candidates(c)) => {
-            c.iter().map(|c| c.reference_id.clone()).collect()
-        }
-        other => panic!("not a candidate list: {other:?}"),
-    }
-}
-
-fn failure(r: &Response) -> Option<FailureReason> {
-    match r.outcome {
-        Outcome::Failure(reason) => Some(reason),
-        _ => None,
-    }
-}
-
-fn mosip_env(broker: &ActiveMq) -> Vec<(&'static str, std::ffi::OsString)> {
-    vec![
-        ("ABIS__MOSIP__ENABLED", "true".into()),
-        (
-            "ABIS__MOSIP__BROKER_URL",
-            format!("stomp://{}", broker.stomp_addr()).into(),
-        ),
-        ("ABIS__MOSIP__WORKERS", "3".into()),
-        ("ABIS__MOSIP__HEARTBEAT_MS", "5000".into()),
-        ("ABIS__MOSIP__RECONNECT_MS", "300".into()),
-        ("ABIS__MOSIP__DATASHARE__RETRIES", "0".into()),
-        ("ABIS__MOSIP__DATASHARE__CONNECT_TIMEOUT_MS", "500".into()),
-    ]
-}
-
-fn start_abis(data: tempfile::TempDir, env: &[(&'static str, std::ffi::OsString)]) -> Server {
-    let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
-    Server::start_with(data, &env)
+    birs.push(bir(CbeffModality::Face, 8, "", face));
+    Some(cbeff::to_xml(&birs).into_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +105,13 @@ async fn abis_serves_mosip_over_activemq() {
     let Some(mut broker) = ActiveMq::start(broker_dir.path()) else {
         return;
     };
-    let share = datashare(documents(&fvc, &att));
-    let env = mosip_env(&broker);
+    let Some(documents) = documents(&fvc, &att) else {
+        return;
+    };
+    let (share, fetched) = datashare_logged(documents);
+    let mut env = mosip_env(&broker, 3);
+    // PendingJobs from what abis received (the broker's count is tested below).
+    env.push(("ABIS__MOSIP__BROKER_STATISTICS", "false".into()));
     let server = start_abis(tempfile::tempdir().unwrap(), &env);
     let mut mosip = Mosip::connect(&broker).await;
 
@@ -271,11 +120,11 @@ async fn abis_serves_mosip_over_activemq() {
     rejected_requests(&mut mosip, &broker).await;
     delete_and_pending_jobs(&mut mosip, &share).await;
     let server = sigkill_in_flight(&mut mosip, &share, server, &env).await;
+    let server = sigterm_drains(&mut mosip, (&share, &fetched), server, &env).await;
 
     // A broker restart: abis reconnects and keeps answering.
     broker.restart();
-    let mut mosip = Mosip::connect(&broker).await;
-    mosip.next = 1000;
+    mosip.reconnect(&broker).await;
     let ping = mosip.request(Operation::Ping);
     assert_eq!(
         mosip.call(ping).await.outcome,
@@ -284,32 +133,72 @@ async fn abis_serves_mosip_over_activemq() {
     drop(server);
 }
 
-/// The datashare's documents: persons a (two captures), b and c, and bad answers.
-fn documents(fvc: &Path, att: &Path) -> HashMap<String, (u16, Vec<u8>)> {
+/// PendingJobs is the request queue's backlog as the broker counts it: 1,000 requests queued
+/// behind it while abis was not running are all pending when abis takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_jobs_counts_the_queue_backlog() {
+    if !support::models_ready() {
+        return;
+    }
+    let broker_dir = tempfile::tempdir().unwrap();
+    let Some(broker) = ActiveMq::start(broker_dir.path()) else {
+        return;
+    };
+    if !broker.statistics_ready() {
+        return;
+    }
+    let mut mosip = Mosip::connect(&broker).await;
+    let pending = mosip.request(Operation::PendingJobs);
+    mosip.send(&pending, MessageKind::Text).await;
+    let mut queued = Vec::new();
+    for i in 0..1000 {
+        let op = [Operation::Ping, Operation::ReferenceCount][i % 2];
+        let r = mosip.request(op);
+        mosip.send(&r, MessageKind::Text).await;
+        queued.push(r.request_id);
+    }
+    // One worker: the broker hands abis nothing behind PendingJobs before it is acknowledged,
+    // so no queued request can be answered (and leave the queue) before it is counted.
+    let server = start_abis(tempfile::tempdir().unwrap(), &mosip_env(&broker, 1));
+    let answer = mosip
+        .answer(&pending.request_id, Duration::from_secs(60))
+        .await;
+    assert_eq!(answer.outcome, Outcome::Success(Answer::JobsCount(1000)));
+    for id in &queued {
+        mosip.answer(id, Duration::from_secs(120)).await;
+    }
+    let idle = mosip.request(Operation::PendingJobs);
+    assert_eq!(
+        mosip.call(idle).await.outcome,
+        Outcome::Success(Answer::JobsCount(0))
+    );
+    drop(server);
+}
+
+/// The datashare's documents: persons a (two captures, fingers in JPEG 2000), b and c (PNG),
+/// and bad answers. `None` (a skip) without `opj_compress`.
+fn documents(fvc: &Path, att: &Path) -> Option<HashMap<String, (u16, Vec<u8>)>> {
     let mut docs = HashMap::new();
+    let person = |fingers, impression, face, jpeg2000| {
+        let capture = Capture {
+            fingers,
+            impression,
+            face,
+            jpeg2000,
+        };
+        person_cbeff(fvc, att, capture)
+    };
     let mut doc = |path: &str, body: Vec<u8>| docs.insert(path.to_string(), (200, body));
-    doc(
-        "/a1",
-        person_cbeff(fvc, att, [101, 102, 103], 1, "s1/1.pgm").into_bytes(),
-    );
-    doc(
-        "/a2",
-        person_cbeff(fvc, att, [101, 102, 103], 2, "s1/2.pgm").into_bytes(),
-    );
-    doc(
-        "/b1",
-        person_cbeff(fvc, att, [104, 105, 106], 1, "s2/1.pgm").into_bytes(),
-    );
-    doc(
-        "/c1",
-        person_cbeff(fvc, att, [107, 108, 109], 1, "s3/1.pgm").into_bytes(),
-    );
+    doc("/a1", person([101, 102, 103], 1, "s1/1.pgm", true)?);
+    doc("/a2", person([101, 102, 103], 2, "s1/2.pgm", true)?);
+    doc("/b1", person([104, 105, 106], 1, "s2/1.pgm", false)?);
+    doc("/c1", person([107, 108, 109], 1, "s3/1.pgm", false)?);
     doc("/notxml", b"%PDF-1.4 not a CBEFF".to_vec());
     doc(
         "/expired",
         br#"{"errors":[{"errorCode":"DAT-SER-006","message":"expired"}]}"#.to_vec(),
     );
-    docs
+    Some(docs)
 }
 
 async fn types_inserts_and_identify(mosip: &mut Mosip, share: &str) {
@@ -474,12 +363,7 @@ async fn delete_and_pending_jobs(mosip: &mut Mosip, share: &str) {
     );
 }
 
-async fn sigkill_in_flight(
-    mosip: &mut Mosip,
-    share: &str,
-    server: Server,
-    env: &[(&'static str, std::ffi::OsString)],
-) -> Server {
+async fn sigkill_in_flight(mosip: &mut Mosip, share: &str, server: Server, env: &Env) -> Server {
     let url = |p: &str| Some(format!("{share}{p}"));
     // SIGKILL with requests in flight, then a restart on the same data: every request answered,
     // any request answered twice answered the same.
@@ -520,18 +404,68 @@ async fn sigkill_in_flight(
         "an Identify sees the Inserts queued before it: {c_ids:?}"
     );
     assert_eq!(c_ids.len(), 3, "ref-k0, k2, k4 hold /c1: {c_ids:?}");
-    for (id, answers) in mosip.answers.lock().unwrap().iter() {
-        let first = &answers[0].1;
-        assert!(
-            answers.iter().all(|a| &a.1 == first),
-            "{id} answered differently: {answers:?}"
-        );
-    }
+    mosip.assert_repeats_identical();
     let count = mosip.request(Operation::ReferenceCount);
     assert_eq!(
         mosip.call(count).await.outcome,
         Outcome::Success(Answer::Count(8))
     );
 
+    server
+}
+
+/// SIGTERM with requests in flight: abis takes no new message, finishes and acknowledges those
+/// in hand, and exits by itself; the rest wait in the broker for the next start. Unlike after a
+/// SIGKILL, no request is delivered (and answered) twice.
+async fn sigterm_drains(
+    mosip: &mut Mosip,
+    (share, fetched): (&str, &Fetched),
+    server: Server,
+    env: &Env,
+) -> Server {
+    let before: usize = mosip.answers.lock().unwrap().values().map(Vec::len).sum();
+    let mut burst = Vec::new();
+    for i in 0..6 {
+        // Each fetch takes a second, so a request whose fetch has begun is in abis's hands.
+        let mut r = mosip.request(Operation::Insert);
+        r.reference_id = Some(format!("ref-t{i}"));
+        r.reference_url = Some(format!("{share}/slow/c1?t{i}"));
+        mosip.send(&r, MessageKind::Text).await;
+        burst.push(r.request_id);
+    }
+    // The signal comes once the last request (taken after the first three) is being fetched.
+    let t0 = std::time::Instant::now();
+    while !fetched.lock().unwrap().iter().any(|p| p.ends_with("?t5")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "abis never took the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, data) = server.stop_keep_data();
+    assert!(
+        status.success(),
+        "abis exits by itself after draining: {status:?}"
+    );
+    // Everything it had taken was answered (and acknowledged) before it exited.
+    for id in &burst {
+        assert!(
+            mosip.answered(id),
+            "{id} was taken before SIGTERM: answered before exit"
+        );
+    }
+    let server = start_abis(data, env);
+    // The count is answered after anything the new process might (wrongly) answer again.
+    let count = mosip.request(Operation::ReferenceCount);
+    assert_eq!(
+        mosip.call(count).await.outcome,
+        Outcome::Success(Answer::Count(14))
+    );
+    let after: usize = mosip.answers.lock().unwrap().values().map(Vec::len).sum();
+    assert_eq!(
+        after - before,
+        burst.len() + 1,
+        "each request of the burst answered exactly once (and the count once)"
+    );
     server
 }

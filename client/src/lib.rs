@@ -21,6 +21,6 @@ pub use channel::{
 };
 pub use commands::{run, ClientArgs};
 pub use error::ClientError;
-pub use load::{LoadArgs, LoadRpc};
+pub use load::{percentile_ms, LoadArgs, LoadRpc};
 pub use samples::looks_like_template;
 pub use synthetic::synthetic_iso_template;

@@ -172,7 +172,8 @@ async fn one(
     r.map(|()| t0.elapsed()).map_err(|s| s.code())
 }
 
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+/// The `p` quantile (0-1) of sorted latencies, in milliseconds (0 when there are none).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -51,6 +51,27 @@ fn lossless_containers_decode_to_identical_pixels() {
     }
 }
 
+/// Lossless JPEG 2000 (what MOSIP's 19794-4 finger records carry), made by OpenJPEG's own
+/// encoder, decodes to the very pixels, through the one OpenJPEG decoder of the engine.
+#[test]
+fn lossless_jpeg2000_decodes_to_identical_pixels() {
+    let img = pattern(388, 374);
+    let Some(jp2) = abis_testkit::openjpeg::jpeg2000(388, 374, img.as_raw(), None) else {
+        return;
+    };
+    let d = decode(&jp2, &Limits::default()).unwrap();
+    assert_eq!(d.format, ImageFormat::Jpeg2000);
+    assert_eq!((d.image.width, d.image.height), (388, 374));
+    assert_eq!(d.image.pixels, img.as_raw().as_slice());
+    // The raw codestream inside the JP2 boxes decodes the same.
+    let soc = jp2
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .unwrap();
+    let raw = decode(&jp2[soc..], &Limits::default()).unwrap();
+    assert_eq!(raw.image.pixels, d.image.pixels);
+}
+
 #[test]
 fn jpeg_decodes_close_to_the_original() {
     let img = pattern(120, 80);

@@ -141,6 +141,20 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const MAX_GALLERY: usize = 100_000;
 
 impl Request {
+    /// A request as MOSIP 1.2 sends it (version 1.1), with no reference, gallery or flags yet.
+    pub fn new(operation: Operation, request_id: String, request_time: String) -> Request {
+        Request {
+            operation,
+            request_id,
+            version: Some("1.1".into()),
+            request_time: Some(request_time),
+            reference_id: None,
+            reference_url: None,
+            gallery: None,
+            flags: Flags::default(),
+        }
+    }
+
     /// Reads one request from a message body.
     pub fn parse(body: &[u8]) -> Result<Request, RequestError> {
         if body.len() > MAX_REQUEST_BYTES {

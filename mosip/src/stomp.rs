@@ -9,10 +9,12 @@
 //! correlates receipts with the frames that asked for them, keeps heart-beats, or lets the
 //! caller choose per frame whether `content-length` is written — the three things the adapter's
 //! delivery guarantee rests on. STOMP frames are simple ([`frame`]), so the client is written
-//! here and tested against a real ActiveMQ.
+//! here and tested against a real ActiveMQ. [`statistics`] asks the broker how deep a queue is.
 
 pub mod client;
 pub mod frame;
+pub mod statistics;
 
 pub use client::{Client, ClientError, Config, Message, MessageKind, Messages};
 pub use frame::{Frame, FrameError};
+pub use statistics::{queue_statistics, QueueStatistics, StatisticsError};

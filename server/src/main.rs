@@ -42,6 +42,9 @@ enum Command {
     /// A partitioned, replicated gallery on NATS JetStream: `init` creates it, `status` shows it.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// MOSIP's ABIS queue: `load` compares it with gRPC on a running server.
+    #[command(subcommand)]
+    Mosip(cli::mosip::MosipCommand),
     /// Talk to a running server: insert, identify, verify, delete, count, get.
     Client(Box<abis_client::ClientArgs>),
 }
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Store(c) => cli::store::run(c),
         Command::Cluster(c) => cli::cluster::run(c),
         Command::Face(c) => cli::face::run(c, &models),
+        Command::Mosip(c) => cli::mosip::run(c),
         Command::Client(a) => abis_client::run(*a).map_err(anyhow::Error::from),
     };
     match result {

@@ -3,7 +3,8 @@
 //!
 //! Read [`run`] top to bottom. By `[cluster] role`:
 //! - **standalone**: open the engines, open the gallery, then serve: security layers, health
-//!   (NOT_SERVING until the gallery is prepared), listen, drain on SIGTERM, checkpoint;
+//!   (NOT_SERVING until the gallery is prepared), listen, drain on SIGTERM (gRPC, then the
+//!   MOSIP adapter's requests in hand), checkpoint;
 //! - **router**: the same service over a cluster (`abis_cluster::Router`): no local gallery;
 //!   writes go to the log, searches to the shards' replicas; it also trims the log;
 //! - **replica**: no models and no API: a shard replica (`abis_cluster::replica`) with its own
@@ -557,9 +558,14 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let adjudication = AdjudicationServer::new(AdjudicationService::new(Arc::clone(&cases)))
         .max_encoding_message_size(config.server.max_message_bytes);
     // MOSIP's queue adapter calls the same service in-process (see `crate::mosip`).
-    if config.mosip.enabled {
-        crate::mosip::spawn(Arc::clone(&service), &config.mosip, &config.server.data_dir)?;
-    }
+    let mosip = match config.mosip.enabled {
+        true => Some(crate::mosip::spawn(
+            Arc::clone(&service),
+            &config.mosip,
+            &config.server.data_dir,
+        )?),
+        false => None,
+    };
     let abis = AbisServer::from_arc(service)
         .max_decoding_message_size(config.server.max_message_bytes)
         .max_encoding_message_size(config.server.max_message_bytes);
@@ -573,9 +579,13 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
 
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let closing = Arc::clone(&limiter);
+    let stop_mosip = mosip.as_ref().map(crate::mosip::Adapter::stopper);
     let shutdown = async move {
         shutdown_signal().await;
         tracing::info!("shutting down: no longer serving, draining requests");
+        if let Some(stop) = stop_mosip {
+            stop.stop();
+        }
         health_reporter
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -608,7 +618,16 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
         );
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let started = std::time::Instant::now();
     drain(server, draining_rx, config.server.shutdown_grace_s).await?;
+    if let Some(adapter) = mosip {
+        // It took no message since the signal; what it holds finishes within what is left of
+        // the same grace.
+        if !adapter.drain(grace.saturating_sub(started.elapsed())).await {
+            tracing::warn!("drain time limit reached: MOSIP requests in hand will be redelivered");
+        }
+    }
     let _ = stop_metrics.send(());
     let _ = stop_page.send(());
     let _ = stop_retention.send(true);

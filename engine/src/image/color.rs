@@ -9,7 +9,8 @@
 //!   sideways would otherwise be searched for an upright face that is not there;
 //! - JPEG 2000 (`.jp2` boxes or a raw `.j2k` codestream) is decoded by OpenJPEG (the `jpeg2k`
 //!   crate with OpenJPEG's C sources built in); sYCC is converted to RGB, sub-sampled components
-//!   are up-sampled, precisions other than 8 bits are rescaled;
+//!   are up-sampled, precisions other than 8 bits are rescaled. The gray path decodes JPEG 2000
+//!   finger images (MOSIP's 19794-4 records) through this same decoder, then takes the luma;
 //! - WSQ (a fingerprint codec) is refused here as [`ImageError::Unsupported`].
 //!
 //! The format is sniffed from magic bytes only; the file name is never trusted.
@@ -100,13 +101,6 @@ pub enum ColorFormat {
 impl ColorFormat {
     /// Identifies the format from its magic bytes.
     pub fn sniff(bytes: &[u8]) -> Option<ColorFormat> {
-        const JP2: &[u8] = &[
-            0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
-        ];
-        const J2K: &[u8] = &[0xFF, 0x4F, 0xFF, 0x51];
-        if bytes.starts_with(JP2) || bytes.starts_with(J2K) {
-            return Some(ColorFormat::Jpeg2000);
-        }
         if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
             return Some(ColorFormat::Webp);
         }
@@ -117,6 +111,7 @@ impl ColorFormat {
             ImageFormat::Tiff => ColorFormat::Tiff,
             ImageFormat::Pnm => ColorFormat::Pnm,
             ImageFormat::Gif => ColorFormat::Gif,
+            ImageFormat::Jpeg2000 => ColorFormat::Jpeg2000,
             ImageFormat::Wsq => return None,
         })
     }
@@ -211,7 +206,7 @@ fn orientation_number(o: image::metadata::Orientation) -> u8 {
 const J2K: &str = "JPEG 2000";
 
 /// OpenJPEG: header first (dimensions checked against the limits), then the pixels.
-fn decode_jpeg2000(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError> {
+pub(super) fn decode_jpeg2000(bytes: &[u8], limits: &Limits) -> Result<RgbImage, ImageError> {
     let corrupt = |detail: String| ImageError::Corrupt {
         format: J2K,
         detail,

@@ -14,7 +14,15 @@ pub enum ImageFormat {
     Pnm,
     Gif,
     Wsq,
+    /// JPEG 2000, JP2 file format or raw codestream (what MOSIP's 19794-4 finger records hold).
+    Jpeg2000,
 }
+
+/// The JP2 file signature box and the start of a raw JPEG 2000 codestream (SOC, SIZ).
+const JP2: &[u8] = &[
+    0, 0, 0, 0x0C, b'j', b'P', b' ', b' ', 0x0D, 0x0A, 0x87, 0x0A,
+];
+const J2K: &[u8] = &[0xFF, 0x4F, 0xFF, 0x51];
 
 impl ImageFormat {
     /// Identifies the format from its magic bytes; the file name is never trusted.
@@ -22,6 +30,8 @@ impl ImageFormat {
         let starts = |m: &[u8]| bytes.starts_with(m);
         if wsq::is_wsq(bytes) {
             Some(ImageFormat::Wsq)
+        } else if starts(JP2) || starts(J2K) {
+            Some(ImageFormat::Jpeg2000)
         } else if starts(b"\x89PNG\r\n\x1a\n") {
             Some(ImageFormat::Png)
         } else if starts(&[0xFF, 0xD8, 0xFF]) {
@@ -47,7 +57,7 @@ impl ImageFormat {
             ImageFormat::Tiff => image::ImageFormat::Tiff,
             ImageFormat::Pnm => image::ImageFormat::Pnm,
             ImageFormat::Gif => image::ImageFormat::Gif,
-            ImageFormat::Wsq => return None,
+            ImageFormat::Wsq | ImageFormat::Jpeg2000 => return None,
         })
     }
 
@@ -60,6 +70,7 @@ impl ImageFormat {
             ImageFormat::Pnm => "PNM",
             ImageFormat::Gif => "GIF",
             ImageFormat::Wsq => "WSQ",
+            ImageFormat::Jpeg2000 => "JPEG 2000",
         }
     }
 }
@@ -85,6 +96,14 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<DecodedImage, ImageError>
             image: w.image,
             format,
             ppi: w.ppi.and_then(plausible_ppi),
+        });
+    }
+    if format == ImageFormat::Jpeg2000 {
+        // The colour path's OpenJPEG decoder, then luma: one JPEG 2000 decoder in the engine.
+        return Ok(DecodedImage {
+            image: super::color::decode_jpeg2000(bytes, limits)?.to_gray(),
+            format,
+            ppi: None,
         });
     }
     let palette = match format {

@@ -13,7 +13,7 @@ pub(super) fn stated_ppi(format: ImageFormat, bytes: &[u8]) -> Option<f32> {
         ImageFormat::Jpeg => jfif_density(bytes),
         ImageFormat::Bmp => bmp_pels_per_meter(bytes),
         ImageFormat::Tiff => tiff_resolution(bytes),
-        ImageFormat::Pnm | ImageFormat::Gif | ImageFormat::Wsq => None,
+        ImageFormat::Pnm | ImageFormat::Gif | ImageFormat::Wsq | ImageFormat::Jpeg2000 => None,
     }
 }
 

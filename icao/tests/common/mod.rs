@@ -155,28 +155,8 @@ pub fn att_face_jpeg2000(subject: u32, n: u32, ratio: u32) -> Option<Vec<u8>> {
 
 /// `image` as JPEG 2000 (JP2) by `opj_compress` at `ratio`:1, or `None` without the tool.
 pub fn jpeg2000(image: &image::DynamicImage, ratio: u32) -> Option<Vec<u8>> {
-    let tool = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("opj_compress"))
-            .find(|p| p.is_file())
-    });
-    let tool = abis_testkit::require(tool, "opj_compress", "make setup installs libopenjp2-tools")?;
-    let dir = tempfile::tempdir().unwrap();
-    let (input, output) = (dir.path().join("face.pgm"), dir.path().join("face.jp2"));
-    image.to_luma8().save(&input).unwrap();
-    let status = std::process::Command::new(tool)
-        .args([
-            "-i".as_ref(),
-            input.as_os_str(),
-            "-o".as_ref(),
-            output.as_os_str(),
-        ])
-        .args(["-r", &ratio.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "opj_compress failed");
-    Some(std::fs::read(output).unwrap())
+    let gray = image.to_luma8();
+    abis_testkit::openjpeg::jpeg2000(gray.width(), gray.height(), gray.as_raw(), Some(ratio))
 }
 
 /// A chip portrait as cards carry it: an ATT face enlarged 4x (368x448) in JPEG 2000 at 6:1

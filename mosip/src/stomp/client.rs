@@ -169,7 +169,7 @@ impl Client {
         let mut buf = Vec::new();
         let connected = tokio::time::timeout(
             config.receipt_timeout,
-            read_frame(&mut reader, &mut buf, config.max_frame),
+            read_frame(&mut reader, &mut buf, config.max_frame, None),
         )
         .await
         .map_err(|_| ClientError::Timeout("CONNECTED"))??;
@@ -212,15 +212,7 @@ impl Client {
         max_frame: usize,
     ) {
         let why = loop {
-            let next = read_frame(&mut reader, &mut buf, max_frame);
-            let frame = match limit {
-                Some(limit) => match tokio::time::timeout(limit, next).await {
-                    Ok(f) => f,
-                    Err(_) => break "heart-beat missed".to_string(),
-                },
-                None => next.await,
-            };
-            let mut frame = match frame {
+            let mut frame = match read_frame(&mut reader, &mut buf, max_frame, limit).await {
                 Ok(f) => f,
                 Err(e) => break e.to_string(),
             };
@@ -296,7 +288,7 @@ impl Client {
     }
 
     /// Writes `frame` with a `receipt` header and waits for the broker's RECEIPT.
-    async fn request(&self, frame: Frame) -> Result<(), ClientError> {
+    pub(crate) async fn request(&self, frame: Frame) -> Result<(), ClientError> {
         let id = self
             .inner
             .next_receipt
@@ -392,17 +384,26 @@ fn error_text(frame: &Frame) -> String {
     format!("{message} {}", body.trim())
 }
 
+/// Reads until `buf` holds a whole frame. `silence`: the longest wait for any byte — a
+/// heart-beat EOL counts, so a quiet but live connection is never taken for a dead one.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buf: &mut Vec<u8>,
     max_frame: usize,
+    silence: Option<Duration>,
 ) -> Result<Frame, ClientError> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         if let Some(frame) = decode(buf, max_frame)? {
             return Ok(frame);
         }
-        let n = reader.read(&mut chunk).await?;
+        let read = reader.read(&mut chunk);
+        let n = match silence {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ClientError::Timeout("heart-beat"))??,
+            None => read.await?,
+        };
         if n == 0 {
             return Err(ClientError::Closed);
         }
@@ -413,6 +414,43 @@ async fn read_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A broker that accepts one connection, agrees heart-beats of `beat_ms` and then sends
+    /// nothing but heart-beat EOLs every `beat_ms / 5` until `for_ms` have passed.
+    async fn quiet_broker(beat_ms: u64, for_ms: u64) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let connected = format!("CONNECTED\nversion:1.2\nheart-beat:{beat_ms},{beat_ms}\n\n\0");
+            socket.write_all(connected.as_bytes()).await.unwrap();
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < Duration::from_millis(for_ms) {
+                tokio::time::sleep(Duration::from_millis(beat_ms / 5)).await;
+                if socket.write_all(b"\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_with_heartbeats_stays_open() {
+        // Heart-beats agreed at 500 ms: silence is fatal after 1.5 s. The broker sends only
+        // EOLs for 4 s: the connection must still be open at 3 s.
+        let addr = quiet_broker(500, 4000).await;
+        let mut config = Config::new(addr);
+        config.heartbeat = Duration::from_millis(500);
+        let (client, _messages) = Client::connect(&config).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !client.is_closed(),
+            "heart-beat EOLs count as signs of life"
+        );
+    }
 
     #[test]
     fn heartbeats_are_negotiated_as_the_spec_says() {

@@ -9,6 +9,7 @@ pub mod finger;
 #[cfg(feature = "eval")]
 pub mod finger_eval;
 pub mod keys;
+pub mod mosip;
 pub mod serve;
 pub mod store;
 

@@ -1,7 +1,9 @@
 //! The consumer: one STOMP session at a time (reconnecting when the broker goes away), requests
 //! handed to at most `workers` concurrent tasks, each answered in the message type it came in
 //! (MOSIP reads answers of the type it sends) and acknowledged only after its answer is
-//! recorded and sent.
+//! recorded and sent. [`Adapter::drain`] (on SIGTERM) stops taking messages, lets the requests
+//! in hand finish and be acknowledged, then disconnects: the broker keeps the rest for the next
+//! start, and nothing is answered twice.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,7 +14,9 @@ use abis_mosip::cbeff;
 use abis_mosip::message::{
     Answer, Candidate, ModalityAnalytics, Operation, Request, RequestError, Response,
 };
-use abis_mosip::stomp::{Client, ClientError, Config as StompConfig, Message, Messages};
+use abis_mosip::stomp::{
+    queue_statistics, Client, ClientError, Config as StompConfig, Message, Messages,
+};
 use abis_proto::v1::abis_server::Abis;
 use abis_proto::v1::{
     identify_request, Candidate as GrpcCandidate, DeleteRequest, IdentifyRequest, InsertRequest,
@@ -48,17 +52,47 @@ struct Context {
     datashare: Datashare,
     limits: cbeff::Limits,
     order: Order,
-    /// Requests received and not yet acknowledged (what PendingJobs reports).
+    /// Requests received and not yet acknowledged (PendingJobs without broker statistics).
     in_flight: AtomicU64,
+    stomp: StompConfig,
+}
+
+/// The running adapter.
+pub struct Adapter {
+    stop: Stopper,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Tells the adapter to take no more messages (from a signal handler, say).
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Adapter {
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Stops taking messages and waits, at most `grace`, until every request in hand is
+    /// answered and acknowledged and the session closed. False when `grace` ran out first.
+    pub async fn drain(self, grace: std::time::Duration) -> bool {
+        self.stop.stop();
+        tokio::time::timeout(grace, self.task).await.is_ok()
+    }
 }
 
 /// Starts the adapter on the current runtime: checks the configuration, opens the ledger under
-/// `data_dir/mosip`, then consumes until the process ends.
+/// `data_dir/mosip`, then consumes until drained.
 pub fn spawn(
     service: Arc<AbisService>,
     config: &MosipConfig,
     data_dir: &Path,
-) -> Result<tokio::task::JoinHandle<()>, AdapterError> {
+) -> Result<Adapter, AdapterError> {
     config.validate().map_err(AdapterError::Config)?;
     let mut stomp = StompConfig::new(config.broker_addr().map_err(AdapterError::Config)?);
     stomp.heartbeat = config.heartbeat();
@@ -80,41 +114,61 @@ pub fn spawn(
         config: config.clone(),
         order: Order::new(),
         in_flight: AtomicU64::new(0),
+        stomp,
     });
-    Ok(tokio::spawn(consume(ctx, stomp)))
+    let (stop, stopping) = watch::channel(false);
+    let task = tokio::spawn(consume(ctx, stopping));
+    Ok(Adapter {
+        stop: Stopper(Arc::new(stop)),
+        task,
+    })
 }
 
-async fn consume(ctx: Arc<Context>, stomp: StompConfig) {
+async fn consume(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let pause = std::time::Duration::from_millis(ctx.config.reconnect_ms);
-    loop {
-        match Client::connect(&stomp).await {
+    let stomp = &ctx.stomp;
+    while !*stop.borrow() {
+        match Client::connect(stomp).await {
             Ok((client, messages)) => {
                 tracing::info!(broker = %stomp.addr, queue = %ctx.config.request_queue, "MOSIP adapter connected");
-                if let Err(e) = session(&ctx, client, messages).await {
-                    tracing::warn!(error = %e, "MOSIP adapter lost the broker; reconnecting");
+                match session(&ctx, client, messages, &mut stop).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MOSIP adapter lost the broker; reconnecting")
+                    }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, broker = %stomp.addr, "MOSIP adapter cannot reach the broker")
             }
         }
-        tokio::time::sleep(pause).await;
+        let _ = tokio::time::timeout(pause, stop.wait_for(|s| *s)).await;
     }
 }
 
+/// One broker session, until the connection fails (an error) or the adapter is drained.
 async fn session(
     ctx: &Arc<Context>,
     client: Client,
     mut messages: Messages,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
     let workers = ctx.config.workers;
     client
         .subscribe(&ctx.config.request_queue, "abis-requests", workers as u32)
         .await?;
     let permits = Arc::new(tokio::sync::Semaphore::new(workers));
-    while let Some(message) = messages.next().await {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
+    loop {
+        // A message taken but not started when the drain begins is left unacknowledged: the
+        // broker hands it to the next session.
+        let next = async {
+            let message = messages.next().await?;
+            let permit = Arc::clone(&permits).acquire_owned().await.ok()?;
+            Some((message, permit))
+        };
+        let (message, permit) = tokio::select! {
+            taken = next => taken.ok_or(ClientError::Closed)?,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let parsed = Request::parse(&message.body);
         // Sequenced in arrival order, before any task runs: an Identify waits for earlier writes.
@@ -129,7 +183,9 @@ async fn session(
             drop(permit);
         });
     }
-    Err(ClientError::Closed)
+    tracing::info!("MOSIP adapter draining: finishing the requests in hand");
+    let _ = permits.acquire_many(workers as u32).await;
+    client.disconnect().await
 }
 
 fn is_write(op: Operation) -> bool {
@@ -213,9 +269,13 @@ async fn answer(ctx: &Context, request: &Request, seq: u64) -> Result<String, Le
     if let Seen::Answered(json) = &seen {
         return Ok(json.clone());
     }
-    if is_write(request.operation) {
+    if request.operation == Operation::Delete {
+        // An Insert needs no such line: run again, it stores the same content, which succeeds.
         ctx.ledger.started(id)?;
-    } else if request.operation == Operation::Identify {
+    } else if matches!(
+        request.operation,
+        Operation::Identify | Operation::ReferenceCount
+    ) {
         ctx.order.wait_for_writes_before(seq).await;
     }
     let retried = seen == Seen::Started;
@@ -231,10 +291,7 @@ async fn execute(ctx: &Context, request: &Request, retried: bool) -> Result<Answ
     let service = ctx.service.as_ref();
     match request.operation {
         Operation::Ping => Ok(Answer::Done),
-        // Everything received before this request and not yet answered (itself excluded).
-        Operation::PendingJobs => Ok(Answer::JobsCount(
-            ctx.in_flight.load(Ordering::SeqCst).saturating_sub(1),
-        )),
+        Operation::PendingJobs => Ok(Answer::JobsCount(pending_jobs(ctx).await)),
         Operation::ReferenceCount => {
             let r = service
                 .reference_count(grpc(ReferenceCountRequest {}))
@@ -255,6 +312,24 @@ async fn execute(ctx: &Context, request: &Request, retried: bool) -> Result<Answ
                 Err(s) if retried && s.code() == Code::NotFound => Ok(Answer::Done),
                 Err(s) => Err(reason(&s)),
             }
+        }
+    }
+}
+
+/// The backlog, this request excluded: with broker statistics every request of the queue not
+/// yet acknowledged (waiting in the broker, or in flight here); without them, or when the broker
+/// does not answer, only those received here and not yet answered.
+async fn pending_jobs(ctx: &Context) -> u64 {
+    let received = ctx.in_flight.load(Ordering::SeqCst).saturating_sub(1);
+    if !ctx.config.broker_statistics {
+        return received;
+    }
+    let queue = &ctx.config.request_queue;
+    match queue_statistics(&ctx.stomp, queue, ctx.config.statistics_timeout()).await {
+        Ok(stats) => stats.size.saturating_sub(1),
+        Err(e) => {
+            tracing::warn!(error = %e, "MOSIP PendingJobs: no broker statistics; answering the requests received here");
+            received
         }
     }
 }

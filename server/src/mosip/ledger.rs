@@ -4,9 +4,10 @@
 //! Why: the broker delivers at least once. A request redelivered after a crash (or a broker
 //! restart) must get the answer already given and change nothing, so every answer is recorded
 //! under its `requestId` before it is sent, and a request that finds its `requestId` here is
-//! answered from the record. A `started` line written before an Insert's or Delete's effect
-//! tells a redelivery that the effect may already have happened (a Delete that then finds
-//! nothing to delete succeeded the first time).
+//! answered from the record. A `started` line written before a Delete's effect tells a
+//! redelivery that the effect may already have happened (a Delete that then finds nothing to
+//! delete succeeded the first time). An Insert needs none: run again, it stores the same content
+//! under the same id, which the store accepts as done.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;

@@ -13,9 +13,13 @@
 //!
 //! Delivery ([`adapter`]): a request is acknowledged to the broker only after its answer is
 //! recorded in a durable ledger ([`ledger`]) and sent; a redelivered request with a known
-//! `requestId` gets the recorded answer and changes nothing. An Identify waits for every Insert
-//! and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
+//! `requestId` gets the recorded answer and changes nothing. An Identify (and a ReferenceCount)
+//! waits for every Insert and Delete received before it. Malformed requests (not JSON, no `requestId`, unknown `id`)
 //! are answered with failure 4 and NACKed, which ActiveMQ moves to the dead-letter queue.
+//! On SIGTERM ([`Adapter::drain`]) it takes no new message, finishes and acknowledges the
+//! requests in hand, and disconnects; the broker keeps the rest.
+//! PendingJobs counts the request queue's backlog as the broker's statistics plugin reports it
+//! (`broker_statistics`), or, without it, the requests received here and not yet answered.
 
 pub mod adapter;
 pub mod datashare;
@@ -27,7 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use adapter::spawn;
+pub use adapter::{spawn, Adapter};
 use datashare::DatashareConfig;
 
 /// `[mosip]`: the MOSIP ABIS queue adapter (documented in `server/config/default.toml`).
@@ -49,6 +53,9 @@ pub struct MosipConfig {
     pub reconnect_ms: u64,
     /// Largest CBEFF document and BIR count accepted.
     pub max_cbeff_birs: usize,
+    /// PendingJobs asks the broker's statistics plugin how deep the request queue is.
+    pub broker_statistics: bool,
+    pub statistics_timeout_ms: u64,
     pub datashare: DatashareConfig,
 }
 
@@ -92,6 +99,10 @@ impl MosipConfig {
 
     fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    fn statistics_timeout(&self) -> Duration {
+        Duration::from_millis(self.statistics_timeout_ms)
     }
 }
 

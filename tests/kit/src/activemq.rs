@@ -1,8 +1,10 @@
 //! A real ActiveMQ broker (Debian's `activemq` package, 5.17) for the MOSIP adapter's tests: run
 //! from the package's jar with a configuration and KahaDB store in a directory the test owns,
-//! only a STOMP connector on a free 127.0.0.1 port (no OpenWire, no web console, no JMX), and a
-//! dead-letter queue `DLQ.<queue>` per queue. SIGKILLed when dropped, also when the test fails;
-//! [`ActiveMq::restart`] kills and starts it again on the same port and store.
+//! only a STOMP connector on a free 127.0.0.1 port (no OpenWire, no web console, no JMX), a
+//! dead-letter queue `DLQ.<queue>` per queue, and the statistics broker plugin (queue depths on
+//! request), with XStream (Debian's `libxstream-java`) on its classpath for the plugin's map
+//! answers, which Debian's broker package leaves out. SIGKILLed when dropped, also when the test
+//! fails; [`ActiveMq::restart`] kills and starts it again on the same port and store.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,8 @@ use crate::require;
 
 /// Where Debian installs the broker.
 const HOME: &str = "/usr/share/activemq";
+/// Where Debian's `libxstream-java` installs its jar.
+const XSTREAM: &str = "/usr/share/java/xstream.jar";
 
 /// The broker's jar and a Java runtime, or a skip (see the crate's rule).
 #[track_caller]
@@ -49,6 +53,8 @@ pub struct ActiveMq {
     dir: PathBuf,
     pub stomp_port: u16,
     child: Option<Child>,
+    /// Whether the statistics plugin can answer (XStream found).
+    statistics: bool,
 }
 
 impl ActiveMq {
@@ -64,10 +70,30 @@ impl ActiveMq {
             dir: dir.to_path_buf(),
             stomp_port: free_ports(1)[0],
             child: None,
+            statistics: false,
         };
         std::fs::write(dir.join("activemq.xml"), broker.config()).expect("write activemq.xml");
+        // The broker adds `<base>/lib` to its classpath.
+        if Path::new(XSTREAM).is_file() {
+            std::fs::create_dir_all(dir.join("lib")).expect("create the broker's lib");
+            std::os::unix::fs::symlink(XSTREAM, dir.join("lib/xstream.jar"))
+                .expect("link XStream into the broker's lib");
+            broker.statistics = true;
+        }
         broker.launch();
         Some(broker)
+    }
+
+    /// Whether the statistics plugin answers (a skip, see the crate's rule, when it cannot).
+    #[track_caller]
+    pub fn statistics_ready(&self) -> bool {
+        let found = self.statistics.then_some(());
+        require(
+            found,
+            "XStream for ActiveMQ's statistics plugin (/usr/share/java/xstream.jar)",
+            "run `make setup` (Debian package libxstream-java)",
+        )
+        .is_some()
     }
 
     /// `host:port` of the STOMP connector.
@@ -84,6 +110,7 @@ impl ActiveMq {
   http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="abis-test"
           dataDirectory="{data}" persistent="true" schedulerSupport="false">
+    <plugins><statisticsBrokerPlugin/></plugins>
     <destinationPolicy><policyMap><policyEntries>
       <policyEntry queue=">"><deadLetterStrategy>
         <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true"/>
@@ -91,7 +118,7 @@ impl ActiveMq {
     </policyEntries></policyMap></destinationPolicy>
     <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
     <transportConnectors>
-      <transportConnector name="stomp" uri="stomp://127.0.0.1:{port}"/>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{port}?transport.tcpNoDelay=true"/>
     </transportConnectors>
   </broker>
 </beans>

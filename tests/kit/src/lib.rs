@@ -16,6 +16,7 @@ pub mod activemq;
 pub mod chromium;
 pub mod http;
 pub mod nats;
+pub mod openjpeg;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
