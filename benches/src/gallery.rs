@@ -40,6 +40,9 @@ pub struct SearchArgs {
     /// Records per segment the band tables let the codes rank; 0: scan every record's codes.
     #[arg(long, default_value_t = 8192)]
     pub band_candidates: usize,
+    /// Probes with fewer fingers scan every code instead of the band tables.
+    #[arg(long, default_value_t = 8)]
+    pub band_min_fingers: usize,
 }
 
 impl SearchArgs {
@@ -56,7 +59,10 @@ impl SearchArgs {
             index_min_fingers: self.index_min_fingers,
             code_stage: match self.band_candidates {
                 0 => CodeStage::Scan,
-                band_candidates => CodeStage::Tables { band_candidates },
+                band_candidates => CodeStage::Tables {
+                    band_candidates,
+                    min_fingers: self.band_min_fingers,
+                },
             },
             retain_prepared: self.exhaustive,
         }

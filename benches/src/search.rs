@@ -137,6 +137,7 @@ pub fn run(a: &Args) -> Result<()> {
             "exhaustive": a.search.exhaustive,
             "code_shortlist": a.search.code_shortlist,
             "band_candidates": a.search.band_candidates,
+            "band_min_fingers": a.search.band_min_fingers,
             "first_stage_p50_ms": stage1_ms.get(stage1_ms.len() / 2),
             "first_stage_p99_ms": stage1_ms.get(stage1_ms.len() * 99 / 100),
             "first_stage_passed_on_mean": passed_on,

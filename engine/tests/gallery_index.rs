@@ -140,7 +140,7 @@ fn indexed_search_returns_what_exhaustive_search_returns() {
     drop(exhaustive);
     // The same files, opened again: the segment's index is read from disk; the first stage
     // through the band tables, then through the scan of every code (their oracle).
-    for code_stage in [CodeStage::default(), CodeStage::Scan] {
+    for code_stage in [tables(), CodeStage::Scan] {
         let indexed = gallery(
             &dir,
             SearchConfig {
@@ -178,8 +178,17 @@ fn indexed_config() -> SearchConfig {
         ten_print_code_shortlist: 24,
         ten_print_shortlist: 8,
         index_min_fingers: 2,
-        code_stage: CodeStage::default(),
+        code_stage: tables(),
         retain_prepared: false,
+    }
+}
+
+/// The band tables for every probe they may serve (four fingers or more; by default only
+/// ten-prints use them), so that these tests compare them with the exhaustive answers.
+fn tables() -> CodeStage {
+    CodeStage::Tables {
+        band_candidates: 8192,
+        min_fingers: 4,
     }
 }
 

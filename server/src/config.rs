@@ -301,6 +301,8 @@ pub struct SearchConfig {
     pub code_shortlist: usize,
     /// Records per segment the band tables let the codes rank; 0: scan every record's codes.
     pub band_candidates: usize,
+    /// Probes with fewer fingers scan every code instead of the band tables (at least 4).
+    pub band_min_fingers: usize,
     /// Records the local structures, and the face scan, each pass to the full matcher.
     pub shortlist: usize,
     /// Probes with at least this many fingers use the ten-print lists below.
@@ -325,7 +327,10 @@ impl SearchConfig {
             index_min_fingers: self.index_min_fingers,
             code_stage: match self.band_candidates {
                 0 => abis_engine::gallery::CodeStage::Scan,
-                band_candidates => abis_engine::gallery::CodeStage::Tables { band_candidates },
+                band_candidates => abis_engine::gallery::CodeStage::Tables {
+                    band_candidates,
+                    min_fingers: self.band_min_fingers,
+                },
             },
             retain_prepared: self.retain_prepared,
         }
@@ -565,6 +570,12 @@ impl Config {
             return Err(value_error(
                 "search.shortlist",
                 "must be between 1 and 100000",
+            ));
+        }
+        if !(4..=10).contains(&self.search.band_min_fingers) {
+            return Err(value_error(
+                "search.band_min_fingers",
+                "must be between 4 and 10 (fewer fingers' bands miss weak mates)",
             ));
         }
         if self.search.band_candidates > 100_000_000 {

@@ -143,7 +143,8 @@ pub(super) struct Indexed<'s> {
     pub recent: Vec<Arc<RecordIndex>>,
 }
 
-/// Probe fingers with codes from which stage 1 goes through the band tables.
+/// Probe fingers with codes below which stage 1 never goes through the band tables, whatever
+/// [`CodeStage::Tables`] says: a weak mate of two or three fingers may share no key at all.
 pub(super) const TABLES_MIN_FINGERS: usize = 4;
 
 /// Segment records per parallel work item of a scan.
@@ -207,20 +208,24 @@ impl<'s> Indexed<'s> {
     }
 
     /// Each probe's best records of the segments: through the band tables for probes with
-    /// [`TABLES_MIN_FINGERS`] codes or more, by the scan for the others (two or three fingers'
-    /// bands miss too many mates: a weak mate may share no key at all) and with
-    /// [`CodeStage::Scan`].
+    /// the stage's `min_fingers` codes or more (at least [`TABLES_MIN_FINGERS`]), by the scan
+    /// for the others and with [`CodeStage::Scan`].
     fn tops(
         &self,
         probes: &[(&ProbeIndex, &Targets)],
         k: usize,
         stage: CodeStage,
     ) -> Vec<Result<Best, GalleryError>> {
-        let CodeStage::Tables { band_candidates } = stage else {
+        let CodeStage::Tables {
+            band_candidates,
+            min_fingers,
+        } = stage
+        else {
             return self.segment_codes(probes, k).into_iter().map(Ok).collect();
         };
+        let min_fingers = min_fingers.max(TABLES_MIN_FINGERS);
         let (tabled, scanned): (Vec<usize>, Vec<usize>) =
-            (0..probes.len()).partition(|&i| probes[i].0.codes.len() >= TABLES_MIN_FINGERS);
+            (0..probes.len()).partition(|&i| probes[i].0.codes.len() >= min_fingers);
         let pick = |idx: &[usize]| idx.iter().map(|&i| probes[i]).collect::<Vec<_>>();
         let by_tables = self.segment_tables(&pick(&tabled), k, band_candidates);
         let by_scan = self.segment_codes(&pick(&scanned), k).into_iter().map(Ok);
