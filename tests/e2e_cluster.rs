@@ -727,6 +727,99 @@ async fn a_replica_behind_the_trimmed_log_copies_a_peer() {
     assert_eq!(e.code(), Code::NotFound);
 }
 
+/// A replica seeded from a backup (`abis store backup` of its stopped store, checked and
+/// restored into an empty data directory) resumes at the backup's log position: it catches up
+/// from the log, copies no peer, and then answers alone like the shard did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restored_from_a_backup_catches_up_from_the_log() {
+    let _serial = SERIAL.lock().await;
+    let Some(nats) = prerequisites() else {
+        return;
+    };
+    let mut cluster = Cluster::start(
+        &nats,
+        Options {
+            shards: 1,
+            routers: 1,
+            ..Options::default()
+        },
+    );
+    let mut router = connect(&cluster.routers[0]).await;
+    for p in 0..30 {
+        insert(&mut router, p).await.unwrap();
+    }
+    cluster.wait_serving(Duration::from_secs(30));
+    cluster.replica(0, 1).stop();
+    let data = cluster.replica(0, 1).data.clone();
+    let backup = cluster.dir.path().join("backup-0b");
+    let store = |args: &[&std::ffi::OsStr]| {
+        let out = cluster.abis().arg("store").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "abis store {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("store JSON")
+    };
+    let taken = store(&[
+        "backup".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--to".as_ref(),
+        backup.as_os_str(),
+    ]);
+    let position = taken["position"].as_u64().expect("backup position");
+    assert!(position >= 30, "the backup holds the 30 inserts: {taken}");
+    assert_eq!(
+        store(&["verify".as_ref(), backup.as_os_str()])["status"],
+        "ok"
+    );
+    // The replica's disk is lost; the backup is all that is left of it.
+    std::fs::remove_dir_all(data.join("gallery")).unwrap();
+    store(&[
+        "restore".as_ref(),
+        "--from".as_ref(),
+        backup.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    // The shard moves on while the replica is away.
+    for p in 30..50 {
+        insert(&mut router, p).await.unwrap();
+    }
+    cluster.replica(0, 1).start();
+    cluster.wait_serving(Duration::from_secs(60));
+    let log = cluster.replica(0, 1).log_text();
+    assert!(
+        !log.contains("store copied from a peer"),
+        "replica-0b copied a peer instead of resuming from its backup"
+    );
+    let resumed: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("replica store opened"))
+        .filter_map(|l| log_field(l, "position")?.parse().ok())
+        .collect();
+    assert_eq!(
+        resumed.last(),
+        Some(&position),
+        "replica-0b resumed at the backup's position"
+    );
+    let s = cluster.status();
+    let (ha, hb) = (
+        Cluster::heartbeat(&s, "replica-0a").unwrap(),
+        Cluster::heartbeat(&s, "replica-0b").unwrap(),
+    );
+    assert_eq!(ha["records"], hb["records"]);
+    assert_eq!(ha["applied"], hb["applied"]);
+    // Only the restored replica answers for the shard now.
+    cluster.replica(0, 0).kill();
+    for p in [0, 29, 30, 49] {
+        let r = identify(&mut router, probe(p)).await.unwrap();
+        assert_eq!(first(&r), Some(id(p).as_str()), "person {p}");
+    }
+    assert_eq!(count(&mut router).await, 50);
+}
+
 /// Waits until shard 0's log is trimmed past `left_at + 1`, where replica-0b left: its heartbeat
 /// expires after the grace, then retention purges past it.
 fn wait_trimmed_past(cluster: &Cluster, left_at: u64) {

@@ -81,6 +81,8 @@ pub async fn run(
         let _ = state.send(ReplicaState::Starting);
         let shard = open(&config).await?;
         let position = shard.gallery().store().replicated_position();
+        // Where it resumes: after a restore from a backup, the backup's position.
+        tracing::info!(shard = config.shard, position, "replica store opened");
         let Some(trim) = until_ok(&mut shutdown, || catalog.trim(config.shard)).await else {
             shard.close(CLOSE_PATIENCE).await;
             return Ok(());
