@@ -618,13 +618,12 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
         );
-    let grace = Duration::from_secs(config.server.shutdown_grace_s);
-    let started = std::time::Instant::now();
     drain(server, draining_rx, config.server.shutdown_grace_s).await?;
     if let Some(adapter) = mosip {
-        // It took no message since the signal; what it holds finishes within what is left of
-        // the same grace.
-        if !adapter.drain(grace.saturating_sub(started.elapsed())).await {
+        // Stopped at the signal; what it holds finishes within the same grace, counted from
+        // the signal.
+        let grace = Duration::from_secs(config.server.shutdown_grace_s);
+        if !adapter.drain(grace).await {
             tracing::warn!("drain time limit reached: MOSIP requests in hand will be redelivered");
         }
     }

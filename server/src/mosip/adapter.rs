@@ -63,13 +63,21 @@ pub struct Adapter {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// When the adapter was first told to stop (`None` while it runs).
+type Stopped = Option<std::time::Instant>;
+
 /// Tells the adapter to take no more messages (from a signal handler, say).
 #[derive(Clone)]
-pub struct Stopper(Arc<watch::Sender<bool>>);
+pub struct Stopper(Arc<watch::Sender<Stopped>>);
 
 impl Stopper {
+    /// Idempotent: the first call's moment is what [`Adapter::drain`]'s grace counts from.
     pub fn stop(&self) {
-        let _ = self.0.send(true);
+        self.0.send_if_modified(|stopped| {
+            let first = stopped.is_none();
+            stopped.get_or_insert_with(std::time::Instant::now);
+            first
+        });
     }
 }
 
@@ -78,11 +86,20 @@ impl Adapter {
         self.stop.clone()
     }
 
-    /// Stops taking messages and waits, at most `grace`, until every request in hand is
-    /// answered and acknowledged and the session closed. False when `grace` ran out first.
+    /// Stops taking messages (if the stopper has not already) and waits until every request in
+    /// hand is answered and acknowledged and the session closed, at most `grace` after the
+    /// first stop (the signal, not this call, which comes after gRPC's own drain). False when
+    /// `grace` ran out first.
     pub async fn drain(self, grace: std::time::Duration) -> bool {
         self.stop.stop();
-        tokio::time::timeout(grace, self.task).await.is_ok()
+        let since = self
+            .stop
+            .0
+            .borrow()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        tokio::time::timeout(grace.saturating_sub(since), self.task)
+            .await
+            .is_ok()
     }
 }
 
@@ -116,7 +133,7 @@ pub fn spawn(
         in_flight: AtomicU64::new(0),
         stomp,
     });
-    let (stop, stopping) = watch::channel(false);
+    let (stop, stopping) = watch::channel(None);
     let task = tokio::spawn(consume(ctx, stopping));
     Ok(Adapter {
         stop: Stopper(Arc::new(stop)),
@@ -124,10 +141,10 @@ pub fn spawn(
     })
 }
 
-async fn consume(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+async fn consume(ctx: Arc<Context>, mut stop: watch::Receiver<Stopped>) {
     let pause = std::time::Duration::from_millis(ctx.config.reconnect_ms);
     let stomp = &ctx.stomp;
-    while !*stop.borrow() {
+    while stop.borrow().is_none() {
         match Client::connect(stomp).await {
             Ok((client, messages)) => {
                 tracing::info!(broker = %stomp.addr, queue = %ctx.config.request_queue, "MOSIP adapter connected");
@@ -142,7 +159,7 @@ async fn consume(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, broker = %stomp.addr, "MOSIP adapter cannot reach the broker")
             }
         }
-        let _ = tokio::time::timeout(pause, stop.wait_for(|s| *s)).await;
+        let _ = tokio::time::timeout(pause, stop.wait_for(Option::is_some)).await;
     }
 }
 
@@ -151,7 +168,7 @@ async fn session(
     ctx: &Arc<Context>,
     client: Client,
     mut messages: Messages,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Stopped>,
 ) -> Result<(), ClientError> {
     let workers = ctx.config.workers;
     client
@@ -168,7 +185,7 @@ async fn session(
         };
         let (message, permit) = tokio::select! {
             taken = next => taken.ok_or(ClientError::Closed)?,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.wait_for(Option::is_some) => break,
         };
         let parsed = Request::parse(&message.body);
         // Sequenced in arrival order, before any task runs: an Identify waits for earlier writes.
