@@ -700,13 +700,7 @@ async fn a_replica_behind_the_trimmed_log_copies_a_peer() {
         "replica-0b did not bootstrap:\n{}",
         cluster::tail(&cluster.replica(0, 1).log)
     );
-    let s = cluster.status();
-    let (ha, hb) = (
-        Cluster::heartbeat(&s, "replica-0a").unwrap(),
-        Cluster::heartbeat(&s, "replica-0b").unwrap(),
-    );
-    assert_eq!(ha["records"], hb["records"]);
-    assert_eq!(ha["applied"], hb["applied"]);
+    assert_replicas_level(&cluster, "replica-0a", "replica-0b");
     // Only the copy answers for shard 0 now.
     cluster.replica(0, 0).kill();
     for (k, p) in [trimmed_person, 79, 200].into_iter().enumerate() {
@@ -804,13 +798,7 @@ async fn a_replica_restored_from_a_backup_catches_up_from_the_log() {
         Some(&position),
         "replica-0b resumed at the backup's position"
     );
-    let s = cluster.status();
-    let (ha, hb) = (
-        Cluster::heartbeat(&s, "replica-0a").unwrap(),
-        Cluster::heartbeat(&s, "replica-0b").unwrap(),
-    );
-    assert_eq!(ha["records"], hb["records"]);
-    assert_eq!(ha["applied"], hb["applied"]);
+    assert_replicas_level(&cluster, "replica-0a", "replica-0b");
     // Only the restored replica answers for the shard now.
     cluster.replica(0, 0).kill();
     for p in [0, 29, 30, 49] {
@@ -818,6 +806,17 @@ async fn a_replica_restored_from_a_backup_catches_up_from_the_log() {
         assert_eq!(first(&r), Some(id(p).as_str()), "person {p}");
     }
     assert_eq!(count(&mut router).await, 50);
+}
+
+/// Replicas `a` and `b` hold the same records and have applied the log to the same position.
+fn assert_replicas_level(cluster: &Cluster, a: &str, b: &str) {
+    let s = cluster.status();
+    let (ha, hb) = (
+        Cluster::heartbeat(&s, a).unwrap(),
+        Cluster::heartbeat(&s, b).unwrap(),
+    );
+    assert_eq!(ha["records"], hb["records"]);
+    assert_eq!(ha["applied"], hb["applied"]);
 }
 
 /// Waits until shard 0's log is trimmed past `left_at + 1`, where replica-0b left: its heartbeat
