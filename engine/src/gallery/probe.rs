@@ -140,7 +140,8 @@ impl SearchConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeStage {
     /// Per segment, the `band_candidates` records sharing the most band keys with the probe
-    /// (sub-linear: what it reads grows with the look-alikes, not with the gallery), for probes
+    /// (what it reads is the postings of the probe's keys: linear in the gallery, far below the
+    /// scan), for probes
     /// with at least `min_fingers` finger codes (never fewer than four); the others scan. Four
     /// to seven fingers' bands miss weak mates that their codes would rank: at 100,000
     /// synthetic people the tables lost 24 of 1,000 four-finger mates, the scan 2 (docs/scale.md,

@@ -601,7 +601,7 @@ impl SegmentIndex {
         )
     }
 
-    /// The segment's band tables (the sub-linear first stage).
+    /// The segment's band tables (the first stage of ten-print searches).
     pub fn bands(&self) -> &BandTables {
         &self.bands
     }
