@@ -222,7 +222,12 @@ pub fn run(a: &Args) -> Result<()> {
         bail!("--block must be at least 1");
     }
     let started = Instant::now();
-    let g = open(&a.data, &a.manifest, a.search.config())?;
+    let g = open(
+        &a.data,
+        &a.manifest,
+        a.search.config(),
+        a.search.store_config()?,
+    )?;
     let n = pop.records();
     let join = a.modality == Modality::Finger && !a.search_each;
     let settings = DedupSettings::for_scope(n, a.expected_false_pairs);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use abis_engine::face::{Calibration, FaceManifest};
 use abis_engine::gallery::{CodeStage, FaceScorer, Gallery, SearchConfig};
 use abis_engine::matcher::Matcher;
+use abis_engine::store::encryption::Keyring;
 use abis_engine::store::StoreConfig;
 use abis_engine::synth::FACE_DIM;
 use anyhow::{Context, Result};
@@ -43,9 +44,30 @@ pub struct SearchArgs {
     /// Probes with fewer fingers scan every code instead of the band tables.
     #[arg(long, default_value_t = 8)]
     pub band_min_fingers: usize,
+    /// Key file of an encrypted gallery (`abis store keygen`, then `abis store rekey`).
+    #[arg(long)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// MiB of decrypted blocks an encrypted gallery caches.
+    #[arg(long, default_value_t = 256)]
+    pub encrypted_cache_mib: usize,
 }
 
 impl SearchArgs {
+    /// How a harness opens the store: never writing (no background checkpoints), sealed with
+    /// the key file when one is given.
+    pub fn store_config(&self) -> Result<StoreConfig> {
+        let mut cfg = StoreConfig::new(FACE_DIM);
+        cfg.background = false;
+        cfg.encryption = self
+            .key_file
+            .as_deref()
+            .map(Keyring::load)
+            .transpose()
+            .context("loading the key file")?;
+        cfg.encrypted_cache_bytes = self.encrypted_cache_mib << 20;
+        Ok(cfg)
+    }
+
     /// The engine's search configuration: the index at any gallery size unless exhaustive
     /// (then prepared templates are kept, as a small gallery would).
     pub fn config(&self) -> SearchConfig {
@@ -69,16 +91,19 @@ impl SearchArgs {
     }
 }
 
-/// The gallery under `data`, opened with the face calibration of `manifest` (when it has one)
-/// and `search`, its missing indexes rebuilt and its recent records indexed.
-pub fn open(data: &Path, manifest: &Path, search: SearchConfig) -> Result<Gallery> {
+/// The gallery under `data`, opened with the face calibration of `manifest` (when it has one),
+/// `search` and the store configuration `cfg` ([`SearchArgs::store_config`]), its missing
+/// indexes rebuilt and its recent records indexed.
+pub fn open(
+    data: &Path,
+    manifest: &Path,
+    search: SearchConfig,
+    cfg: StoreConfig,
+) -> Result<Gallery> {
     let scorer = face_calibration(manifest).ok().map(|c| {
         let scorer: FaceScorer = Arc::new(move |cos| c.score(cos));
         scorer
     });
-    let mut cfg = StoreConfig::new(FACE_DIM);
-    // A harness never writes: no background checkpoints.
-    cfg.background = false;
     let (g, _) = Gallery::open(store_dir(data), cfg, Matcher::new(), scorer)
         .with_context(|| format!("opening the gallery under {}", data.display()))?;
     let g = g.with_search(search);
@@ -94,6 +119,18 @@ pub fn face_calibration(path: &Path) -> Result<Calibration> {
         .clone()
         .context("the face embedder has no calibration in the manifest")?;
     Ok(Calibration::from_spec(&spec)?)
+}
+
+/// Resident anonymous memory of this process (RssAnon: heap, decrypted data; not the page cache
+/// a mapped file shares with the kernel).
+pub fn rss_anon_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("RssAnon:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// Resident memory of this process (VmRSS).

@@ -21,7 +21,7 @@ use abis_engine::synth::FaceModel;
 use anyhow::{bail, Result};
 use serde_json::json;
 
-use crate::gallery::{dir_bytes, open, rss_bytes, SearchArgs};
+use crate::gallery::{dir_bytes, open, rss_anon_bytes, rss_bytes, SearchArgs};
 use crate::population::{store_dir, Population};
 use crate::progress;
 
@@ -99,9 +99,10 @@ pub fn run(a: &Args) -> Result<()> {
         ..a.search.config()
     };
     let opened = Instant::now();
-    let g = open(&a.data, &a.manifest, search)?;
+    let g = open(&a.data, &a.manifest, search, a.search.store_config()?)?;
     let open_s = opened.elapsed().as_secs_f64();
     let rss_open = rss_bytes();
+    let rss_anon_open = rss_anon_bytes();
     let probes = probes(&pop, a);
     let options = IdentifyOptions::default();
     let bar = progress::bar(probes.len() as u64, "searches");
@@ -117,6 +118,7 @@ pub fn run(a: &Args) -> Result<()> {
     let single_s = started.elapsed().as_secs_f64();
     bar.finish();
     let rss_searched = rss_bytes();
+    let rss_anon_searched = rss_anon_bytes();
     let batch_s = if a.batch > 0 {
         Some(batch_run(&g, &probes, &single, a.batch)?)
     } else {
@@ -162,6 +164,9 @@ pub fn run(a: &Args) -> Result<()> {
             "open_and_warm_s": open_s,
             "rss_after_open_bytes": rss_open,
             "rss_after_search_bytes": rss_searched,
+            "rss_anon_after_open_bytes": rss_anon_open,
+            "rss_anon_after_search_bytes": rss_anon_searched,
+            "encrypted": a.search.key_file.is_some(),
             "gallery_bytes": dir_bytes(&gallery_dir, ""),
             "resident_code_bytes_per_record": codes_bytes as f64 / records.max(1) as f64,
         })

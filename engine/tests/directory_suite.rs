@@ -125,10 +125,36 @@ fn written_bytes_read_back_and_map_aligned() {
             put(dir.as_ref(), name, &bytes);
             assert_eq!(dir.read(name).unwrap(), bytes, "{kind}: read {name}");
             let mapped = dir.map(name).unwrap();
-            assert_eq!(&mapped[..], &bytes[..], "{kind}: map {name}");
+            assert_eq!(mapped.len(), len, "{kind}: map {name}");
+            assert_eq!(
+                &mapped.read(0..len).unwrap()[..],
+                &bytes[..],
+                "{kind}: map {name}"
+            );
+            if let Some(whole) = mapped.whole() {
+                assert!(
+                    (whole.as_ptr() as usize).is_multiple_of(64) || whole.is_empty(),
+                    "{kind}: {name} mapped unaligned"
+                );
+            }
+            // Ranges inside one block, across blocks, at the ends; a resident copy aligned.
+            for (a, b) in [
+                (0, 1),
+                (16_380, 16_400),
+                (5, 70_000),
+                (len / 2, len),
+                (len, len),
+            ] {
+                if b <= len {
+                    let got = mapped.read(a..b).unwrap();
+                    assert_eq!(&got[..], &bytes[a..b], "{kind}: {name} {a}..{b}");
+                    let copy = mapped.copy_range(a..b).unwrap();
+                    assert_eq!(copy.whole(), Some(&bytes[a..b]), "{kind}: {name} {a}..{b}");
+                }
+            }
             assert!(
-                (mapped.as_ptr() as usize).is_multiple_of(64) || mapped.is_empty(),
-                "{kind}: {name} mapped unaligned"
+                mapped.read(0..len + 1).is_err(),
+                "{kind}: read past the end"
             );
         }
         assert_eq!(names(dir.as_ref()), ["empty", "large", "small"], "{kind}");

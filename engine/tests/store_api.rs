@@ -195,7 +195,9 @@ fn store_snapshot_is_immutable_and_scannable() {
     let faces = seg.faces().unwrap();
     let fingers = seg.fingers().unwrap();
     assert_eq!(faces.dim(), DIM);
-    let (m, stride) = faces.f32_matrix();
+    let (m, stride) = faces
+        .f32_matrix()
+        .expect("a plaintext segment is read in place");
     assert_eq!(m.as_ptr() as usize % 64, 0);
     assert_eq!(stride % 16, 0);
     let mut rows = 0;
@@ -205,18 +207,18 @@ fn store_snapshot_is_immutable_and_scannable() {
         assert_eq!(range.len(), r.faces.len());
         for (row, face) in range.zip(&r.faces) {
             rows += 1;
-            assert_eq!(faces.row(row), &face[..]);
+            assert_eq!(&faces.row(row).unwrap()[..], &face[..]);
             assert_eq!(faces.row_owner(row), ord);
             let sc = faces.scale(row);
             for (q, x) in faces.row_i8(row).iter().zip(face) {
                 assert!((f32::from(*q) * sc - x).abs() <= sc * 0.5 + 1e-6);
             }
         }
-        let fs: Vec<_> = fingers.of_record(ord).collect();
+        let fs: Vec<_> = fingers.of_record(ord).map(Result::unwrap).collect();
         assert_eq!(fs.len(), r.fingers.len());
         for ((pos, t), f) in fs.iter().zip(&r.fingers) {
             assert_eq!(*pos, f.position);
-            assert_eq!(*t, &f.template[..]);
+            assert_eq!(&t[..], &f.template[..]);
         }
     }
     assert_eq!(rows, faces.rows());
@@ -235,7 +237,7 @@ fn store_segment_corruption_is_a_typed_error() {
     }
     let seg = "seg-0000000001.seg";
     let len = dir.file_len(seg).unwrap();
-    let parts = segment::layout(&dir.map(seg).unwrap()).expect("segment layout");
+    let parts = segment::layout(&dir.read(seg).unwrap()).expect("segment layout");
     let part = |name: &str| {
         parts
             .iter()

@@ -50,14 +50,20 @@ fn measure(n: usize, dim: usize, fingers: usize, print: bool) {
 
     // A plain exact scan: dot product of one probe against every row, in place.
     let probe: Vec<f32> = if dim > 0 {
-        faces.row(n / 3).to_vec()
+        faces.row(n / 3).unwrap().to_vec()
     } else {
         Vec::new()
     };
     let t = Instant::now();
     let mut best = (f32::MIN, 0usize);
     for row in 0..faces.rows() {
-        let d: f32 = faces.row(row).iter().zip(&probe).map(|(a, b)| a * b).sum();
+        let d: f32 = faces
+            .row(row)
+            .unwrap()
+            .iter()
+            .zip(&probe)
+            .map(|(a, b)| a * b)
+            .sum();
         if d > best.0 {
             best = (d, row);
         }

@@ -247,6 +247,8 @@ pub struct ModelsConfig {
 pub struct StoreConfig {
     /// Key file that seals the gallery at rest (`abis store keygen`); absent: plaintext.
     pub encryption_key_file: Option<PathBuf>,
+    /// MiB of decrypted blocks an encrypted gallery caches (see the engine's `encryption`).
+    pub encrypted_cache_mib: u64,
     /// Records kept in the log before a segment (and its index files) is written: bounds the
     /// records whose index entries a restart recomputes.
     pub memtable_max_records: usize,
@@ -609,6 +611,12 @@ impl Config {
             return Err(value_error(
                 "store.memtable_max_records",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.store.encrypted_cache_mib) {
+            return Err(value_error(
+                "store.encrypted_cache_mib",
+                "must be between 1 and 1048576",
             ));
         }
         if self.store.max_merge_bytes < 1 << 20 {

@@ -33,15 +33,13 @@
 //! that names no record of the segment is an error when it is read. Wide records (see
 //! [`super::segment_index::WIDE`]) and absent or empty codes have no entries.
 
-use std::sync::Arc;
-
 use rayon::prelude::*;
 
 use super::code::SLOTS;
 use super::segment_index::{
     round_up, u32_at, u64_at, IndexFileError, ProbeCodes, POSITIONS, RECORD_CODE_BYTES, WIDE,
 };
-use crate::store::FileBytes;
+use crate::store::Resident;
 
 /// Two-byte bands per finger code.
 pub const BANDS: usize = SLOTS / 2;
@@ -258,7 +256,7 @@ impl Layout {
 /// An opened, verified band file.
 #[derive(Clone)]
 pub struct BandTables {
-    bytes: Arc<FileBytes>,
+    bytes: Resident,
     layout: Layout,
     n: usize,
     segment: u64,
@@ -272,11 +270,7 @@ impl std::fmt::Debug for BandTables {
 
 impl BandTables {
     /// Checks `bytes` as the band tables of segment `segment` with `n` records.
-    pub fn open(
-        bytes: Arc<FileBytes>,
-        segment: u64,
-        n: usize,
-    ) -> Result<BandTables, IndexFileError> {
+    pub fn open(bytes: Resident, segment: u64, n: usize) -> Result<BandTables, IndexFileError> {
         let damaged = |d: &str| IndexFileError::Damaged {
             segment,
             detail: format!("band tables: {d}"),
@@ -308,7 +302,7 @@ impl BandTables {
             }
         }
         let tables = BandTables {
-            bytes: Arc::clone(&bytes),
+            bytes: bytes.clone(),
             layout,
             n,
             segment,
@@ -495,7 +489,7 @@ mod tests {
     }
 
     fn open(b: &[u8], segment: u64, n: usize) -> Result<BandTables, IndexFileError> {
-        BandTables::open(Arc::new(FileBytes::from_slice(b)), segment, n)
+        BandTables::open(Resident::from_slice(b), segment, n)
     }
 
     /// The votes a record gets, counted directly from the codes.

@@ -41,8 +41,8 @@ use super::bands::BandTables;
 use super::code::{equal_bytes, FingerCode, CHANCE, SLOTS};
 use super::local::LocalForm;
 use crate::store::{
-    Companion, CompanionData, CompanionError, FileBytes, FileWriter, FingerEntry, Origin, Record,
-    SegmentView,
+    Companion, CompanionData, CompanionError, FileBytes, FileSlice, FileWriter, FingerEntry,
+    Origin, Record, Resident, SegmentView,
 };
 use crate::template::{decode_native, FingerPosition, TemplateError};
 
@@ -455,14 +455,16 @@ pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
 /// An opened, verified segment index.
 #[derive(Clone)]
 pub struct SegmentIndex {
-    codes: Arc<FileBytes>,
+    codes: Resident,
+    /// Read on demand: only the records a search shortlists are touched.
     forms: Arc<FileBytes>,
+    /// (F+1) offsets of the forms in the blob.
+    form_index: Resident,
     bands: BandTables,
     n: usize,
     f: usize,
     presence_at: usize,
     flags_at: usize,
-    index_at: usize,
     blob_len: usize,
     segment: u64,
 }
@@ -479,9 +481,11 @@ impl std::fmt::Debug for SegmentIndex {
 
 impl SegmentIndex {
     /// Checks the three files (codes, forms, bands) as the index of segment `segment` with `n`
-    /// records and `f` finger entries, verifying everything a search reads.
+    /// records and `f` finger entries, verifying everything a search reads. The codes, the band
+    /// tables and the form index are held resident (decrypted once when sealed); the forms
+    /// themselves are read on demand, each with its own checksum.
     pub fn open(
-        [codes, forms, bands]: [Arc<FileBytes>; 3],
+        [codes, forms, bands]: [FileBytes; 3],
         segment: u64,
         n: usize,
         f: usize,
@@ -490,11 +494,23 @@ impl SegmentIndex {
             segment,
             detail: d.to_string(),
         };
-        let (c, m): (&[u8], &[u8]) = (&codes, &forms);
+        let unreadable = |e: std::io::Error| IndexFileError::Damaged {
+            segment,
+            detail: e.to_string(),
+        };
+        let codes = Resident::whole(Arc::new(codes)).map_err(unreadable)?;
+        let forms = Arc::new(forms);
+        let c: &[u8] = &codes;
         check_header(c, CODES_MAGIC, segment, n, f, &damaged)?;
-        check_header(m, FORMS_MAGIC, segment, n, f, &damaged)?;
+        let m_len = forms.len();
+        if m_len < HEADER_LEN + FOOTER_LEN {
+            return Err(damaged("not a finger index file"));
+        }
+        let m_head = forms.read(0..HEADER_LEN + FOOTER_LEN).map_err(unreadable)?;
+        check_header(&m_head, FORMS_MAGIC, segment, n, f, &damaged)?;
         let cf = read_footer(c, CODES_END, &damaged)?;
-        let ff = read_footer(m, FORMS_END, &damaged)?;
+        let m_tail = forms.read(m_len - FOOTER_LEN..m_len).map_err(unreadable)?;
+        let ff = read_footer(&m_tail, FORMS_END, &damaged)?;
         let codes_len = n * RECORD_CODE_BYTES;
         let presence_at = round_up(HEADER_LEN + codes_len);
         let flags_at = round_up(presence_at + 2 * n);
@@ -516,22 +532,25 @@ impl SegmentIndex {
         if index_at
             .checked_add(index_len)
             .map(|e| round_up(e) + FOOTER_LEN)
-            != Some(m.len())
+            != Some(m_len)
         {
             return Err(damaged("forms file length"));
         }
-        if crc32fast::hash(&m[index_at..index_at + index_len]) != u32_at(ff, 8) {
+        let form_index =
+            Resident::part(&forms, index_at..index_at + index_len).map_err(unreadable)?;
+        if crc32fast::hash(&form_index) != u32_at(ff, 8) {
             return Err(damaged("form index checksum mismatch"));
         }
+        let bands = Resident::whole(Arc::new(bands)).map_err(unreadable)?;
         let index = SegmentIndex {
-            codes: Arc::clone(&codes),
-            forms: Arc::clone(&forms),
+            codes,
+            forms,
+            form_index,
             bands: BandTables::open(bands, segment, n)?,
             n,
             f,
             presence_at,
             flags_at,
-            index_at,
             blob_len,
             segment,
         };
@@ -622,11 +641,11 @@ impl SegmentIndex {
     }
 
     fn form_offset(&self, e: usize) -> usize {
-        u64_at(&self.forms, self.index_at + e * 8) as usize
+        u64_at(&self.form_index, e * 8) as usize
     }
 
     /// The encoded form of finger entry `e` (segment finger-table order), checksum verified.
-    pub fn form_bytes(&self, e: usize) -> Result<&[u8], IndexFileError> {
+    pub fn form_bytes(&self, e: usize) -> Result<FileSlice<'_>, IndexFileError> {
         let damaged = |d: &str| IndexFileError::Damaged {
             segment: self.segment,
             detail: d.to_string(),
@@ -638,17 +657,27 @@ impl SegmentIndex {
         if end < start + 4 || end > self.blob_len {
             return Err(damaged("form bounds"));
         }
-        let raw = &self.forms[HEADER_LEN + start..HEADER_LEN + end];
+        let raw = self
+            .forms
+            .read(HEADER_LEN + start..HEADER_LEN + end)
+            .map_err(|err| damaged(&format!("forms: {err}")))?;
         let (crc, form) = raw.split_at(4);
         if crc32fast::hash(form) != u32_at(crc, 0) {
             return Err(damaged("form checksum mismatch"));
         }
-        Ok(form)
+        Ok(match raw {
+            FileSlice::Borrowed(b) => FileSlice::Borrowed(&b[4..]),
+            FileSlice::Block(b, r) => FileSlice::Block(b, r.start + 4..r.end),
+            FileSlice::Owned(mut v) => {
+                v.drain(..4);
+                FileSlice::Owned(v)
+            }
+        })
     }
 
     /// The decoded form of finger entry `e`.
     pub fn form(&self, e: usize) -> Result<LocalForm, IndexFileError> {
-        LocalForm::decode(self.form_bytes(e)?).map_err(|err| IndexFileError::Damaged {
+        LocalForm::decode(&self.form_bytes(e)?).map_err(|err| IndexFileError::Damaged {
             segment: self.segment,
             detail: err.to_string(),
         })
@@ -674,7 +703,7 @@ impl SegmentIndex {
             })
         });
         let forms = entries
-            .map(|e| self.form_bytes(e).map(<[u8]>::to_vec))
+            .map(|e| self.form_bytes(e).map(FileSlice::into_vec))
             .collect::<Result<_, _>>()?;
         Ok(RecordIndex {
             codes,
@@ -723,12 +752,7 @@ mod tests {
         n: usize,
         f: usize,
     ) -> Result<SegmentIndex, IndexFileError> {
-        SegmentIndex::open(
-            [c, m, b].map(|x| Arc::new(FileBytes::from_slice(x))),
-            segment,
-            n,
-            f,
-        )
+        SegmentIndex::open([c, m, b].map(FileBytes::from_slice), segment, n, f)
     }
 
     #[test]
@@ -776,7 +800,7 @@ mod tests {
             if let Ok(i) = open(&c, &bad, &b, 7, records.len(), f) {
                 for e in 0..f {
                     if let Ok(form) = i.form_bytes(e) {
-                        assert_eq!(form, index.form_bytes(e).unwrap(), "flip at {at}");
+                        assert_eq!(&form[..], &index.form_bytes(e).unwrap()[..], "flip at {at}");
                     }
                 }
             }
@@ -903,16 +927,23 @@ const BUILD_BATCH: usize = 512;
 
 /// A record's index entries computed from its finger templates in a segment.
 fn from_templates(
+    segment: u64,
     fingers: &crate::store::FingerTemplates<'_>,
     ord: usize,
 ) -> Result<Arc<RecordIndex>, IndexFileError> {
     let entries: Vec<FingerEntry> = fingers
         .of_record(ord)
-        .map(|(position, t)| FingerEntry {
-            position,
-            template: t.to_vec(),
+        .map(|r| {
+            r.map(|(position, t)| FingerEntry {
+                position,
+                template: t.into_vec(),
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| IndexFileError::Segment {
+            segment,
+            detail: e.to_string(),
+        })?;
     Ok(Arc::new(RecordIndex::of(&entries)?))
 }
 
@@ -921,6 +952,7 @@ impl FingerIndexFiles {
     /// from when that place already holds them, computed from templates otherwise.
     fn entry(
         &self,
+        segment: u64,
         fingers: &crate::store::FingerTemplates<'_>,
         ord: usize,
         origin: Origin<'_>,
@@ -934,11 +966,11 @@ impl FingerIndexFiles {
                     Some(old) => old
                         .record_index(o, old_fingers.record_entries(o))
                         .map(Arc::new),
-                    None => from_templates(&old_fingers, o),
+                    None => from_templates(view.id(), &old_fingers, o),
                 }
             }
             Origin::Memory(r) => Ok(self.recent.take(r)?),
-            Origin::Rebuild => from_templates(fingers, ord),
+            Origin::Rebuild => from_templates(segment, fingers, ord),
         }
     }
 }
@@ -970,7 +1002,7 @@ impl Companion for FingerIndexFiles {
         let files: [FileBytes; 3] = files
             .try_into()
             .map_err(|f: Vec<FileBytes>| CompanionError::new(IndexFileError::Files(f.len())))?;
-        SegmentIndex::open(files.map(Arc::new), segment.id(), segment.len(), fingers)
+        SegmentIndex::open(files, segment.id(), segment.len(), fingers)
             .map(|i| Arc::new(i) as CompanionData)
             .map_err(CompanionError::new)
     }
@@ -1004,7 +1036,7 @@ impl FingerIndexFiles {
             let end = (start + BUILD_BATCH).min(n);
             let batch: Vec<Result<Arc<RecordIndex>, IndexFileError>> = (start..end)
                 .into_par_iter()
-                .map(|o| self.entry(&fingers, o, origin(o)))
+                .map(|o| self.entry(segment.id(), &fingers, o, origin(o)))
                 .collect();
             for r in batch {
                 w.push(&*r?)?;

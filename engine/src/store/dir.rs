@@ -12,8 +12,9 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Lock file taken by [`FsDirectory::open`] so two processes never share a store.
 pub const LOCK_FILE: &str = "LOCK";
@@ -82,15 +83,17 @@ struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    fn from_slice(data: &[u8]) -> Self {
-        let mut blocks = vec![Block([0; 64]); data.len().div_ceil(64)];
-        for (b, c) in blocks.iter_mut().zip(data.chunks(64)) {
-            b.0[..c.len()].copy_from_slice(c);
-        }
+    fn zeroed(len: usize) -> Self {
         AlignedBuf {
-            blocks,
-            len: data.len(),
+            blocks: vec![Block([0; 64]); len.div_ceil(64)],
+            len,
         }
+    }
+
+    fn from_slice(data: &[u8]) -> Self {
+        let mut b = AlignedBuf::zeroed(data.len());
+        b.as_mut_slice().copy_from_slice(data);
+        b
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -98,14 +101,37 @@ impl AlignedBuf {
         // (Block is repr(C) over a byte array, no padding) and `len <= blocks.len() * 64`.
         unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), self.len) }
     }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// A file whose plaintext is produced block by block on demand (a sealed file read in
+/// authenticated blocks, see [`super::encryption`]): blocks of `block_len` bytes, the last one
+/// shorter or equal.
+pub(crate) trait BlockSource: Send + Sync + fmt::Debug {
+    /// Plaintext length of the file.
+    fn len(&self) -> usize;
+    /// Plaintext bytes per block (every block but the last).
+    fn block_len(&self) -> usize;
+    /// Block `k`, through the directory's bounded block cache.
+    fn block(&self, k: usize) -> io::Result<Arc<[u8]>>;
+    /// Block `k` appended to `out`, bypassing the cache (a whole-file read would only evict
+    /// what searches use).
+    fn block_uncached(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
 enum Repr {
     Map(memmap2::Mmap),
     Heap(AlignedBuf),
+    Blocks(Arc<dyn BlockSource>),
 }
 
-/// Read-only bytes of a file: a memory map, or an aligned heap copy.
+/// Read-only bytes of a file: a memory map, an aligned heap copy, or (a sealed file) blocks
+/// decrypted on demand. [`FileBytes::whole`] gives the first two in place; [`FileBytes::read`]
+/// works for all three.
 pub struct FileBytes(Repr);
 
 impl FileBytes {
@@ -114,30 +140,220 @@ impl FileBytes {
         FileBytes(Repr::Heap(AlignedBuf::from_slice(data)))
     }
 
-    /// Whether the bytes are memory-mapped (rather than a heap copy).
+    pub(crate) fn from_blocks(src: Arc<dyn BlockSource>) -> Self {
+        FileBytes(Repr::Blocks(src))
+    }
+
+    /// Whether the bytes are memory-mapped (rather than a heap copy or sealed blocks).
     pub fn is_mapped(&self) -> bool {
         matches!(self.0, Repr::Map(_))
     }
+
+    /// Length of the file's (plaintext) bytes.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Map(m) => m.len(),
+            Repr::Heap(h) => h.len,
+            Repr::Blocks(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole file in place, 64-byte aligned; `None` for a sealed file read in blocks.
+    pub fn whole(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Map(m) => Some(m),
+            Repr::Heap(h) => Some(h.as_slice()),
+            Repr::Blocks(_) => None,
+        }
+    }
+
+    /// Bytes `range`: borrowed in place, or decrypted through the block cache (one block
+    /// shared, a range across blocks copied). A range past the end is `InvalidInput`; a block
+    /// that fails authentication is `InvalidData`.
+    pub fn read(&self, range: Range<usize>) -> io::Result<FileSlice<'_>> {
+        if range.start > range.end || range.end > self.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read past the end of the file",
+            ));
+        }
+        let src = match &self.0 {
+            Repr::Blocks(src) => src,
+            _ => return Ok(FileSlice::Borrowed(&self.whole().unwrap_or(&[])[range])),
+        };
+        if range.is_empty() {
+            return Ok(FileSlice::Owned(Vec::new()));
+        }
+        let bl = src.block_len();
+        let (first, last) = (range.start / bl, (range.end - 1) / bl);
+        if first == last {
+            let base = first * bl;
+            let b = src.block(first)?;
+            if range.end - base > b.len() {
+                return Err(short_block());
+            }
+            return Ok(FileSlice::Block(b, range.start - base..range.end - base));
+        }
+        let mut out = Vec::with_capacity(range.len());
+        for k in first..=last {
+            let b = src.block(k)?;
+            let base = k * bl;
+            let from = range.start.max(base) - base;
+            let to = range.end.min(base + b.len()) - base;
+            out.extend_from_slice(b.get(from..to).ok_or_else(short_block)?);
+        }
+        Ok(FileSlice::Owned(out))
+    }
+
+    /// Bytes `range` as an aligned heap copy (sections a search reads everywhere, held
+    /// decrypted for the life of the file).
+    pub fn copy_range(&self, range: Range<usize>) -> io::Result<FileBytes> {
+        let src = match &self.0 {
+            Repr::Blocks(src) => src,
+            _ => return Ok(FileBytes::from_slice(&self.read(range)?)),
+        };
+        if range.start > range.end || range.end > src.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read past the end of the file",
+            ));
+        }
+        let mut buf = AlignedBuf::zeroed(range.len());
+        if range.is_empty() {
+            return Ok(FileBytes(Repr::Heap(buf)));
+        }
+        let out = buf.as_mut_slice();
+        let bl = src.block_len();
+        let mut block = Vec::with_capacity(bl);
+        let mut k = range.start / bl;
+        while k * bl < range.end {
+            block.clear();
+            src.block_uncached(k, &mut block)?;
+            let base = k * bl;
+            let from = range.start.max(base);
+            let to = range.end.min(base + block.len());
+            if to <= from {
+                return Err(short_block());
+            }
+            out[from - range.start..to - range.start]
+                .copy_from_slice(&block[from - base..to - base]);
+            k += 1;
+        }
+        Ok(FileBytes(Repr::Heap(buf)))
+    }
+
+    /// The whole file in place: itself when it already is, a decrypted aligned heap copy of a
+    /// sealed file otherwise.
+    pub fn into_resident(self) -> io::Result<FileBytes> {
+        match self.0 {
+            Repr::Blocks(_) => self.copy_range(0..self.len()),
+            _ => Ok(self),
+        }
+    }
 }
 
-impl Deref for FileBytes {
+/// Part of a file held whole in memory, 64-byte aligned: in place when the file is mapped or on
+/// the heap, decrypted once into the heap when it is sealed. For what a search reads everywhere
+/// (first-stage codes, band tables, a segment's ids and indexes).
+#[derive(Clone)]
+pub struct Resident {
+    file: Arc<FileBytes>,
+    range: Range<usize>,
+}
+
+impl Resident {
+    /// The whole of `file`.
+    pub fn whole(file: Arc<FileBytes>) -> io::Result<Resident> {
+        let len = file.len();
+        Resident::part(&file, 0..len)
+    }
+
+    /// Bytes `range` of `file`.
+    pub fn part(file: &Arc<FileBytes>, range: Range<usize>) -> io::Result<Resident> {
+        if file.whole().is_some() {
+            file.read(range.clone())?;
+            return Ok(Resident {
+                file: Arc::clone(file),
+                range,
+            });
+        }
+        let copy = file.copy_range(range)?;
+        let len = copy.len();
+        Ok(Resident {
+            file: Arc::new(copy),
+            range: 0..len,
+        })
+    }
+
+    /// Resident bytes of an in-memory slice (tests, tools).
+    pub fn from_slice(data: &[u8]) -> Resident {
+        Resident {
+            file: Arc::new(FileBytes::from_slice(data)),
+            range: 0..data.len(),
+        }
+    }
+}
+
+impl Deref for Resident {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Map(m) => m,
-            Repr::Heap(h) => h.as_slice(),
+        // Construction checked that the file is whole and the range inside it.
+        self.file
+            .whole()
+            .and_then(|w| w.get(self.range.clone()))
+            .unwrap_or(&[])
+    }
+}
+
+impl fmt::Debug for Resident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resident({} bytes)", self.range.len())
+    }
+}
+
+fn short_block() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "a block shorter than its place")
+}
+
+/// Bytes read from a [`FileBytes`]: borrowed in place, a part of a cached block, or a copy.
+pub enum FileSlice<'a> {
+    Borrowed(&'a [u8]),
+    Block(Arc<[u8]>, Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl FileSlice<'_> {
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            FileSlice::Owned(v) => v,
+            other => other.to_vec(),
+        }
+    }
+}
+
+impl Deref for FileSlice<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileSlice::Borrowed(b) => b,
+            FileSlice::Block(b, r) => &b[r.clone()],
+            FileSlice::Owned(v) => v,
         }
     }
 }
 
 impl fmt::Debug for FileBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "FileBytes({} bytes, mapped: {})",
-            self.len(),
-            self.is_mapped()
-        )
+        let how = match self.0 {
+            Repr::Map(_) => "mapped",
+            Repr::Heap(_) => "heap",
+            Repr::Blocks(_) => "sealed blocks",
+        };
+        write!(f, "FileBytes({} bytes, {how})", self.len())
     }
 }
 

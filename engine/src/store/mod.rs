@@ -86,6 +86,7 @@
 // codecs stay crate-private.
 pub mod backup;
 pub mod bitmap;
+mod block_cache;
 mod checkpoint;
 mod commit;
 mod companion;
@@ -117,7 +118,7 @@ pub use bitmap::DeletionBitmap;
 pub use commit::{ReplicatedOp, ReplicatedOutcome};
 pub use companion::{Companion, CompanionData, CompanionError, Origin};
 pub use copy::{incoming_path, install, is_copy_file, repair_install, CopiedFile, StoreCopy};
-pub use dir::{Directory, FileBytes, FileWriter, FsDirectory};
+pub use dir::{Directory, FileBytes, FileSlice, FileWriter, FsDirectory, Resident};
 pub use error::{RecordDefect, StoreError};
 #[cfg(feature = "fault-injection")]
 pub use memdir::{CrashMode, MemDirectory};
@@ -161,6 +162,9 @@ pub struct StoreConfig {
     pub max_records: Option<u64>,
     /// Seal every file with these keys ([`encryption`]); applied by [`Store::open`].
     pub encryption: Option<encryption::Keyring>,
+    /// Bytes of decrypted blocks an encrypted store keeps for reads of its on-demand sections
+    /// (templates, local forms, face rows); see [`encryption`].
+    pub encrypted_cache_bytes: usize,
     /// Files derived from each segment and kept beside it (the 1:N index); see [`Companion`].
     pub companion: Option<Arc<dyn Companion>>,
 }
@@ -177,6 +181,7 @@ impl StoreConfig {
             background: true,
             max_records: None,
             encryption: None,
+            encrypted_cache_bytes: encryption::DEFAULT_BLOCK_CACHE_BYTES,
             companion: None,
         }
     }
@@ -473,9 +478,10 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, cfg: StoreConfig) -> Result<(Store, RecoveryReport)> {
         let dir = open_fs_directory(path.as_ref())?;
         let dir: Arc<dyn Directory> = match &cfg.encryption {
-            Some(keys) => Arc::new(encryption::EncryptedDirectory::new(
+            Some(keys) => Arc::new(encryption::EncryptedDirectory::with_cache(
                 Arc::new(dir),
                 keys.clone(),
+                cfg.encrypted_cache_bytes,
             )),
             None => Arc::new(dir),
         };

@@ -38,7 +38,7 @@ use rayon::prelude::*;
 
 use crate::template::FingerPosition;
 
-use super::dir::{Directory, FileBytes, FileWriter};
+use super::dir::{Directory, FileBytes, FileSlice, FileWriter, Resident};
 use super::error::{Result, StoreError};
 use super::record::{
     decode_metadata, encode_metadata, FingerEntry, Record, MAX_FACE_DIM, MAX_REFERENCE_ID_LEN,
@@ -570,7 +570,11 @@ pub(crate) struct Segment {
     fingers: usize,
     stride_f: usize,
     stride_8: usize,
-    data: FileBytes,
+    data: Arc<FileBytes>,
+    /// Each section held in place (mapped or heap) or, for a sealed file, decrypted once; `None`
+    /// for the large sections of a sealed file (see [`is_on_demand`]), read through the block
+    /// cache.
+    parts: [Option<Resident>; NSEC],
     secs: [SecInfo; NSEC],
     crcs: Vec<u32>,
     verified: Vec<AtomicU64>,
@@ -626,19 +630,19 @@ fn read_header(h: &[u8], id: u64, dim: usize, bad: &dyn Fn(String) -> StoreError
     usize::try_from(u64_at(h, 24)).map_err(|_| bad("record count".into()))
 }
 
-/// Reads the trailer and footer of a whole segment file and checks that the sections and the
-/// chunk table lie in order, aligned, within the file.
-fn read_footer(data: &[u8], bad: &dyn Fn(String) -> StoreError) -> Result<Footer> {
-    let len = data.len();
-    if len < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
+/// Reads the trailer and footer (`tail`: the last `FOOTER_LEN + TRAILER_LEN` bytes of a file of
+/// `len` bytes) and checks that the sections and the chunk table lie in order, aligned, within
+/// the file.
+fn read_footer(tail: &[u8], len: usize, bad: &dyn Fn(String) -> StoreError) -> Result<Footer> {
+    if len < HEADER_LEN + FOOTER_LEN + TRAILER_LEN || tail.len() != FOOTER_LEN + TRAILER_LEN {
         return Err(bad(format!("{len} bytes, too short for a segment")));
     }
-    let t = &data[len - TRAILER_LEN..];
+    let t = &tail[FOOTER_LEN..];
     if &t[8..16] != END_MAGIC || u32_at(t, 0) as usize != FOOTER_LEN {
         return Err(bad("bad trailer (incomplete file?)".into()));
     }
     let foot_at = len - TRAILER_LEN - FOOTER_LEN;
-    let f = &data[foot_at..len - TRAILER_LEN];
+    let f = &tail[..FOOTER_LEN];
     if u32_at(t, 4) != crc32fast::hash(f) {
         return Err(bad("footer checksum mismatch".into()));
     }
@@ -687,7 +691,11 @@ fn read_footer(data: &[u8], bad: &dyn Fn(String) -> StoreError) -> Result<Footer
 }
 
 /// Alignment padding between the parts must be zero: every byte of the file is accounted for.
-fn check_padding(data: &[u8], footer: &Footer, bad: &dyn Fn(String) -> StoreError) -> Result<()> {
+fn check_padding(
+    data: &FileBytes,
+    footer: &Footer,
+    bad: &dyn Fn(String) -> StoreError,
+) -> Result<()> {
     let mut prev_end = HEADER_LEN;
     let mut gaps: Vec<Range<usize>> = Vec::with_capacity(NSEC + 1);
     for s in &footer.secs {
@@ -695,8 +703,13 @@ fn check_padding(data: &[u8], footer: &Footer, bad: &dyn Fn(String) -> StoreErro
         prev_end = s.offset + s.len;
     }
     gaps.push(prev_end..footer.table_off);
-    if gaps.into_iter().any(|g| data[g].iter().any(|&b| b != 0)) {
-        return Err(bad("non-zero padding between sections".into()));
+    for g in gaps {
+        let gap = data
+            .read(g)
+            .map_err(|e| bad(format!("padding between sections: {e}")))?;
+        if gap.iter().any(|&b| b != 0) {
+            return Err(bad("non-zero padding between sections".into()));
+        }
     }
     Ok(())
 }
@@ -751,9 +764,12 @@ fn check_section_sizes(
 /// docs' table, `"chunk table"`, `"footer"`, `"trailer"`), read from its footer. For tools
 /// and tests that need to point into a file; the footer is checked, the data is not.
 pub fn layout(file: &[u8]) -> std::result::Result<Vec<(&'static str, Range<usize>)>, String> {
-    let footer =
-        read_footer(file, &|d| StoreError::corrupt("segment", d)).map_err(|e| e.to_string())?;
     let len = file.len();
+    let tail = file
+        .get(len.saturating_sub(FOOTER_LEN + TRAILER_LEN)..)
+        .unwrap_or(&[]);
+    let footer = read_footer(tail, len, &|d| StoreError::corrupt("segment", d))
+        .map_err(|e| e.to_string())?;
     let mut parts = vec![("header", 0..HEADER_LEN)];
     for (k, s) in footer.secs.iter().enumerate() {
         parts.push((SEC_NAMES[k], s.offset..s.offset + s.len));
@@ -774,36 +790,52 @@ impl Segment {
             .map(&name)
             .map_err(|e| StoreError::io("map", name.clone(), e))?;
         let bad = |d: String| StoreError::corrupt(name.clone(), d);
-        if data.len() < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
-            return Err(bad(format!(
-                "{} bytes, too short for a segment",
-                data.len()
-            )));
+        let len = data.len();
+        if len < HEADER_LEN + FOOTER_LEN + TRAILER_LEN {
+            return Err(bad(format!("{len} bytes, too short for a segment")));
         }
-        if !(data.as_ptr() as usize).is_multiple_of(ALIGN) {
+        if data
+            .whole()
+            .is_some_and(|w| !(w.as_ptr() as usize).is_multiple_of(ALIGN))
+        {
             return Err(bad("file bytes not 64-byte aligned in memory".into()));
         }
-        let n = read_header(&data[..HEADER_LEN], id, dim, &bad).map_err(|e| match e {
+        let read = |r: Range<usize>| data.read(r).map_err(|e| bad(e.to_string()));
+        let n = read_header(&read(0..HEADER_LEN)?, id, dim, &bad).map_err(|e| match e {
             StoreError::Incompatible { detail } => StoreError::Incompatible {
                 detail: format!("{name}: {detail}"),
             },
             other => other,
         })?;
-        let footer = read_footer(&data, &bad)?;
+        let foot_at = len - TRAILER_LEN - FOOTER_LEN;
+        let footer = read_footer(&read(foot_at..len)?, len, &bad)?;
         check_padding(&data, &footer, &bad)?;
-        let foot_at = data.len() - TRAILER_LEN - FOOTER_LEN;
-        let table = &data[footer.table_off..foot_at];
-        if crc32fast::hash(table) != footer.table_crc {
+        let table = read(footer.table_off..foot_at)?;
+        if crc32fast::hash(&table) != footer.table_crc {
             return Err(bad("chunk table checksum mismatch".into()));
         }
         let crcs: Vec<u32> = table
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
+        drop(table);
         check_section_sizes(&footer, n, dim, &bad)?;
         let verified = (0..footer.nchunks.div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
+        let data = Arc::new(data);
+        let sealed = data.whole().is_none();
+        let mut parts: [Option<Resident>; NSEC] = Default::default();
+        for (k, part) in parts.iter_mut().enumerate() {
+            if sealed && is_on_demand(k) {
+                continue;
+            }
+            let i = footer.secs[k];
+            *part = Some(
+                Resident::part(&data, i.offset..i.offset + i.len)
+                    .map_err(|e| bad(format!("section {}: {e}", SEC_NAMES[k])))?,
+            );
+        }
         let seg = Segment {
             name,
             id,
@@ -814,6 +846,7 @@ impl Segment {
             stride_f: footer.stride_f,
             stride_8: footer.stride_8,
             data,
+            parts,
             secs: footer.secs,
             crcs,
             verified,
@@ -852,9 +885,57 @@ impl Segment {
         Ok(())
     }
 
+    /// A section held resident (every section but the on-demand ones of a sealed file; those
+    /// read as empty here and go through [`Segment::read`]).
     fn bytes(&self, s: Sec) -> &[u8] {
-        let i = self.secs[s as usize];
-        &self.data[i.offset..i.offset + i.len]
+        self.parts[s as usize].as_deref().unwrap_or(&[])
+    }
+
+    /// Whether section `s` is read on demand (a large section of a sealed file).
+    fn on_demand(&self, s: Sec) -> bool {
+        self.parts[s as usize].is_none()
+    }
+
+    /// Bytes `range` of section `s`, in place or decrypted through the block cache (not
+    /// checksum-verified: see [`Segment::verify_range`]).
+    fn read(&self, s: Sec, range: Range<usize>) -> Result<FileSlice<'_>> {
+        let info = self.secs[s as usize];
+        if range.start > range.end || range.end > info.len {
+            return Err(self.corrupt(format!(
+                "reference past the end of section {}",
+                SEC_NAMES[s as usize]
+            )));
+        }
+        if let Some(p) = &self.parts[s as usize] {
+            return Ok(FileSlice::Borrowed(&p[range]));
+        }
+        self.data
+            .read(info.offset + range.start..info.offset + range.end)
+            .map_err(|e| self.corrupt(format!("section {}: {e}", SEC_NAMES[s as usize])))
+    }
+
+    /// Verified bytes `range` of section `s`.
+    fn read_verified(&self, s: Sec, range: Range<usize>) -> Result<FileSlice<'_>> {
+        self.verify_range(s, range.clone())?;
+        self.read(s, range)
+    }
+
+    /// Face rows `rows` as `dim` floats each, verified.
+    fn face_rows(&self, rows: Range<usize>, out: &mut Vec<f32>) -> Result<()> {
+        let row_bytes = self.stride_f * 4;
+        if rows.is_empty() || row_bytes == 0 {
+            return Ok(());
+        }
+        let bytes =
+            self.read_verified(Sec::FaceF32, rows.start * row_bytes..rows.end * row_bytes)?;
+        for row in bytes.chunks_exact(row_bytes) {
+            out.extend(
+                row[..self.dim * 4]
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
+        Ok(())
     }
 
     fn u64s(&self, s: Sec) -> &[u64] {
@@ -871,8 +952,8 @@ impl Segment {
         }
         let start = c * CHUNK;
         let end = (start + CHUNK).min(info.len);
-        let bytes = &self.bytes(s)[start..end];
-        if crc32fast::hash(bytes) != self.crcs[g] {
+        let bytes = self.read(s, start..end).map_err(|e| e.to_string())?;
+        if crc32fast::hash(&bytes) != self.crcs[g] {
             return Err(format!(
                 "checksum mismatch in section {} at bytes {start}..{end}",
                 SEC_NAMES[s as usize]
@@ -912,6 +993,9 @@ impl Segment {
     pub(crate) fn verify_all(&self) -> Result<()> {
         self.face_matrix()?;
         self.finger_templates()?;
+        // Sealed on-demand sections are otherwise verified chunk by chunk as they are read.
+        self.verify_section(Sec::FaceF32)?;
+        self.verify_section(Sec::FingerBlob)?;
         self.verify_section(Sec::MetaOffsets)?;
         self.verify_section(Sec::MetaBlob)?;
         self.check_index(Sec::MetaOffsets, self.secs[Sec::MetaBlob as usize].len)
@@ -1005,26 +1089,22 @@ impl Segment {
         };
         for e in self.index_range(Sec::FingerIndex, ord, self.fingers)? {
             let (pos, range) = self.finger_row(e)?;
-            self.verify_range(Sec::FingerBlob, range.clone())?;
             r.fingers.push(FingerEntry {
                 position: FingerPosition::new(pos).unwrap_or(FingerPosition::UNKNOWN),
-                template: self.bytes(Sec::FingerBlob)[range].to_vec(),
+                template: self.read_verified(Sec::FingerBlob, range)?.into_vec(),
             });
         }
         let rows = self.index_range(Sec::FaceIndex, ord, self.rows)?;
-        let row_bytes = self.stride_f * 4;
-        self.verify_range(Sec::FaceF32, rows.start * row_bytes..rows.end * row_bytes)?;
-        let m = cast::<f32>(self.bytes(Sec::FaceF32));
-        for row in rows {
-            let start = row * self.stride_f;
-            r.faces
-                .push(m.get(start..start + self.dim).unwrap_or(&[]).to_vec());
-        }
+        let mut floats = Vec::with_capacity(rows.len() * self.dim);
+        self.face_rows(rows, &mut floats)?;
+        r.faces = floats
+            .chunks_exact(self.dim.max(1))
+            .map(<[f32]>::to_vec)
+            .collect();
         let mrange =
             self.index_range(Sec::MetaOffsets, ord, self.secs[Sec::MetaBlob as usize].len)?;
-        self.verify_range(Sec::MetaBlob, mrange.clone())?;
         buf.meta
-            .extend_from_slice(&self.bytes(Sec::MetaBlob)[mrange]);
+            .extend_from_slice(&self.read_verified(Sec::MetaBlob, mrange)?);
         r.metadata = decode_metadata(&buf.meta)
             .map_err(|e| self.corrupt(format!("metadata of a record: {e}")))?;
         Ok(r)
@@ -1039,26 +1119,19 @@ impl Segment {
             buf.finger_pos.push(pos);
             buf.finger_len.push(range.len() as u32);
             if want == Want::FingerBytes {
-                self.verify_range(Sec::FingerBlob, range.clone())?;
                 buf.finger_bytes
-                    .extend_from_slice(&self.bytes(Sec::FingerBlob)[range]);
+                    .extend_from_slice(&self.read_verified(Sec::FingerBlob, range)?);
             }
         }
         let rows = self.index_range(Sec::FaceIndex, ord, self.rows)?;
         buf.n_faces = rows.len();
         match want {
-            Want::Faces => {
-                let m = self.face_matrix()?;
-                for r in rows {
-                    buf.faces.extend_from_slice(m.row(r));
-                }
-            }
+            Want::Faces => self.face_rows(rows, &mut buf.faces)?,
             Want::Meta => {
                 let mrange =
                     self.index_range(Sec::MetaOffsets, ord, self.secs[Sec::MetaBlob as usize].len)?;
-                self.verify_range(Sec::MetaBlob, mrange.clone())?;
                 buf.meta
-                    .extend_from_slice(&self.bytes(Sec::MetaBlob)[mrange]);
+                    .extend_from_slice(&self.read_verified(Sec::MetaBlob, mrange)?);
             }
             _ => {}
         }
@@ -1069,16 +1142,19 @@ impl Segment {
     pub(crate) fn face_matrix(&self) -> Result<FaceMatrix<'_>> {
         let ok = self.faces_ok.get_or_init(|| {
             for s in [Sec::FaceIndex, Sec::FaceF32, Sec::FaceI8, Sec::FaceScale] {
-                self.verify_section(s).map_err(|e| e.to_string())?;
+                if !self.on_demand(s) {
+                    self.verify_section(s).map_err(|e| e.to_string())?;
+                }
             }
             self.check_index(Sec::FaceIndex, self.rows)
         });
         ok.clone().map_err(|d| self.corrupt(d))?;
         Ok(FaceMatrix {
+            seg: self,
             dim: self.dim,
             stride: self.stride_f,
             stride_i8: self.stride_8,
-            f32s: cast(self.bytes(Sec::FaceF32)),
+            f32s: (!self.on_demand(Sec::FaceF32)).then(|| cast(self.bytes(Sec::FaceF32))),
             i8s: cast(self.bytes(Sec::FaceI8)),
             scales: cast(self.bytes(Sec::FaceScale)),
             index: self.u64s(Sec::FaceIndex),
@@ -1089,7 +1165,9 @@ impl Segment {
     pub(crate) fn finger_templates(&self) -> Result<FingerTemplates<'_>> {
         let ok = self.fingers_ok.get_or_init(|| {
             for s in [Sec::FingerIndex, Sec::FingerTable, Sec::FingerBlob] {
-                self.verify_section(s).map_err(|e| e.to_string())?;
+                if !self.on_demand(s) {
+                    self.verify_section(s).map_err(|e| e.to_string())?;
+                }
             }
             self.check_index(Sec::FingerIndex, self.fingers)?;
             let blob_len = self.secs[Sec::FingerBlob as usize].len as u64;
@@ -1107,22 +1185,25 @@ impl Segment {
         });
         ok.clone().map_err(|d| self.corrupt(d))?;
         Ok(FingerTemplates {
+            seg: self,
             index: self.u64s(Sec::FingerIndex),
             table: self.bytes(Sec::FingerTable),
-            blob: self.bytes(Sec::FingerBlob),
+            blob: (!self.on_demand(Sec::FingerBlob)).then(|| self.bytes(Sec::FingerBlob)),
         })
     }
 }
 
-/// The face embeddings of one segment, read in place: contiguous 64-byte aligned `f32` rows,
-/// their int8 quantisation and per-row scales. Row `r` belongs to the record whose
+/// The face embeddings of one segment: contiguous 64-byte aligned `f32` rows (in place, or read
+/// on demand when the file is sealed), their int8 quantisation and per-row scales (always in
+/// memory: the scan reads them). Row `r` belongs to the record whose
 /// [`FaceMatrix::record_rows`] contains it ([`FaceMatrix::row_owner`]).
 #[derive(Clone, Copy)]
 pub struct FaceMatrix<'a> {
+    seg: &'a Segment,
     dim: usize,
     stride: usize,
     stride_i8: usize,
-    f32s: &'a [f32],
+    f32s: Option<&'a [f32]>,
     i8s: &'a [i8],
     scales: &'a [f32],
     index: &'a [u64],
@@ -1137,10 +1218,17 @@ impl<'a> FaceMatrix<'a> {
     pub fn rows(&self) -> usize {
         self.scales.len()
     }
-    /// Row `r` as `dim` floats.
-    #[inline]
-    pub fn row(&self, r: usize) -> &'a [f32] {
-        &self.f32s[r * self.stride..r * self.stride + self.dim]
+    /// Row `r` as `dim` floats: in place, or read and verified when the file is sealed.
+    pub fn row(&self, r: usize) -> Result<std::borrow::Cow<'a, [f32]>> {
+        if let Some(m) = self.f32s {
+            return m
+                .get(r * self.stride..r * self.stride + self.dim)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| self.seg.corrupt("face row out of range"));
+        }
+        let mut out = Vec::with_capacity(self.dim);
+        self.seg.face_rows(r..r + 1, &mut out)?;
+        Ok(std::borrow::Cow::Owned(out))
     }
     /// Row `r` quantised: `row[i] ≈ row_i8[i] as f32 * scale(r)`.
     #[inline]
@@ -1151,9 +1239,10 @@ impl<'a> FaceMatrix<'a> {
     pub fn scale(&self, r: usize) -> f32 {
         self.scales[r]
     }
-    /// The whole f32 matrix and its row stride in floats (≥ dim, a multiple of 16).
-    pub fn f32_matrix(&self) -> (&'a [f32], usize) {
-        (self.f32s, self.stride)
+    /// The whole f32 matrix in place and its row stride in floats (≥ dim, a multiple of 16);
+    /// `None` when the file is sealed (rows are read one by one, [`FaceMatrix::row`]).
+    pub fn f32_matrix(&self) -> Option<(&'a [f32], usize)> {
+        self.f32s.map(|m| (m, self.stride))
     }
     /// The whole int8 matrix and its row stride in bytes (≥ dim, a multiple of 64).
     pub fn i8_matrix(&self) -> (&'a [i8], usize) {
@@ -1178,12 +1267,13 @@ impl<'a> FaceMatrix<'a> {
     }
 }
 
-/// The finger templates of one segment, read in place.
+/// The finger templates of one segment, read in place (or on demand when the file is sealed).
 #[derive(Clone, Copy)]
 pub struct FingerTemplates<'a> {
+    seg: &'a Segment,
     index: &'a [u64],
     table: &'a [u8],
-    blob: &'a [u8],
+    blob: Option<&'a [u8]>,
 }
 
 impl<'a> FingerTemplates<'a> {
@@ -1206,18 +1296,26 @@ impl<'a> FingerTemplates<'a> {
     pub fn position(&self, e: usize) -> FingerPosition {
         FingerPosition::new(self.table[e * FINGER_ROW + 12]).unwrap_or(FingerPosition::UNKNOWN)
     }
-    /// Native template bytes of entry `e`.
-    #[inline]
-    pub fn template(&self, e: usize) -> &'a [u8] {
+    /// Native template bytes of entry `e` (the table was checked against the blob's bounds).
+    pub fn template(&self, e: usize) -> Result<FileSlice<'a>> {
         let at = e * FINGER_ROW;
         let off = u64_at(self.table, at) as usize;
         let len = u32_at(self.table, at + 8) as usize;
-        &self.blob[off..off + len]
+        match self.blob {
+            Some(b) => b
+                .get(off..off + len)
+                .map(FileSlice::Borrowed)
+                .ok_or_else(|| self.seg.corrupt("finger table entry out of range")),
+            None => self.seg.read_verified(Sec::FingerBlob, off..off + len),
+        }
     }
     /// `(position, template)` of record `ord`, in insertion order.
-    pub fn of_record(&self, ord: usize) -> impl Iterator<Item = (FingerPosition, &'a [u8])> + '_ {
+    pub fn of_record(
+        &self,
+        ord: usize,
+    ) -> impl Iterator<Item = Result<(FingerPosition, FileSlice<'a>)>> + '_ {
         self.record_entries(ord)
-            .map(move |e| (self.position(e), self.template(e)))
+            .map(move |e| Ok((self.position(e), self.template(e)?)))
     }
 }
 
@@ -1242,6 +1340,15 @@ impl SegmentSource for MergeSource<'_> {
             Item::Seg(k, ord) => self.segs[*k].fill(*ord, want, buf),
         }
     }
+}
+
+/// Whether section `k` of a sealed segment is read on demand rather than decrypted at open:
+/// the templates and the f32 face rows (most of the file, read only for the few records a
+/// search shortlists) and the metadata (read when a record is copied out).
+fn is_on_demand(k: usize) -> bool {
+    [Sec::FingerBlob, Sec::FaceF32, Sec::MetaBlob]
+        .iter()
+        .any(|&s| s as usize == k)
 }
 
 #[cfg(test)]
