@@ -226,6 +226,63 @@ fn an_encrypted_gallery_read_in_blocks_answers_as_the_plaintext_one() {
     assert!(err.contains(seg), "{err}");
 }
 
+/// `Gallery::rekey` seals the index files with the segments, so an encrypted gallery made from a
+/// plaintext one opens its index as it is (no rebuild) and answers the same.
+#[test]
+fn rekeying_a_gallery_seals_its_index_files_too() {
+    use abis_engine::store::encryption::{is_sealed, RekeyTarget};
+    let model = FaceModel::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("gallery");
+    let open = |keys: Option<Keyring>| {
+        let mut cfg = StoreConfig::new(FACE_DIM);
+        cfg.background = false;
+        cfg.encryption = keys;
+        Gallery::open(&path, cfg, Matcher::new(), scorer())
+            .unwrap()
+            .0
+            .with_search(indexed_config())
+    };
+    let probes: Vec<Probe> = (0..PEOPLE)
+        .step_by(24)
+        .map(|person| probe(&model, person, &POSITIONS, true))
+        .collect();
+    let want = {
+        let plain = open(None);
+        enrol(&plain);
+        search_all(&plain, &probes)
+    };
+    let keys = Keyring::from_keys(&[[0x6b; 32]]).unwrap();
+    let report = Gallery::rekey(&path, &keys, RekeyTarget::ActiveKey).unwrap();
+    let index_files = |p: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|f| {
+                f.extension()
+                    .is_some_and(|e| e.to_str().unwrap().starts_with('f'))
+            })
+            .collect()
+    };
+    let files = index_files(&path);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert!(
+            is_sealed(&std::fs::read(f).unwrap()),
+            "{} left in clear",
+            f.display()
+        );
+    }
+    assert!(report.rewritten >= 5, "{report:?}");
+    let modified = |f: &std::path::PathBuf| std::fs::metadata(f).unwrap().modified().unwrap();
+    let before: Vec<_> = files.iter().map(modified).collect();
+    let sealed = open(Some(keys));
+    assert!(sealed.index_ready());
+    assert_eq!(search_all(&sealed, &probes), want);
+    // Opened as they were: not rebuilt.
+    assert_eq!(files.iter().map(modified).collect::<Vec<_>>(), before);
+}
+
 fn search_all(g: &Gallery, probes: &[Probe]) -> Vec<Vec<(String, f64)>> {
     probes.iter().map(|p| ids_and_scores(g, p)).collect()
 }

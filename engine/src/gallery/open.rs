@@ -94,6 +94,21 @@ impl Gallery {
         backup::write_manifest(dest, &copy)
     }
 
+    /// Rewrites the files of the stopped gallery at `path` — its store files and its index
+    /// files — under the active key of `keys`, or in plaintext ([`crate::store::encryption::rekey`]).
+    pub fn rekey(
+        path: &Path,
+        keys: &crate::store::encryption::Keyring,
+        target: crate::store::encryption::RekeyTarget,
+    ) -> Result<crate::store::encryption::RekeyReport, crate::store::StoreError> {
+        crate::store::encryption::rekey(
+            path,
+            keys,
+            target,
+            Some(&FingerIndexFiles::default() as &dyn Companion),
+        )
+    }
+
     /// Checks a gallery backup (every file named in its manifest, intact; nothing else).
     pub fn verify_backup(dir: &Path) -> Result<Manifest, BackupError> {
         backup::verify(dir, Some(&FingerIndexFiles::default() as &dyn Companion))

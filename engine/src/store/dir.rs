@@ -16,6 +16,8 @@ use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 /// Lock file taken by [`FsDirectory::open`] so two processes never share a store.
 pub const LOCK_FILE: &str = "LOCK";
 
@@ -121,6 +123,9 @@ pub(crate) trait BlockSource: Send + Sync + fmt::Debug {
     /// Block `k` appended to `out`, bypassing the cache (a whole-file read would only evict
     /// what searches use).
     fn block_uncached(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()>;
+    /// Block `k` into `out`, which is exactly its length, bypassing the cache (no copy beyond
+    /// the one into place).
+    fn block_into(&self, k: usize, out: &mut [u8]) -> io::Result<()>;
 }
 
 enum Repr {
@@ -226,23 +231,35 @@ impl FileBytes {
         if range.is_empty() {
             return Ok(FileBytes(Repr::Heap(buf)));
         }
-        let out = buf.as_mut_slice();
+        // Blocks decrypt in parallel: a gallery's resident sections are gigabytes at a
+        // million people, and their decryption is most of the time an encrypted open takes.
         let bl = src.block_len();
-        let mut block = Vec::with_capacity(bl);
-        let mut k = range.start / bl;
-        while k * bl < range.end {
-            block.clear();
-            src.block_uncached(k, &mut block)?;
-            let base = k * bl;
-            let from = range.start.max(base);
-            let to = range.end.min(base + block.len());
-            if to <= from {
-                return Err(short_block());
-            }
-            out[from - range.start..to - range.start]
-                .copy_from_slice(&block[from - base..to - base]);
-            k += 1;
+        let mut pieces: Vec<(usize, &mut [u8])> = Vec::new();
+        let mut rest = buf.as_mut_slice();
+        let mut at = range.start;
+        while !rest.is_empty() {
+            let k = at / bl;
+            let take = ((k + 1) * bl).min(range.end) - at;
+            let (piece, tail) = rest.split_at_mut(take);
+            pieces.push((k, piece));
+            rest = tail;
+            at += take;
         }
+        let last = (src.len() - 1) / bl;
+        pieces.into_par_iter().try_for_each(|(k, piece)| {
+            let whole_block = if k == last { src.len() - k * bl } else { bl };
+            if piece.len() == whole_block {
+                return src.block_into(k, piece);
+            }
+            let mut block = Vec::with_capacity(bl);
+            src.block_uncached(k, &mut block)?;
+            let from = (range.start.max(k * bl)) - k * bl;
+            let bytes = block
+                .get(from..from + piece.len())
+                .ok_or_else(short_block)?;
+            piece.copy_from_slice(bytes);
+            Ok::<(), io::Error>(())
+        })?;
         Ok(FileBytes(Repr::Heap(buf)))
     }
 
@@ -261,9 +278,19 @@ impl FileBytes {
 /// (first-stage codes, band tables, a segment's ids and indexes).
 #[derive(Clone)]
 pub struct Resident {
-    file: Arc<FileBytes>,
-    range: Range<usize>,
+    /// Keeps the bytes alive (a map or a heap buffer that never moves while it is shared).
+    _file: Arc<FileBytes>,
+    /// Start and length of the range, taken once: searches read these bytes in tight loops.
+    ptr: *const u8,
+    len: usize,
 }
+
+// SAFETY: `ptr` points into the immutable bytes `_file` owns (a read-only map or a heap buffer
+// never written after construction), which live as long as this value and are themselves
+// shared between threads as `Arc<FileBytes>`.
+unsafe impl Send for Resident {}
+// SAFETY: as above; only shared reads are ever made through `ptr`.
+unsafe impl Sync for Resident {}
 
 impl Resident {
     /// The whole of `file`.
@@ -274,26 +301,27 @@ impl Resident {
 
     /// Bytes `range` of `file`.
     pub fn part(file: &Arc<FileBytes>, range: Range<usize>) -> io::Result<Resident> {
-        if file.whole().is_some() {
-            file.read(range.clone())?;
+        if let Some(w) = file.whole() {
+            let bytes = w.get(range.clone()).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "read past the end of the file")
+            })?;
             return Ok(Resident {
-                file: Arc::clone(file),
-                range,
+                ptr: bytes.as_ptr(),
+                len: bytes.len(),
+                _file: Arc::clone(file),
             });
         }
-        let copy = file.copy_range(range)?;
-        let len = copy.len();
-        Ok(Resident {
-            file: Arc::new(copy),
-            range: 0..len,
-        })
+        Resident::whole(Arc::new(file.copy_range(range)?))
     }
 
     /// Resident bytes of an in-memory slice (tests, tools).
     pub fn from_slice(data: &[u8]) -> Resident {
+        let file = Arc::new(FileBytes::from_slice(data));
+        let bytes = file.whole().unwrap_or(&[]);
         Resident {
-            file: Arc::new(FileBytes::from_slice(data)),
-            range: 0..data.len(),
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+            _file: Arc::clone(&file),
         }
     }
 }
@@ -301,17 +329,15 @@ impl Resident {
 impl Deref for Resident {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // Construction checked that the file is whole and the range inside it.
-        self.file
-            .whole()
-            .and_then(|w| w.get(self.range.clone()))
-            .unwrap_or(&[])
+        // SAFETY: `ptr..ptr + len` was a slice of `_file`'s whole bytes at construction; those
+        // bytes are immutable and owned by `_file`, which this value keeps alive.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
 impl fmt::Debug for Resident {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Resident({} bytes)", self.range.len())
+        write!(f, "Resident({} bytes)", self.len)
     }
 }
 

@@ -30,7 +30,7 @@
 //! So an encrypted gallery needs about the memory of a mapped plaintext one: what stays
 //! decrypted is those resident sections plus the cache budget. A frame that fails
 //! authentication is found when it is first read (as a plaintext segment's chunk checksums are),
-//! and by the full checks (`abis store verify`, compaction input). Small files, and files whose
+//! and by the full check of a segment (`Store::verify`, a merge's input). Small files, and files whose
 //! frames are not all of one size (sealed by an older version with another frame size and then
 //! appended to), are decrypted whole as before.
 //!
@@ -61,6 +61,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::block_cache::BlockCache;
+use super::companion::{is_companion_file, Companion};
 use super::dir::{BlockSource, Directory, FileBytes, FileWriter};
 use super::error::{Result, StoreError};
 
@@ -654,29 +655,64 @@ impl SealedBlocks {
         })
     }
 
-    fn decrypt(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()> {
-        let bytes = self.raw.whole().unwrap_or(&[]);
-        let at = HEADER_LEN + k * (FRAME_HEAD + self.frame + TAG_LEN);
-        let want = if k + 1 == self.frames {
+    /// Plaintext length of frame `k`.
+    fn frame_len(&self, k: usize) -> usize {
+        if k + 1 == self.frames {
             self.len - k * self.frame
         } else {
             self.frame
-        };
-        let mut plain = Vec::with_capacity(want);
-        let opened = bytes
-            .get(at..)
-            .filter(|_| k < self.frames)
-            .and_then(|rest| {
-                open_frame(&self.key.aead, &self.file_id, k as u64, rest, &mut plain).ok()
-            });
-        if opened.is_none() || plain.len() != want {
-            return Err(invalid(format!(
+        }
+    }
+
+    /// Decrypts frame `k` into `out` (exactly its plaintext length) in place.
+    fn decrypt_into(&self, k: usize, out: &mut [u8]) -> io::Result<()> {
+        let fault = || {
+            invalid(format!(
                 "{}: encrypted frame {k} fails authentication (damaged or tampered)",
                 self.name
-            )));
+            ))
+        };
+        if k >= self.frames || out.len() != self.frame_len(k) {
+            return Err(fault());
         }
-        out.extend_from_slice(&plain);
+        let bytes = self.raw.whole().unwrap_or(&[]);
+        let at = HEADER_LEN + k * (FRAME_HEAD + self.frame + TAG_LEN);
+        let frame = bytes
+            .get(at..at + FRAME_HEAD + out.len() + TAG_LEN)
+            .ok_or_else(fault)?;
+        // The length in the head must be the one the layout implies (it is authenticated too).
+        let len = u32::try_from(out.len()).map_err(|_| fault())?;
+        if frame[..4] != len.to_le_bytes() || frame[4..8] != (!len).to_le_bytes() {
+            return Err(fault());
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&frame[8..FRAME_HEAD]).map_err(|_| fault())?;
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&frame[frame.len() - TAG_LEN..]);
+        out.copy_from_slice(&frame[FRAME_HEAD..frame.len() - TAG_LEN]);
+        self.key
+            .aead
+            .open_in_place_separate_tag(
+                nonce,
+                Aad::from(aad(&self.file_id, k as u64, len)),
+                Tag::from(tag),
+                out,
+                0..,
+            )
+            .map_err(|_| fault())?;
         Ok(())
+    }
+
+    fn decrypt(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()> {
+        let start = out.len();
+        out.resize(
+            start + self.frame_len(k.min(self.frames.saturating_sub(1))),
+            0,
+        );
+        let r = self.decrypt_into(k, &mut out[start..]);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
     }
 }
 
@@ -699,6 +735,10 @@ impl BlockSource for SealedBlocks {
 
     fn block_uncached(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()> {
         self.decrypt(k, out)
+    }
+
+    fn block_into(&self, k: usize, out: &mut [u8]) -> io::Result<()> {
+        self.decrypt_into(k, out)
     }
 }
 
@@ -860,14 +900,22 @@ const REKEY_SUFFIX: &str = ".rekey";
 /// holds both keys and that a second run completes; a plaintext store being encrypted must be
 /// rekeyed to the end before it is served. Holds the store's lock: a running server makes it
 /// fail.
-pub fn rekey(path: &Path, keys: &Keyring, target: RekeyTarget) -> Result<RekeyReport> {
-    rekey_in(&super::open_fs_directory(path)?, keys, target)
+/// The files of `companion` (the index files beside each segment) are rewritten too: they hold
+/// data derived from the templates.
+pub fn rekey(
+    path: &Path,
+    keys: &Keyring,
+    target: RekeyTarget,
+    companion: Option<&dyn Companion>,
+) -> Result<RekeyReport> {
+    rekey_in(&super::open_fs_directory(path)?, keys, target, companion)
 }
 
 pub(crate) fn rekey_in(
     dir: &dyn Directory,
     keys: &Keyring,
     target: RekeyTarget,
+    companion: Option<&dyn Companion>,
 ) -> Result<RekeyReport> {
     let names = dir
         .list()
@@ -879,7 +927,10 @@ pub(crate) fn rekey_in(
                 .map_err(|e| StoreError::io("remove", name.clone(), e))?;
             continue;
         }
-        if !super::is_store_file(name) {
+        let derived = companion.is_some_and(|c| {
+            is_companion_file(name, c) && !name.ends_with(super::companion::REBUILD_SUFFIX)
+        });
+        if !super::is_store_file(name) && !derived {
             continue;
         }
         let raw = dir
@@ -1173,12 +1224,12 @@ mod tests {
         write(&enc(&mem, ring(&[1])), "meta.abis", &[b"m"]);
         write(&enc(&mem, ring(&[1])), LOG, &[b"w"]);
         let both = ring(&[2, 1]);
-        let r = rekey_in(&mem, &both, RekeyTarget::ActiveKey).unwrap();
+        let r = rekey_in(&mem, &both, RekeyTarget::ActiveKey, None).unwrap();
         assert_eq!(r.rewritten, 2);
         assert_eq!(enc(&mem, ring(&[2])).read("meta.abis").unwrap(), b"m");
-        let r = rekey_in(&mem, &both, RekeyTarget::ActiveKey).unwrap();
+        let r = rekey_in(&mem, &both, RekeyTarget::ActiveKey, None).unwrap();
         assert_eq!((r.rewritten, r.unchanged), (0, 2));
-        rekey_in(&mem, &both, RekeyTarget::Plaintext).unwrap();
+        rekey_in(&mem, &both, RekeyTarget::Plaintext, None).unwrap();
         assert_eq!(mem.read("meta.abis").unwrap(), b"m");
     }
 

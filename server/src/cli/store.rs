@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use abis_engine::gallery::Gallery;
 use abis_engine::matcher::Matcher;
 use abis_engine::store::backup::Manifest;
-use abis_engine::store::encryption::{rekey, Keyring, RekeyTarget};
+use abis_engine::store::encryption::{Keyring, RekeyTarget};
 use abis_engine::store::{stored_face_dim, StoreConfig};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -79,7 +79,7 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
             if !gallery.is_dir() {
                 bail!("no gallery at {}", gallery.display());
             }
-            let r = rekey(&gallery, &keys, target)
+            let r = Gallery::rekey(&gallery, &keys, target)
                 .with_context(|| format!("rekeying {}", gallery.display()))?;
             // Adjudication cases hold minutiae and are sealed with the same key.
             let cases_dir = data.join("cases");
