@@ -1,5 +1,9 @@
 //! Immutable segment files: a flat layout read in place through a memory map.
 //!
+//! A sealed segment (encryption at rest, [`super::encryption`]) has the same layout in its
+//! plaintext: its templates, f32 face rows and metadata are read in authenticated blocks on
+//! demand, its other sections decrypted once at open ([`is_on_demand`]).
+//!
 //! `seg-<id>.seg`, all integers **little-endian**, every section starting at a 64-byte aligned
 //! offset (so `f32`/`u64` views of the map are aligned, and a SIMD scan can read face rows in
 //! place). Records are stored in **increasing referenceId order**; a record's position in that
