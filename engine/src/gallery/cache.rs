@@ -15,7 +15,7 @@ use crate::store::{Record, Snapshot};
 use crate::template::{decode_native, FingerPosition};
 
 /// Cached index entries of records no longer in the log tolerated before a search prunes them.
-const RECENT_SLACK: usize = 1024;
+pub(super) const RECENT_SLACK: usize = 1024;
 
 /// Prepared records by referenceId, and the number of deletions so far. A record prepared from
 /// a snapshot taken before a deletion is not cached: it could be the deleted content of an id

@@ -1,6 +1,7 @@
 //! Writes through the gallery: inserts (indexed before they become durable), deletions, and
 //! operations of a replicated log; each keeps the caches in step.
 
+use super::cache::prune_recent;
 use super::error::GalleryError;
 use super::open::Gallery;
 use crate::store::{InsertOutcome, Record, ReplicatedOp, ReplicatedOutcome};
@@ -14,7 +15,11 @@ impl Gallery {
             .recent
             .get_or_compute(&record)
             .map_err(GalleryError::Template)?;
-        Ok(self.store.insert(record)?)
+        let outcome = self.store.insert(record)?;
+        // Entries of records a flush wrote stay cached for searches on older snapshots; they
+        // go once the cache outgrows the log's records, also when no search runs.
+        prune_recent(&self.index.recent, &self.store.snapshot());
+        Ok(outcome)
     }
 
     /// Applies operations of a replicated log (see [`crate::store::Store::apply_replicated`]):
@@ -47,6 +52,7 @@ impl Gallery {
             })
             .collect();
         let mut outcomes = self.store.apply_replicated(ops)?;
+        prune_recent(&self.index.recent, &self.store.snapshot());
         for (i, why) in rejected {
             if outcomes[i] != ReplicatedOutcome::AlreadyApplied {
                 outcomes[i] = ReplicatedOutcome::Rejected(why);
@@ -63,5 +69,55 @@ impl Gallery {
         self.store.delete(id)?;
         self.prepared.forget(&[id.to_owned()]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::matcher::Matcher;
+    use crate::store::synth::synthetic_record;
+    use crate::store::{MemDirectory, StoreConfig};
+
+    /// A flush leaves its records' index entries cached for searches on the snapshot before
+    /// it (they are not computed again), and the next insert prunes them once they outnumber
+    /// the log's records by the slack.
+    #[test]
+    fn a_flush_keeps_entries_for_older_snapshots_and_inserts_prune_them() {
+        let mut cfg = StoreConfig::new(0);
+        cfg.background = false;
+        let dir = MemDirectory::new();
+        let g = Gallery::open_in(Arc::new(dir), cfg, Matcher::new(), None)
+            .unwrap()
+            .0;
+        let n = super::super::cache::RECENT_SLACK + 16;
+        let records: Vec<Record> = (0..n)
+            .map(|i| synthetic_record(&format!("r{i:05}"), i as u64, 2, 0, 0))
+            .collect();
+        for r in &records {
+            g.insert(r.clone()).unwrap();
+        }
+        let before: Vec<_> = records
+            .iter()
+            .map(|r| g.index.recent.get_or_compute(r).unwrap())
+            .collect();
+        let old = g.store().snapshot();
+        g.store().flush().unwrap();
+        assert!(g.store().snapshot().recent().is_empty());
+        // A search on the older snapshot finds every entry as it was.
+        let indexed = super::super::shortlist::Indexed::new(&old, &g.index.recent).unwrap();
+        drop(indexed);
+        for (r, b) in records.iter().zip(&before) {
+            assert!(Arc::ptr_eq(&g.index.recent.get_or_compute(r).unwrap(), b));
+        }
+        assert_eq!(g.index.recent.len(), n);
+        g.insert(synthetic_record("z", 99_999, 2, 0, 0)).unwrap();
+        assert_eq!(
+            g.index.recent.len(),
+            1,
+            "the flushed records' entries were not pruned"
+        );
     }
 }

@@ -809,26 +809,29 @@ mod tests {
     }
 
     #[test]
-    fn entries_leave_the_recent_cache_when_their_segment_takes_them() {
+    fn a_segment_copies_cached_entries_which_stay_until_pruned() {
         let recent = RecentIndex::default();
         let a = synthetic_record("a", 1, 2, 0, 0);
         let b = synthetic_record("b", 2, 2, 0, 0);
         let cached = recent.get_or_compute(&a).unwrap();
         assert_eq!(recent.len(), 1);
-        assert!(Arc::ptr_eq(&recent.take(&a).unwrap(), &cached));
-        assert!(recent.is_empty(), "a taken entry stayed cached");
+        assert!(Arc::ptr_eq(&recent.for_segment(&a).unwrap(), &cached));
+        // Still cached: a search on an older snapshot finds it without computing it again.
+        assert!(Arc::ptr_eq(&recent.get_or_compute(&a).unwrap(), &cached));
         // Not cached (a written gallery, or entries pruned): computed, and still not cached.
-        let computed = recent.take(&b).unwrap();
+        let computed = recent.for_segment(&b).unwrap();
         assert_eq!(
             computed.code_bytes(),
             RecordIndex::of_record(&b).unwrap().code_bytes()
         );
-        assert!(recent.is_empty());
+        assert_eq!(recent.len(), 1);
+        recent.retain(&std::collections::HashSet::new());
+        assert!(recent.is_empty(), "pruning keeps only the given ids");
         // Same id, other templates: the stale entry is not handed out.
         recent.get_or_compute(&a).unwrap();
         let mut a2 = synthetic_record("a", 3, 2, 0, 0);
         a2.reference_id = "a".into();
-        let fresh = recent.take(&a2).unwrap();
+        let fresh = recent.for_segment(&a2).unwrap();
         assert_eq!(
             fresh.code_bytes(),
             RecordIndex::of_record(&a2).unwrap().code_bytes()
@@ -871,18 +874,13 @@ impl RecentIndex {
         Ok(computed)
     }
 
-    /// The record's index entries for its segment: the cached ones, which leave the cache (the
-    /// segment's index files hold them from now on), or computed now and not cached.
-    pub fn take(&self, record: &Record) -> Result<Arc<RecordIndex>, TemplateError> {
-        let fp = fingerprint(record);
-        let cached = {
-            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-            match entries.get(&record.reference_id) {
-                Some((f, _)) if *f == fp => entries.remove(&record.reference_id).map(|(_, r)| r),
-                _ => None,
-            }
-        };
-        match cached {
+    /// The record's index entries for its segment: the cached ones, or computed now and not
+    /// cached. Cached entries stay until pruned ([`RecentIndex::retain`]): searches that took
+    /// their snapshot before the segment was published still count the record as recent, and
+    /// would otherwise compute the entries of every record of the flush again (seconds of CPU
+    /// for a flush of 8,192 ten-finger records).
+    pub fn for_segment(&self, record: &Record) -> Result<Arc<RecordIndex>, TemplateError> {
+        match self.get(record, fingerprint(record)) {
             Some(hit) => Ok(hit),
             None => Ok(Arc::new(RecordIndex::of_record(record)?)),
         }
@@ -969,7 +967,7 @@ impl FingerIndexFiles {
                     None => from_templates(view.id(), &old_fingers, o),
                 }
             }
-            Origin::Memory(r) => Ok(self.recent.take(r)?),
+            Origin::Memory(r) => Ok(self.recent.for_segment(r)?),
             Origin::Rebuild => from_templates(segment, fingers, ord),
         }
     }
