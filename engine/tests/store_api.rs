@@ -656,3 +656,65 @@ proptest::proptest! {
         }
     }
 }
+
+/// A companion that writes the name of the thread that built it, to see where checkpoints run.
+#[derive(Debug)]
+struct ThreadNameCompanion;
+
+impl abis_engine::store::Companion for ThreadNameCompanion {
+    fn extensions(&self) -> &'static [&'static str] {
+        &["thread"]
+    }
+
+    fn build<'a>(
+        &self,
+        _segment: &abis_engine::store::SegmentView,
+        _origin: &(dyn Fn(usize) -> abis_engine::store::Origin<'a> + Sync + 'a),
+        outs: &mut [Box<dyn abis_engine::store::FileWriter>],
+    ) -> Result<(), abis_engine::store::CompanionError> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        outs[0]
+            .write_all(name.as_bytes())
+            .map_err(abis_engine::store::CompanionError::new)
+    }
+
+    fn open(
+        &self,
+        _segment: &abis_engine::store::SegmentView,
+        _files: Vec<abis_engine::store::FileBytes>,
+    ) -> Result<abis_engine::store::CompanionData, abis_engine::store::CompanionError> {
+        Ok(Arc::new(()))
+    }
+}
+
+/// Flushes and merges build in the store's own checkpoint pool, not in the pool searches share
+/// (where a merge's work would queue ahead of theirs).
+#[test]
+fn checkpoints_build_in_their_own_thread_pool() {
+    let dir = MemDirectory::new();
+    let mut c = cfg();
+    c.companion = Some(Arc::new(ThreadNameCompanion));
+    c.checkpoint_threads = 1;
+    let s = Store::open_in(Arc::new(dir.clone()), c).unwrap().0;
+    for round in 0..2u64 {
+        for i in 0..10u64 {
+            s.insert(rec(&format!("T{round}{i:02}"), i)).unwrap();
+        }
+        s.flush().unwrap();
+    }
+    s.compact().unwrap();
+    let built: Vec<String> = dir
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".thread"))
+        .collect();
+    assert_eq!(built.len(), 1, "{built:?}");
+    for name in built {
+        let thread = String::from_utf8(dir.read(&name).unwrap()).unwrap();
+        assert_eq!(
+            thread, "abis-checkpoint-0",
+            "{name} built on thread {thread:?}"
+        );
+    }
+}

@@ -258,6 +258,8 @@ pub struct StoreConfig {
     pub max_merge_bytes: u64,
     /// Most MiB per second a background merge writes; 0: unthrottled.
     pub merge_write_mib_per_s: u64,
+    /// Threads of the flushes' and merges' own pool; 0: half the cores, at least one.
+    pub checkpoint_threads: usize,
     /// Keep the images records are enrolled with, for the examiner (`crate::images`).
     pub keep_images: bool,
 }
@@ -611,6 +613,12 @@ impl Config {
             return Err(value_error(
                 "store.memtable_max_records",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if self.store.checkpoint_threads > 1024 {
+            return Err(value_error(
+                "store.checkpoint_threads",
+                "must be between 0 (half the cores) and 1024",
             ));
         }
         if !(1..=1 << 20).contains(&self.store.encrypted_cache_mib) {

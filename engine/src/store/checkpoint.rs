@@ -102,7 +102,12 @@ impl Inner {
             });
         };
         let merged = frozen.merged.iter().filter(|&&m| m).count();
-        match self.build_and_install(&mut meta, &frozen) {
+        let meta: &mut Meta = &mut meta;
+        let built = match self.pool() {
+            Some(pool) => pool.install(|| self.build_and_install(meta, &frozen)),
+            None => self.build_and_install(meta, &frozen),
+        };
+        match built {
             Ok(mut r) => {
                 r.elapsed = t0.elapsed();
                 self.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +130,24 @@ impl Inner {
                 Err(err)
             }
         }
+    }
+
+    /// The pool checkpoints build in (`None`: it could not be made; the shared pool then).
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.checkpoint_pool
+            .get_or_init(|| {
+                let threads = match self.cfg.checkpoint_threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+                    n => n,
+                };
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("abis-checkpoint-{i}"))
+                    .build()
+                    .map_err(|e| tracing::warn!(error = %e, "no checkpoint thread pool; sharing the search pool"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Phase 1: rotate the log, freeze the memtable, capture the segments' bitmaps — all while

@@ -158,6 +158,10 @@ pub struct StoreConfig {
     pub merge_write_bytes_per_s: Option<u64>,
     /// Run flushes and compactions on a background thread when thresholds are crossed.
     pub background: bool,
+    /// Threads a checkpoint (flush or merge) builds its segment and index files with: a pool
+    /// of its own, so that the parallel work of searches never queues behind a merge's in the
+    /// shared pool, and a merge takes at most this many cores. 0: half the cores, at least one.
+    pub checkpoint_threads: usize,
     /// Refuse inserts beyond this many live records ([`StoreError::Full`]).
     pub max_records: Option<u64>,
     /// Seal every file with these keys ([`encryption`]); applied by [`Store::open`].
@@ -179,6 +183,7 @@ impl StoreConfig {
             merge_policy: None,
             merge_write_bytes_per_s: None,
             background: true,
+            checkpoint_threads: 0,
             max_records: None,
             encryption: None,
             encrypted_cache_bytes: encryption::DEFAULT_BLOCK_CACHE_BYTES,
@@ -383,6 +388,9 @@ struct Inner {
     wal_syncs: AtomicU64,
     wal_bytes: AtomicU64,
     checkpoints: AtomicU64,
+    /// The checkpoints' own thread pool (see [`StoreConfig::checkpoint_threads`]), made at the
+    /// first checkpoint.
+    checkpoint_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

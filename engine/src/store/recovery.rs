@@ -381,6 +381,7 @@ fn assemble(
         wal_syncs: AtomicU64::new(0),
         wal_bytes: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
+        checkpoint_pool: std::sync::OnceLock::new(),
         cfg,
     }
 }
