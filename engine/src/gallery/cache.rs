@@ -105,15 +105,30 @@ fn prepare_fingers(
         .collect()
 }
 
-/// Drops cached index entries of records that are no longer recent (written to a segment
-/// while a search held an older snapshot, or refused after their entries were computed),
-/// so that the cache stays the size of the log's records. Entries of records inserted
-/// after `snapshot` may go too; a search recomputes them.
+/// Drops cached index entries of records that are no longer recent (written to a segment, or
+/// refused after their entries were computed) one checkpoint after they left, so that the
+/// cache stays about two logs' records and a search on a snapshot from before a checkpoint
+/// still finds the entries of the records it wrote. Entries of records inserted after
+/// `snapshot` may go too; a search recomputes them.
 pub(super) fn prune_recent(recent: &RecentIndex, snapshot: &Snapshot) {
     if recent.len() <= snapshot.recent().len() + RECENT_SLACK {
         return;
     }
-    retain_recent_of(recent, snapshot);
+    // Segment ids grow with every checkpoint: the newest names the checkpoint this snapshot
+    // follows. Entries a checkpoint wrote go at the next one (see `prune_retiring`).
+    let epoch = snapshot
+        .segments()
+        .iter()
+        .map(|v| v.id())
+        .max()
+        .unwrap_or(0);
+    recent.prune_retiring(epoch, || {
+        snapshot
+            .recent()
+            .iter()
+            .map(|r| r.reference_id.as_str())
+            .collect()
+    });
 }
 
 /// Drops the recent cache's entries of records that are not in `snapshot`'s log records.

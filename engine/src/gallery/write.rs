@@ -82,8 +82,8 @@ mod tests {
     use crate::store::{MemDirectory, StoreConfig};
 
     /// A flush leaves its records' index entries cached for searches on the snapshot before
-    /// it (they are not computed again), and the next insert prunes them once they outnumber
-    /// the log's records by the slack.
+    /// it (they are not computed again), also past the first prune after it; the prune after
+    /// the next checkpoint drops them.
     #[test]
     fn a_flush_keeps_entries_for_older_snapshots_and_inserts_prune_them() {
         let mut cfg = StoreConfig::new(0);
@@ -113,10 +113,26 @@ mod tests {
             assert!(Arc::ptr_eq(&g.index.recent.get_or_compute(r).unwrap(), b));
         }
         assert_eq!(g.index.recent.len(), n);
+        // The first insert after the flush retires them (still found), and the first one after
+        // the next checkpoint drops them.
         g.insert(synthetic_record("z", 99_999, 2, 0, 0)).unwrap();
+        assert_eq!(g.index.recent.len(), n + 1);
+        let indexed = super::super::shortlist::Indexed::new(&old, &g.index.recent).unwrap();
+        drop(indexed);
+        assert!(Arc::ptr_eq(
+            &g.index.recent.get_or_compute(&records[0]).unwrap(),
+            &before[0]
+        ));
+        g.store().flush().unwrap();
+        let slack = super::super::cache::RECENT_SLACK;
+        for i in 0..slack as u64 + 2 {
+            g.insert(synthetic_record(&format!("y{i:05}"), 200_000 + i, 2, 0, 0))
+                .unwrap();
+        }
+        // Left: "z" (retired by this checkpoint's prune) and the records since.
         assert_eq!(
             g.index.recent.len(),
-            1,
+            slack + 3,
             "the flushed records' entries were not pruned"
         );
     }

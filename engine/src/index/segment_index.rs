@@ -846,6 +846,8 @@ mod tests {
 #[derive(Debug, Default)]
 pub struct RecentIndex {
     entries: std::sync::RwLock<std::collections::HashMap<String, (u32, Arc<RecordIndex>)>>,
+    /// The checkpoint epoch of the last [`RecentIndex::prune_retiring`] and the ids it retired.
+    retired: std::sync::Mutex<(u64, std::collections::HashSet<String>)>,
 }
 
 /// A fingerprint of a record's finger templates.
@@ -893,6 +895,39 @@ impl RecentIndex {
             .get(&record.reference_id)
             .filter(|(f, _)| *f == fp)
             .map(|(_, r)| Arc::clone(r))
+    }
+
+    /// Drops entries of records a checkpoint wrote, one checkpoint late: at the first call
+    /// with a new `epoch` (a newer checkpoint), entries not among `live()` are retired, and
+    /// those retired by an earlier epoch's call are dropped. A search whose snapshot predates
+    /// the checkpoint that wrote a record still finds its entry (it would otherwise compute
+    /// the entries of a whole flush again). At most one pass per epoch.
+    pub fn prune_retiring<'a>(
+        &self,
+        epoch: u64,
+        live: impl FnOnce() -> std::collections::HashSet<&'a str>,
+    ) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if retired.0 == epoch {
+            return;
+        }
+        let live = live();
+        let before = std::mem::take(&mut retired.1);
+        let mut now = std::collections::HashSet::new();
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| {
+                if live.contains(id.as_str()) {
+                    true
+                } else if before.contains(id) {
+                    false
+                } else {
+                    now.insert(id.clone());
+                    true
+                }
+            });
+        *retired = (epoch, now);
     }
 
     /// Keeps only the entries of these ids (the records still outside segments).
