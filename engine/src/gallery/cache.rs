@@ -11,7 +11,7 @@ use super::score::{compatible, PreparedRecord};
 use super::shortlist::{reference_id, Loc};
 use crate::index::segment_index::RecentIndex;
 use crate::matcher::Matcher;
-use crate::store::{Record, Snapshot};
+use crate::store::{Record, Snapshot, Store};
 use crate::template::{decode_native, FingerPosition};
 
 /// Cached index entries of records no longer in the log tolerated before a search prunes them.
@@ -129,6 +129,16 @@ pub(super) fn prune_recent(recent: &RecentIndex, snapshot: &Snapshot) {
             .map(|r| r.reference_id.as_str())
             .collect()
     });
+}
+
+/// [`prune_recent`] after a write, which holds no snapshot: one is taken only when a pass is
+/// due (building one per insert would copy the log's record list at every insert).
+pub(super) fn prune_recent_after_write(recent: &RecentIndex, store: &Store) {
+    let (recent_len, epoch) = store.recent_and_newest_segment();
+    if recent.len() <= recent_len + RECENT_SLACK || recent.pruned_epoch() == epoch {
+        return;
+    }
+    prune_recent(recent, &store.snapshot());
 }
 
 /// Drops the recent cache's entries of records that are not in `snapshot`'s log records.

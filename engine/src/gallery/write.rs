@@ -1,7 +1,7 @@
 //! Writes through the gallery: inserts (indexed before they become durable), deletions, and
 //! operations of a replicated log; each keeps the caches in step.
 
-use super::cache::prune_recent;
+use super::cache::prune_recent_after_write;
 use super::error::GalleryError;
 use super::open::Gallery;
 use crate::store::{InsertOutcome, Record, ReplicatedOp, ReplicatedOutcome};
@@ -18,7 +18,7 @@ impl Gallery {
         let outcome = self.store.insert(record)?;
         // Entries of records a flush wrote stay cached for searches on older snapshots; they
         // go once the cache outgrows the log's records, also when no search runs.
-        prune_recent(&self.index.recent, &self.store.snapshot());
+        prune_recent_after_write(&self.index.recent, &self.store);
         Ok(outcome)
     }
 
@@ -52,7 +52,7 @@ impl Gallery {
             })
             .collect();
         let mut outcomes = self.store.apply_replicated(ops)?;
-        prune_recent(&self.index.recent, &self.store.snapshot());
+        prune_recent_after_write(&self.index.recent, &self.store);
         for (i, why) in rejected {
             if outcomes[i] != ReplicatedOutcome::AlreadyApplied {
                 outcomes[i] = ReplicatedOutcome::Rejected(why);

@@ -665,14 +665,7 @@ impl SegmentIndex {
         if crc32fast::hash(form) != u32_at(crc, 0) {
             return Err(damaged("form checksum mismatch"));
         }
-        Ok(match raw {
-            FileSlice::Borrowed(b) => FileSlice::Borrowed(&b[4..]),
-            FileSlice::Block(b, r) => FileSlice::Block(b, r.start + 4..r.end),
-            FileSlice::Owned(mut v) => {
-                v.drain(..4);
-                FileSlice::Owned(v)
-            }
-        })
+        Ok(raw.after(4))
     }
 
     /// The decoded form of finger entry `e`.
@@ -928,6 +921,11 @@ impl RecentIndex {
                 }
             });
         *retired = (epoch, now);
+    }
+
+    /// The epoch of the last [`RecentIndex::prune_retiring`] pass.
+    pub fn pruned_epoch(&self) -> u64 {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner()).0
     }
 
     /// Keeps only the entries of these ids (the records still outside segments).

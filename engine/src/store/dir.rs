@@ -120,11 +120,8 @@ pub(crate) trait BlockSource: Send + Sync + fmt::Debug {
     fn block_len(&self) -> usize;
     /// Block `k`, through the directory's bounded block cache.
     fn block(&self, k: usize) -> io::Result<Arc<[u8]>>;
-    /// Block `k` appended to `out`, bypassing the cache (a whole-file read would only evict
-    /// what searches use).
-    fn block_uncached(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()>;
-    /// Block `k` into `out`, which is exactly its length, bypassing the cache (no copy beyond
-    /// the one into place).
+    /// Block `k` into `out`, which is exactly its length, bypassing the cache (a whole-section
+    /// read would only evict what searches use).
     fn block_into(&self, k: usize, out: &mut [u8]) -> io::Result<()>;
 }
 
@@ -180,12 +177,7 @@ impl FileBytes {
     /// shared, a range across blocks copied). A range past the end is `InvalidInput`; a block
     /// that fails authentication is `InvalidData`.
     pub fn read(&self, range: Range<usize>) -> io::Result<FileSlice<'_>> {
-        if range.start > range.end || range.end > self.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read past the end of the file",
-            ));
-        }
+        check_range(&range, self.len())?;
         let src = match &self.0 {
             Repr::Blocks(src) => src,
             _ => return Ok(FileSlice::Borrowed(&self.whole().unwrap_or(&[])[range])),
@@ -221,12 +213,7 @@ impl FileBytes {
             Repr::Blocks(src) => src,
             _ => return Ok(FileBytes::from_slice(&self.read(range)?)),
         };
-        if range.start > range.end || range.end > src.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read past the end of the file",
-            ));
-        }
+        check_range(&range, src.len())?;
         let mut buf = AlignedBuf::zeroed(range.len());
         if range.is_empty() {
             return Ok(FileBytes(Repr::Heap(buf)));
@@ -251,8 +238,8 @@ impl FileBytes {
             if piece.len() == whole_block {
                 return src.block_into(k, piece);
             }
-            let mut block = Vec::with_capacity(bl);
-            src.block_uncached(k, &mut block)?;
+            let mut block = vec![0; whole_block];
+            src.block_into(k, &mut block)?;
             let from = (range.start.max(k * bl)) - k * bl;
             let bytes = block
                 .get(from..from + piece.len())
@@ -262,15 +249,17 @@ impl FileBytes {
         })?;
         Ok(FileBytes(Repr::Heap(buf)))
     }
+}
 
-    /// The whole file in place: itself when it already is, a decrypted aligned heap copy of a
-    /// sealed file otherwise.
-    pub fn into_resident(self) -> io::Result<FileBytes> {
-        match self.0 {
-            Repr::Blocks(_) => self.copy_range(0..self.len()),
-            _ => Ok(self),
-        }
+/// `range` lies within a file of `len` bytes (else `InvalidInput`).
+fn check_range(range: &Range<usize>, len: usize) -> io::Result<()> {
+    if range.start > range.end || range.end > len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "read past the end of the file",
+        ));
     }
+    Ok(())
 }
 
 /// Part of a file held whole in memory, 64-byte aligned: in place when the file is mapped or on
@@ -302,9 +291,8 @@ impl Resident {
     /// Bytes `range` of `file`.
     pub fn part(file: &Arc<FileBytes>, range: Range<usize>) -> io::Result<Resident> {
         if let Some(w) = file.whole() {
-            let bytes = w.get(range.clone()).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "read past the end of the file")
-            })?;
+            check_range(&range, w.len())?;
+            let bytes = &w[range];
             return Ok(Resident {
                 ptr: bytes.as_ptr(),
                 len: bytes.len(),
@@ -352,11 +340,23 @@ pub enum FileSlice<'a> {
     Owned(Vec<u8>),
 }
 
-impl FileSlice<'_> {
+impl<'a> FileSlice<'a> {
     pub fn into_vec(self) -> Vec<u8> {
         match self {
             FileSlice::Owned(v) => v,
             other => other.to_vec(),
+        }
+    }
+
+    /// The bytes after the first `n` (none when `n` reaches the end).
+    pub fn after(self, n: usize) -> FileSlice<'a> {
+        match self {
+            FileSlice::Borrowed(b) => FileSlice::Borrowed(&b[n.min(b.len())..]),
+            FileSlice::Block(b, r) => FileSlice::Block(b, (r.start + n).min(r.end)..r.end),
+            FileSlice::Owned(mut v) => {
+                v.drain(..n.min(v.len()));
+                FileSlice::Owned(v)
+            }
         }
     }
 }

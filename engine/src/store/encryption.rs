@@ -358,12 +358,29 @@ fn open_frame(
     }
     let total = FRAME_HEAD + len as usize + TAG_LEN;
     let frame = rest.get(..total).ok_or(Fault::Incomplete)?;
-    let nonce = Nonce::try_assume_unique_for_key(&frame[8..FRAME_HEAD])
-        .map_err(|_| Fault::Tag { total })?;
-    let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&frame[total - TAG_LEN..]);
     out.clear();
-    out.extend_from_slice(&frame[FRAME_HEAD..total - TAG_LEN]);
+    out.resize(len as usize, 0);
+    open_into(key, file_id, index, frame, out).map_err(|()| Fault::Tag { total })?;
+    Ok(total)
+}
+
+/// Authenticates and decrypts `frame` (head, ciphertext and tag, exactly) into `out`, which is
+/// its ciphertext's length: the one AES-GCM open of every sealed-file reader.
+fn open_into(
+    key: &LessSafeKey,
+    file_id: &[u8; FILE_ID_LEN],
+    index: u64,
+    frame: &[u8],
+    out: &mut [u8],
+) -> Result<(), ()> {
+    let len = u32::try_from(out.len()).map_err(|_| ())?;
+    if frame.len() != FRAME_HEAD + out.len() + TAG_LEN {
+        return Err(());
+    }
+    let nonce = Nonce::try_assume_unique_for_key(&frame[8..FRAME_HEAD]).map_err(|_| ())?;
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&frame[frame.len() - TAG_LEN..]);
+    out.copy_from_slice(&frame[FRAME_HEAD..frame.len() - TAG_LEN]);
     key.open_in_place_separate_tag(
         nonce,
         Aad::from(aad(file_id, index, len)),
@@ -371,8 +388,8 @@ fn open_frame(
         out,
         0..,
     )
-    .map_err(|_| Fault::Tag { total })?;
-    Ok(total)
+    .map(drop)
+    .map_err(|_| ())
 }
 
 /// Whether a log frame that failed at the start of `rest` is what a power loss leaves of the
@@ -685,34 +702,7 @@ impl SealedBlocks {
         if frame[..4] != len.to_le_bytes() || frame[4..8] != (!len).to_le_bytes() {
             return Err(fault());
         }
-        let nonce = Nonce::try_assume_unique_for_key(&frame[8..FRAME_HEAD]).map_err(|_| fault())?;
-        let mut tag = [0u8; TAG_LEN];
-        tag.copy_from_slice(&frame[frame.len() - TAG_LEN..]);
-        out.copy_from_slice(&frame[FRAME_HEAD..frame.len() - TAG_LEN]);
-        self.key
-            .aead
-            .open_in_place_separate_tag(
-                nonce,
-                Aad::from(aad(&self.file_id, k as u64, len)),
-                Tag::from(tag),
-                out,
-                0..,
-            )
-            .map_err(|_| fault())?;
-        Ok(())
-    }
-
-    fn decrypt(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()> {
-        let start = out.len();
-        out.resize(
-            start + self.frame_len(k.min(self.frames.saturating_sub(1))),
-            0,
-        );
-        let r = self.decrypt_into(k, &mut out[start..]);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
+        open_into(&self.key.aead, &self.file_id, k as u64, frame, out).map_err(|()| fault())
     }
 }
 
@@ -727,14 +717,10 @@ impl BlockSource for SealedBlocks {
 
     fn block(&self, k: usize) -> io::Result<Arc<[u8]>> {
         self.cache.get_or_load((self.cache_id, k as u64), || {
-            let mut out = Vec::new();
-            self.decrypt(k, &mut out)?;
+            let mut out = vec![0; self.frame_len(k)];
+            self.decrypt_into(k, &mut out)?;
             Ok(Arc::from(out))
         })
-    }
-
-    fn block_uncached(&self, k: usize, out: &mut Vec<u8>) -> io::Result<()> {
-        self.decrypt(k, out)
     }
 
     fn block_into(&self, k: usize, out: &mut [u8]) -> io::Result<()> {

@@ -294,6 +294,15 @@ enum Held {
 }
 
 impl Visible {
+    /// Live records outside segments: a snapshot's `recent()`.
+    fn recent_len(&self) -> usize {
+        self.active.len()
+            + self
+                .frozen
+                .as_ref()
+                .map_or(0, |f| f.records.len() - f.tombstones.len())
+    }
+
     fn locate(&self, id: &str) -> Option<Held> {
         if self.active.contains_key(id) {
             return Some(Held::Active);
@@ -562,6 +571,15 @@ impl Store {
         self.inner.snapshot()
     }
 
+    /// What a new snapshot would say, without building one (a snapshot copies the list of the
+    /// log's records): how many records are outside segments, and the newest segment's id (0:
+    /// none), which grows with every checkpoint that writes a segment.
+    pub fn recent_and_newest_segment(&self) -> (usize, u64) {
+        let v = self.inner.read_visible();
+        let newest = v.segments.iter().map(|s| s.seg.id).max().unwrap_or(0);
+        (v.recent_len(), newest)
+    }
+
     /// Writes the memtable (and changed deletion bitmaps) into a new segment and checkpoints.
     pub fn flush(&self) -> Result<CheckpointReport> {
         self.inner.checkpoint(Merge::Nothing)
@@ -634,10 +652,7 @@ impl Store {
         StoreStats {
             records: v.live,
             segments: v.segments.len(),
-            memtable_records: v.active.len()
-                + v.frozen
-                    .as_ref()
-                    .map_or(0, |f| f.records.len() - f.tombstones.len()),
+            memtable_records: v.recent_len(),
             wal_entries: i.wal_entries.load(Ordering::Relaxed),
             wal_syncs: i.wal_syncs.load(Ordering::Relaxed),
             wal_bytes: i.wal_bytes.load(Ordering::Relaxed),
