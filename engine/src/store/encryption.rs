@@ -930,10 +930,11 @@ pub(crate) fn rekey_in(
             // Files sealed by versions with another frame size are re-framed, so that they
             // can be read in blocks (see "Reading in blocks").
             let framed = is_log(name)
-                || f.frames
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &(plain_at, _))| plain_at == k * FRAME_TARGET);
+                || (f.plain.len() <= f.frames.len() * FRAME_TARGET
+                    && f.frames
+                        .iter()
+                        .enumerate()
+                        .all(|(k, &(plain_at, _))| plain_at == k * FRAME_TARGET));
             (f.plain, id, framed)
         } else {
             (raw, None, true)
@@ -1217,6 +1218,26 @@ mod tests {
         assert_eq!((r.rewritten, r.unchanged), (0, 2));
         rekey_in(&mem, &both, RekeyTarget::Plaintext, None).unwrap();
         assert_eq!(mem.read("meta.abis").unwrap(), b"m");
+    }
+
+    #[test]
+    fn store_encryption_rekey_reframes_files_sealed_in_larger_frames() {
+        let mem = MemDirectory::new();
+        let keys = ring(&[3]);
+        let name = "seg-0000000001.seg";
+        let plain: Vec<u8> = (0..FRAME_TARGET + 10).map(|i| i as u8).collect();
+        // As an older version wrote it: one frame larger than today's frames.
+        let mut w = SealingWriter::start(mem.create(name).unwrap(), name, &keys).unwrap();
+        w.seal(&plain).unwrap();
+        w.inner.sync().unwrap();
+        drop(w);
+        let r = rekey_in(&mem, &keys, RekeyTarget::ActiveKey, None).unwrap();
+        assert_eq!((r.rewritten, r.unchanged), (1, 0));
+        let f = open_file(name, &mem.read(name).unwrap(), &keys).unwrap();
+        assert_eq!(f.plain, plain);
+        assert_eq!(f.frames.len(), 2);
+        let r = rekey_in(&mem, &keys, RekeyTarget::ActiveKey, None).unwrap();
+        assert_eq!((r.rewritten, r.unchanged), (0, 1));
     }
 
     #[test]
