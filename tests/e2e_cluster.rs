@@ -1098,8 +1098,8 @@ async fn a_secured_cluster_seals_its_log() {
     let mut child = keyless
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path().join("d"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(abis_testkit::log_to(&log))
+        .stderr(abis_testkit::log_to(&log))
         .spawn()
         .unwrap();
     let t0 = Instant::now();

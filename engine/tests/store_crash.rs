@@ -121,10 +121,14 @@ fn run_child(dir: &Path, round: u64, kill_after: Duration) -> Seen {
         .env(CHILD_ENV, dir)
         .env(ROUND_ENV, round.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Piped and drained, not `Stdio::null()` (a plain file in some sandboxes, see
+        // `abis_testkit::log_to`), and not a file in the store's directory.
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
     let stdout = child.stdout.take().expect("child stdout");
+    let mut stderr = child.stderr.take().expect("child stderr");
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let reader = {
         let seen = Arc::clone(&seen);

@@ -15,8 +15,10 @@ use crate::http;
 /// `ABIS_REQUIRE_DATA=1`).
 #[track_caller]
 pub fn binaries() -> Option<(PathBuf, PathBuf)> {
+    // The browser itself before Debian's `/usr/bin/chromium` wrapper script, whose shell
+    // redirections write to /dev/null (see `crate::log_to`).
     let find = |name: &str| {
-        ["/usr/bin", "/usr/lib/chromium"]
+        ["/usr/lib/chromium", "/usr/bin"]
             .iter()
             .map(|d| PathBuf::from(d).join(name))
             .find(|p| p.is_file())
@@ -53,11 +55,16 @@ impl Browser {
         let port = crate::nats::free_ports(1)[0];
         let scratch = tempfile::tempdir().expect("a scratch directory for Chromium");
         // Chromium and chromedriver leave profiles and shared-memory files in TMPDIR: ours.
+        // Both write to a log in the scratch directory: without `--enable-chrome-logs` the
+        // driver sends Chromium's output to /dev/null (see `crate::log_to` for why not there).
+        let log = scratch.path().join("chromedriver.log");
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
+            .arg("--enable-chrome-logs")
             .env("TMPDIR", scratch.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(crate::log_to(&log))
+            .stderr(crate::log_to(&log))
             .spawn()
             .expect("start chromedriver");
         let addr = format!("127.0.0.1:{port}");

@@ -21,6 +21,22 @@ pub mod openjpeg;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A handle that appends to the log file `path` (created if missing), for a child process's
+/// stdout or stderr.
+///
+/// The tests never send a child's output to `Stdio::null()`: in some sandboxes `/dev/null` is a
+/// plain file, and output written there is later read back by every process whose stdin is
+/// `/dev/null` (`rustc -`, as cargo probes it, failed to parse Chromium's log that way). A log
+/// beside the instance's other files is also what one reads when a test fails.
+pub fn log_to(path: &Path) -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open the log {}: {e}", path.display()))
+        .into()
+}
+
 /// The repository root (this crate lives in `tests/kit`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -104,8 +104,8 @@ impl NatsCluster {
             .arg("-c")
             .arg(&node.conf)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(crate::log_to(&node.conf.with_extension("out")))
+            .stderr(crate::log_to(&node.conf.with_extension("out")))
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()));
         node.child = Some(child);

@@ -2,7 +2,7 @@
 //! `libopenjp2-tools`), so that the decoders are checked on files they did not write.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::require;
@@ -36,11 +36,12 @@ pub fn jpeg2000(width: u32, height: u32, pixels: &[u8], ratio: Option<u32>) -> O
         command.args(["-r", &ratio.to_string()]);
     }
     let status = command
-        .stdout(Stdio::null())
+        .stdout(crate::log_to(&stem.with_extension("log")))
         .status()
         .expect("run opj_compress");
     let _ = std::fs::remove_file(&input);
     assert!(status.success(), "opj_compress failed");
+    let _ = std::fs::remove_file(stem.with_extension("log"));
     let jp2 = std::fs::read(&output).expect("read opj_compress's output");
     let _ = std::fs::remove_file(&output);
     Some(jp2)
