@@ -79,6 +79,17 @@ fn loopback_load_holds_its_rate_with_no_errors_and_bounded_memory() {
     let args = ["--rpc", "insert", "--synthetic-fingers", "2", "--requests", "300", "--concurrency", "8"];
     let r = load(&server, &args);
     assert_eq!(count_of(&r, "ok"), 300, "{r}");
+    // And 150 more through InsertStream: three streams of 50 records, numbered after those.
+    #[rustfmt::skip]
+    let args = [
+        "--rpc", "insert-stream", "--synthetic-fingers", "2", "--requests", "3",
+        "--stream-records", "50", "--first", "300", "--concurrency", "2",
+    ];
+    let r = load(&server, &args);
+    assert_eq!(count_of(&r, "ok"), 3, "{r}");
+    assert_eq!(count_of(&r, "records_ok"), 150, "{r}");
+    let count = support::abis_json(&["client", "--addr", &server.addr, "count"]);
+    assert_eq!(count["count"], 450, "{count}");
     let finger_arg = format!("1={}", enrolled.display());
     support::abis_json(&[
         "client",

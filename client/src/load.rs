@@ -20,6 +20,9 @@ use crate::{synthetic_iso_template, Client, ClientError};
 pub enum LoadRpc {
     /// Insert a new record per request (`--synthetic-fingers`, or the given samples).
     Insert,
+    /// Insert `--stream-records` new records per request through one `InsertStream` (how an
+    /// enrolment backend or a migration sends records in bulk).
+    InsertStream,
     /// Identify the given samples against the whole gallery.
     Identify,
     /// Verify the given samples against `--id`.
@@ -46,10 +49,13 @@ pub struct LoadArgs {
     /// per record) instead of the given samples.
     #[arg(long, default_value_t = 0)]
     pub synthetic_fingers: u8,
-    /// Insert: referenceIds are PREFIX followed by the request number.
+    /// InsertStream: records sent in each stream.
+    #[arg(long, default_value_t = 100)]
+    pub stream_records: u64,
+    /// Insert: referenceIds are PREFIX followed by the record number.
     #[arg(long, default_value = "load-")]
     pub id_prefix: String,
-    /// Insert: first request number (to grow a gallery over several runs).
+    /// Insert: first record number (to grow a gallery over several runs).
     #[arg(long, default_value_t = 0)]
     pub first: u64,
     /// Verify: the stored record to compare with.
@@ -110,6 +116,28 @@ fn synthetic_record_samples(number: u64, fingers: u8) -> Vec<Sample> {
         .collect()
 }
 
+/// The record `number` of an insert load.
+fn insert_request(args: &LoadArgs, samples: &[Sample], number: u64) -> InsertRequest {
+    let samples = if args.synthetic_fingers > 0 {
+        synthetic_record_samples(number, args.synthetic_fingers)
+    } else {
+        samples.to_vec()
+    };
+    InsertRequest {
+        reference_id: format!("{}{number}", args.id_prefix),
+        samples,
+        metadata: Default::default(),
+    }
+}
+
+/// Records one request carries.
+fn records_per_request(args: &LoadArgs) -> u64 {
+    match args.rpc {
+        LoadRpc::InsertStream => args.stream_records,
+        _ => 1,
+    }
+}
+
 async fn one(
     client: &mut Client,
     args: &LoadArgs,
@@ -119,19 +147,17 @@ async fn one(
 ) -> Outcome {
     let t0 = Instant::now();
     let r = match args.rpc {
-        LoadRpc::Insert => {
-            let number = args.first + n;
-            let samples = if args.synthetic_fingers > 0 {
-                synthetic_record_samples(number, args.synthetic_fingers)
-            } else {
-                samples.to_vec()
-            };
+        LoadRpc::Insert => client
+            .insert(insert_request(args, samples, args.first + n))
+            .await
+            .map(drop),
+        LoadRpc::InsertStream => {
+            let first = args.first + n * args.stream_records;
+            let records: Vec<InsertRequest> = (first..first + args.stream_records)
+                .map(|number| insert_request(args, samples, number))
+                .collect();
             client
-                .insert(InsertRequest {
-                    reference_id: format!("{}{number}", args.id_prefix),
-                    samples,
-                    metadata: Default::default(),
-                })
+                .insert_stream(tokio_stream::iter(records))
                 .await
                 .map(drop)
         }
@@ -186,11 +212,15 @@ fn check(args: &LoadArgs, samples: &[Sample]) -> Result<(), ClientError> {
     if args.rpc == LoadRpc::Verify && args.id.is_none() {
         return usage("--rpc verify needs --id");
     }
-    if args.rpc != LoadRpc::Insert && samples.is_empty() {
+    let inserts = matches!(args.rpc, LoadRpc::Insert | LoadRpc::InsertStream);
+    if !inserts && samples.is_empty() {
         return usage("give the probe with --finger POS=FILE and/or --face FILE");
     }
-    if args.rpc == LoadRpc::Insert && samples.is_empty() && args.synthetic_fingers == 0 {
+    if inserts && samples.is_empty() && args.synthetic_fingers == 0 {
         return usage("give samples or --synthetic-fingers K");
+    }
+    if args.rpc == LoadRpc::InsertStream && args.stream_records == 0 {
+        return usage("--stream-records must be at least 1");
     }
     Ok(())
 }
@@ -246,9 +276,12 @@ fn summary(args: &LoadArgs, outcomes: &[Outcome], seconds: f64) -> serde_json::V
     for code in outcomes.iter().filter_map(|o| o.err()) {
         *errors.entry(format!("{code:?}")).or_default() += 1;
     }
+    let records = ok.len() as u64 * records_per_request(args);
     json!({
-        "rpc": format!("{:?}", args.rpc).to_lowercase(),
+        "rpc": args.rpc.to_possible_value().map(|v| v.get_name().to_owned()),
         "requests": outcomes.len(),
+        "records_ok": records,
+        "records_per_s": records as f64 / seconds.max(1e-9),
         "concurrency": args.concurrency,
         "ok": ok.len(),
         "errors": errors,

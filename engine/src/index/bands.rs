@@ -18,15 +18,24 @@
 //! (32 bands lost 5 % of four-finger mates); two-byte keys because one byte lets through a
 //! large share of strangers and three bytes too few mates.
 //!
+//! # Chunks
+//! The tables must stay in memory (they are looked up at random by every search, so an encrypted
+//! gallery decrypts them at open), so their size is the node's memory: the records of a segment
+//! are cut into chunks of [`CHUNK`] (65,536) records, and each chunk has its own 800 tables, so
+//! that a posting is a two-byte ordinal within its chunk and a key's offset two bytes too. At a
+//! million people this halved the postings (4.4 GB of tables with four-byte postings and
+//! offsets); the keys are repeated per chunk, which costs less than two more bytes per posting.
+//! A search votes chunk by chunk, so its votes stay within 64 KiB at a time.
+//!
 //! # `seg-<id>.fbands` (little-endian; sections 64-byte aligned)
 //!
 //! | part        | content                                                                  |
 //! |-------------|--------------------------------------------------------------------------|
-//! | header (64) | magic `b"ABISFBD\0"`, version u32 = 2, bands u32 = 80, segment id u64, records N u64, 28 reserved bytes, CRC-32 of bytes 0..60 |
-//! | Postings    | P × u32 record ordinals: per table, per key (ascending), the ordinals (ascending) |
-//! | Keys        | K × u16: per table, its distinct keys, ascending                          |
-//! | Offsets     | K × u32: where a key's postings start, from its table's first posting     |
-//! | Tables      | (800+1) × (u64 first key, u64 first posting)                             |
+//! | header (64) | magic `b"ABISFBD\0"`, version u32 = 3, bands u32 = 80, segment id u64, records N u64, records per chunk C u32, 24 reserved bytes, CRC-32 of bytes 0..60 |
+//! | Postings    | P × u16 ordinals within the chunk: per chunk, per table, per key (ascending), the ordinals (ascending) |
+//! | Keys        | K × u16: per chunk and table, its distinct keys, ascending                |
+//! | Offsets     | K × u16: where a key's postings start, from its table's first posting     |
+//! | Tables      | (⌈N/C⌉ × 800 + 1) × (u64 first key, u64 first posting), chunk-major       |
 //! | footer (64) | CRC-32 of Postings, Keys, Offsets, Tables (4 × u32), postings P u64, distinct keys K u64, 16 reserved, magic `b"ABISFBE\0"` at 48, CRC-32 of footer bytes 0..56 at 56, 4 reserved |
 //!
 //! Everything is checksummed and verified at open, the tables' and keys' order too; a posting
@@ -47,10 +56,12 @@ pub const BANDS: usize = SLOTS / 2;
 pub const TABLES: usize = POSITIONS * BANDS;
 /// File extension (`seg-<id>.fbands`).
 pub const EXTENSION: &str = "fbands";
+/// Records per chunk: the most a two-byte posting can name.
+pub const CHUNK: usize = 1 << 16;
 
 const MAGIC: &[u8; 8] = b"ABISFBD\0";
 const END: &[u8; 8] = b"ABISFBE\0";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 64;
 const TABLE_ENTRY: usize = 16;
@@ -63,13 +74,14 @@ fn key(code: &[u8], b: usize) -> u16 {
     u16::from_le_bytes([code[2 * b], code[2 * b + 1]])
 }
 
-fn header(segment: u64, n: usize) -> [u8; HEADER_LEN] {
+fn header(segment: u64, n: usize, chunk: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(BANDS as u32).to_le_bytes());
     h[16..24].copy_from_slice(&segment.to_le_bytes());
     h[24..32].copy_from_slice(&(n as u64).to_le_bytes());
+    h[32..36].copy_from_slice(&(chunk as u32).to_le_bytes());
     let crc = crc32fast::hash(&h[..60]);
     h[60..64].copy_from_slice(&crc.to_le_bytes());
     h
@@ -100,19 +112,20 @@ impl SegmentCodes<'_> {
     }
 }
 
-/// One table, built: its distinct keys, where each key's postings start, and the postings.
+/// One table of one chunk, built: its distinct keys, where each key's postings start, and the
+/// postings (ordinals within the chunk).
 struct Table {
     keys: Vec<u16>,
-    offsets: Vec<u32>,
-    postings: Vec<u32>,
+    offsets: Vec<u16>,
+    postings: Vec<u16>,
 }
 
-/// Counting sort of the records by their key in table `t`: postings grouped by key, ascending
-/// ordinals within a key.
-fn build_table(codes: &SegmentCodes<'_>, t: usize) -> Table {
+/// Counting sort of the records `chunk` by their key in table `t`: postings grouped by key,
+/// ascending ordinals within a key. `chunk` holds at most [`CHUNK`] records.
+fn build_table(codes: &SegmentCodes<'_>, chunk: std::ops::Range<usize>, t: usize) -> Table {
     let (p, b) = (t / BANDS, t % BANDS);
     let mut counts = vec![0u32; 1 << 16];
-    for o in 0..codes.len() {
+    for o in chunk.clone() {
         if let Some(c) = codes.code(o, p) {
             counts[usize::from(key(c, b))] += 1;
         }
@@ -123,16 +136,17 @@ fn build_table(codes: &SegmentCodes<'_>, t: usize) -> Table {
     for (k, &c) in counts.iter().enumerate() {
         if c > 0 {
             keys.push(k as u16);
-            offsets.push(total);
+            // Below the chunk's record count, so below 65,536.
+            offsets.push(total as u16);
             cursor[k] = total;
             total += c;
         }
     }
-    let mut postings = vec![0u32; total as usize];
-    for o in 0..codes.len() {
+    let mut postings = vec![0u16; total as usize];
+    for o in chunk.clone() {
         if let Some(c) = codes.code(o, p) {
             let slot = &mut cursor[usize::from(key(c, b))];
-            postings[*slot as usize] = o as u32;
+            postings[*slot as usize] = (o - chunk.start) as u16;
             *slot += 1;
         }
     }
@@ -164,32 +178,47 @@ pub fn write(
     codes: &SegmentCodes<'_>,
     sink: &mut super::segment_index::Sink<'_>,
 ) -> Result<(), IndexFileError> {
-    sink(&header(segment, codes.len())).map_err(io)?;
+    write_chunked(segment, codes, CHUNK, sink)
+}
+
+/// [`write`] with `chunk` records per chunk (tests use small chunks).
+fn write_chunked(
+    segment: u64,
+    codes: &SegmentCodes<'_>,
+    chunk: usize,
+    sink: &mut super::segment_index::Sink<'_>,
+) -> Result<(), IndexFileError> {
+    assert!((1..=CHUNK).contains(&chunk), "chunk of {chunk} records");
+    let n = codes.len();
+    sink(&header(segment, n, chunk)).map_err(io)?;
     let (mut all_keys, mut all_offsets) = (Vec::new(), Vec::new());
-    let mut directory = Vec::with_capacity((TABLES + 1) * 2);
+    let mut directory = Vec::with_capacity((n.div_ceil(chunk) * TABLES + 1) * 2);
     let mut crc = crc32fast::Hasher::new();
     let mut posted = 0u64;
-    for first in (0..TABLES).step_by(BUILD_TABLES) {
-        let built: Vec<Table> = (first..(first + BUILD_TABLES).min(TABLES))
-            .into_par_iter()
-            .map(|t| build_table(codes, t))
-            .collect();
-        for table in built {
-            directory.extend([all_keys.len() as u64, posted]);
-            let bytes = le_bytes(&table.postings, u32::to_le_bytes);
-            crc.update(&bytes);
-            sink(&bytes).map_err(io)?;
-            posted += table.postings.len() as u64;
-            all_keys.extend(table.keys);
-            all_offsets.extend(table.offsets);
+    for start in (0..n).step_by(chunk) {
+        let records = start..(start + chunk).min(n);
+        for first in (0..TABLES).step_by(BUILD_TABLES) {
+            let built: Vec<Table> = (first..(first + BUILD_TABLES).min(TABLES))
+                .into_par_iter()
+                .map(|t| build_table(codes, records.clone(), t))
+                .collect();
+            for table in built {
+                directory.extend([all_keys.len() as u64, posted]);
+                let bytes = le_bytes(&table.postings, u16::to_le_bytes);
+                crc.update(&bytes);
+                sink(&bytes).map_err(io)?;
+                posted += table.postings.len() as u64;
+                all_keys.extend(table.keys);
+                all_offsets.extend(table.offsets);
+            }
         }
     }
     directory.extend([all_keys.len() as u64, posted]);
-    let mut at = pad(sink, HEADER_LEN + 4 * posted as usize)?;
+    let mut at = pad(sink, HEADER_LEN + 2 * posted as usize)?;
     let mut crcs = vec![crc.finalize()];
     for section in [
         le_bytes(&all_keys, u16::to_le_bytes),
-        le_bytes(&all_offsets, u32::to_le_bytes),
+        le_bytes(&all_offsets, u16::to_le_bytes),
         le_bytes(&directory, u64::to_le_bytes),
     ] {
         crcs.push(crc32fast::hash(&section));
@@ -222,33 +251,37 @@ struct Layout {
     keys: usize,
     offsets_at: usize,
     tables_at: usize,
+    /// Tables of all chunks (the directory has one more entry: the totals).
+    tables: usize,
 }
 
 impl Layout {
-    fn of(postings: usize, keys: usize) -> Option<Layout> {
-        let keys_at = round_up(HEADER_LEN.checked_add(postings.checked_mul(4)?)?);
+    fn of(postings: usize, keys: usize, tables: usize) -> Option<Layout> {
+        let keys_at = round_up(HEADER_LEN.checked_add(postings.checked_mul(2)?)?);
         let offsets_at = round_up(keys_at.checked_add(keys.checked_mul(2)?)?);
-        let tables_at = round_up(offsets_at.checked_add(keys.checked_mul(4)?)?);
+        let tables_at = round_up(offsets_at.checked_add(keys.checked_mul(2)?)?);
+        tables.checked_add(1)?.checked_mul(TABLE_ENTRY)?;
         Some(Layout {
             postings,
             keys_at,
             keys,
             offsets_at,
             tables_at,
+            tables,
         })
     }
 
     fn len(&self) -> usize {
-        round_up(self.tables_at + (TABLES + 1) * TABLE_ENTRY) + FOOTER_LEN
+        round_up(self.tables_at + (self.tables + 1) * TABLE_ENTRY) + FOOTER_LEN
     }
 
     /// (offset, length) of the four checksummed sections, in footer order.
     fn sections(&self) -> [(usize, usize); 4] {
         [
-            (HEADER_LEN, 4 * self.postings),
+            (HEADER_LEN, 2 * self.postings),
             (self.keys_at, 2 * self.keys),
-            (self.offsets_at, 4 * self.keys),
-            (self.tables_at, (TABLES + 1) * TABLE_ENTRY),
+            (self.offsets_at, 2 * self.keys),
+            (self.tables_at, (self.tables + 1) * TABLE_ENTRY),
         ]
     }
 }
@@ -259,6 +292,8 @@ pub struct BandTables {
     bytes: Resident,
     layout: Layout,
     n: usize,
+    /// Records per chunk.
+    chunk: usize,
     segment: u64,
 }
 
@@ -279,8 +314,11 @@ impl BandTables {
         if b.len() < HEADER_LEN + FOOTER_LEN || &b[0..8] != MAGIC {
             return Err(damaged("not a band table file"));
         }
-        if b[..HEADER_LEN] != header(segment, n) {
-            return Err(damaged("header checksum, segment, version or record count"));
+        let chunk = u32_at(b, 32) as usize;
+        if !(1..=CHUNK).contains(&chunk) || b[..HEADER_LEN] != header(segment, n, chunk) {
+            return Err(damaged(
+                "header checksum, segment, version, record count or chunk size",
+            ));
         }
         let f = &b[b.len() - FOOTER_LEN..];
         if &f[48..56] != END || u32_at(f, 56) != crc32fast::hash(&f[..56]) {
@@ -292,7 +330,8 @@ impl BandTables {
         ) else {
             return Err(damaged("totals"));
         };
-        let layout = Layout::of(postings, keys).ok_or_else(|| damaged("sizes"))?;
+        let tables = n.div_ceil(chunk) * TABLES;
+        let layout = Layout::of(postings, keys, tables).ok_or_else(|| damaged("sizes"))?;
         if layout.len() != b.len() {
             return Err(damaged("file length"));
         }
@@ -305,6 +344,7 @@ impl BandTables {
             bytes: bytes.clone(),
             layout,
             n,
+            chunk,
             segment,
         };
         tables.check_order().map_err(damaged)?;
@@ -315,7 +355,7 @@ impl BandTables {
     /// lookup never reads outside its table).
     fn check_order(&self) -> Result<(), &'static str> {
         let mut prev = (0, 0);
-        for t in 0..=TABLES {
+        for t in 0..=self.layout.tables {
             let (k, p) = self.table(t);
             if k < prev.0 || p < prev.1 {
                 return Err("table directory out of order");
@@ -325,13 +365,16 @@ impl BandTables {
         if prev != (self.layout.keys, self.layout.postings) {
             return Err("table directory does not cover the file");
         }
-        for t in 0..TABLES {
+        for t in 0..self.layout.tables {
             let ((k0, p0), (k1, p1)) = (self.table(t), self.table(t + 1));
-            let len = (p1 - p0) as u32;
+            let len = p1 - p0;
+            if len > self.chunk {
+                return Err("a table with more postings than its chunk has records");
+            }
             for j in k0..k1 {
                 let later = j + 1 < k1;
                 if (later && self.key(j) >= self.key(j + 1))
-                    || self.offset(j) >= len
+                    || usize::from(self.offset(j)) >= len
                     || (later && self.offset(j) >= self.offset(j + 1))
                     || (j == k0 && self.offset(j) != 0)
                 {
@@ -342,7 +385,8 @@ impl BandTables {
         Ok(())
     }
 
-    /// (first key, first posting) of table `t` (`t == TABLES`: the totals).
+    /// (first key, first posting) of table `t` of the chunk-major directory (the last entry:
+    /// the totals).
     #[inline]
     fn table(&self, t: usize) -> (usize, usize) {
         let at = self.layout.tables_at + t * TABLE_ENTRY;
@@ -359,8 +403,9 @@ impl BandTables {
     }
 
     #[inline]
-    fn offset(&self, j: usize) -> u32 {
-        u32_at(&self.bytes, self.layout.offsets_at + 4 * j)
+    fn offset(&self, j: usize) -> u16 {
+        let at = self.layout.offsets_at + 2 * j;
+        u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]])
     }
 
     /// The postings of `key` in table `t` (empty when no record has it).
@@ -384,7 +429,7 @@ impl BandTables {
         } else {
             p1
         };
-        &self.bytes[HEADER_LEN + 4 * start..HEADER_LEN + 4 * end]
+        &self.bytes[HEADER_LEN + 2 * start..HEADER_LEN + 2 * end]
     }
 
     /// Adds one vote per (probe finger, band) to every record sharing that band's key
@@ -396,18 +441,21 @@ impl BandTables {
                 detail: "band votes sized for another segment".into(),
             });
         }
-        for (p, code) in probe.iter() {
-            for b in 0..BANDS {
-                for o in self
-                    .postings(p * BANDS + b, key(&code.bytes, b))
-                    .chunks_exact(4)
-                {
-                    let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
-                    let v = votes.get_mut(o).ok_or_else(|| IndexFileError::Damaged {
-                        segment: self.segment,
-                        detail: "band tables name a record the segment does not have".into(),
-                    })?;
-                    *v = v.saturating_add(1);
+        for (c, votes) in votes.chunks_mut(self.chunk).enumerate() {
+            let tables = c * TABLES;
+            for (p, code) in probe.iter() {
+                for b in 0..BANDS {
+                    for o in self
+                        .postings(tables + p * BANDS + b, key(&code.bytes, b))
+                        .chunks_exact(2)
+                    {
+                        let o = usize::from(u16::from_le_bytes([o[0], o[1]]));
+                        let v = votes.get_mut(o).ok_or_else(|| IndexFileError::Damaged {
+                            segment: self.segment,
+                            detail: "band tables name a record the segment does not have".into(),
+                        })?;
+                        *v = v.saturating_add(1);
+                    }
                 }
             }
         }
@@ -464,6 +512,10 @@ mod tests {
     }
 
     fn file(records: &[RecordIndex], segment: u64) -> Vec<u8> {
+        file_chunked(records, segment, CHUNK)
+    }
+
+    fn file_chunked(records: &[RecordIndex], segment: u64, chunk: usize) -> Vec<u8> {
         let (c, p, f) = codes_of(records);
         let codes = SegmentCodes {
             codes: &c,
@@ -475,7 +527,7 @@ mod tests {
             out.extend_from_slice(b);
             Ok(())
         };
-        write(segment, &codes, &mut sink).unwrap();
+        write_chunked(segment, &codes, chunk, &mut sink).unwrap();
         out
     }
 
@@ -511,26 +563,44 @@ mod tests {
     #[test]
     fn votes_equal_the_keys_shared_with_each_record() {
         let records = records(40);
-        let bytes = file(&records, 3);
-        let tables = open(&bytes, 3, records.len()).unwrap();
-        for probe_record in records.iter().step_by(7) {
-            let probe = ProbeCodes::from_record(probe_record);
-            let mut votes = vec![0u8; records.len()];
-            tables.vote(&probe, &mut votes).unwrap();
-            for (o, r) in records.iter().enumerate() {
-                assert_eq!(
-                    usize::from(votes[o]),
-                    direct_votes(&probe, r).min(255),
-                    "record {o}"
-                );
+        // One chunk, chunks that divide the records, and a short last chunk.
+        for chunk in [CHUNK, 8, 7, 1] {
+            let bytes = file_chunked(&records, 3, chunk);
+            let tables = open(&bytes, 3, records.len()).unwrap();
+            for probe_record in records.iter().step_by(7) {
+                let probe = ProbeCodes::from_record(probe_record);
+                let mut votes = vec![0u8; records.len()];
+                tables.vote(&probe, &mut votes).unwrap();
+                for (o, r) in records.iter().enumerate() {
+                    assert_eq!(
+                        usize::from(votes[o]),
+                        direct_votes(&probe, r).min(255),
+                        "record {o}, chunks of {chunk}"
+                    );
+                }
             }
         }
     }
 
     #[test]
+    fn chunks_make_postings_two_bytes() {
+        let records = records(40);
+        let one = file_chunked(&records, 3, CHUNK);
+        let postings = u64_at(&one, one.len() - FOOTER_LEN + 16) as usize;
+        let keys = u64_at(&one, one.len() - FOOTER_LEN + 24) as usize;
+        assert_eq!(
+            one.len(),
+            Layout::of(postings, keys, TABLES).unwrap().len(),
+            "two bytes a posting, key and offset"
+        );
+        let empty = file(&[], 4);
+        assert!(open(&empty, 4, 0).is_ok(), "a segment of no records");
+    }
+
+    #[test]
     fn damage_anywhere_is_refused_or_harmless() {
         let records = records(16);
-        let bytes = file(&records, 5);
+        let bytes = file_chunked(&records, 5, 6);
         assert!(open(&bytes, 6, records.len()).is_err(), "other segment");
         assert!(open(&bytes, 5, records.len() + 1).is_err(), "other count");
         assert!(open(&bytes[..bytes.len() - 1], 5, records.len()).is_err());
