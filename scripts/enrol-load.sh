@@ -1,10 +1,14 @@
 #!/bin/bash
-# Enrol synthetic ten-finger records through gRPC Insert (16 clients, 240 s) into a fresh node
+# Enrol synthetic ten-finger records through gRPC Insert or InsertStream (240 s) into a fresh node
 # (every search through the index) while a ten-finger Identify of a stranger runs one request
 # at a time (150 s); then the same Identify idle (60 s). The server's /proc/PID/io gives the
 # bytes written, files.txt the bytes stored.
 #
-#   OUT=DIR scripts/enrol-load.sh HARNESS_GALLERY   (any `abis-bench gen` directory: the probe's population)
+#   OUT=DIR [RPC=insert-stream] scripts/enrol-load.sh HARNESS_GALLERY
+#
+# (HARNESS_GALLERY: any `abis-bench gen` directory, the probe's population.) RPC=insert-stream
+# sends the records through InsertStream (2 streams at a time, the server's default limit, of 256
+# records each) instead of 16 clients of unary Insert.
 #
 # Needs target/debug/abis and target/release/abis-bench; uses /tmp/enrol and 127.0.0.1:50997.
 set -x
@@ -18,7 +22,12 @@ ABIS__SEARCH__INDEX_ABOVE=0 ./target/debug/abis serve --data $D --listen 127.0.0
 PID=$!
 until grep -q "gallery prepared for matching" $R/serve.log; do sleep 0.2; done
 A="./target/debug/abis client --addr 127.0.0.1:50997"
-$A load --rpc insert --synthetic-fingers 10 --requests 300000 --concurrency 16 --max-seconds 240 > $R/insert.json 2> $R/insert.err &
+if [ "${RPC:-insert}" = insert-stream ]; then
+  INSERT="--rpc insert-stream --stream-records 256 --requests 2000 --concurrency 2"
+else
+  INSERT="--rpc insert --requests 300000 --concurrency 16"
+fi
+$A load $INSERT --synthetic-fingers 10 --max-seconds 240 > $R/insert.json 2> $R/insert.err &
 IP=$!
 sleep 60
 $A load --rpc identify $F --requests 100000 --concurrency 1 --max-seconds 150 > $R/identify_during.json 2> $R/identify_during.err

@@ -438,3 +438,76 @@ async fn fuzzed_grpc_messages_never_crash_the_server_or_change_the_gallery() {
     );
     assert!(server.stop().success());
 }
+
+/// A record of `fingers` synthetic finger templates, or with a malformed one when `broken`.
+fn stream_record(number: u64, fingers: u8, broken: bool) -> InsertRequest {
+    let samples = (1..=fingers)
+        .map(|pos| Sample {
+            modality: Modality::Finger as i32,
+            finger_position: pos.into(),
+            ppi: 0.0,
+            data: Some(sample::Data::Template(if broken {
+                b"not a template".to_vec()
+            } else {
+                abis_client::synthetic_iso_template(number * 16 + u64::from(pos), pos, 40)
+            })),
+        })
+        .collect();
+    InsertRequest {
+        reference_id: format!("stream-{number}"),
+        samples,
+        metadata: Default::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_stream_counts_every_record_and_stops_at_a_bad_one() {
+    let server = Server::start();
+    let mut client = support::connect(&server).await;
+    let count = |mut c: abis_proto::v1::abis_client::AbisClient<Channel>| async move {
+        let r = c.reference_count(ReferenceCountRequest {}).await.unwrap();
+        r.into_inner().count
+    };
+    // 100 records (more than the records the server inserts at once), one of them sent twice.
+    let mut records: Vec<InsertRequest> = (0..100).map(|n| stream_record(n, 2, false)).collect();
+    records.push(stream_record(7, 2, false));
+    let r = client
+        .insert_stream(tokio_stream::iter(records))
+        .await
+        .expect("a stream of good records")
+        .into_inner();
+    assert_eq!((r.inserted, r.already_present), (100, 1));
+    assert_eq!(count(client.clone()).await, 100);
+    // A malformed record after 30 good ones: INVALID_ARGUMENT, the records before it kept, the
+    // bad one not, and none read after the error was known beyond those already started.
+    let mut records: Vec<InsertRequest> = (100..130).map(|n| stream_record(n, 2, false)).collect();
+    records.push(stream_record(130, 2, true));
+    records.extend((131..200).map(|n| stream_record(n, 2, false)));
+    let err = client
+        .insert_stream(tokio_stream::iter(records))
+        .await
+        .expect_err("a malformed record fails the stream");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let after = count(client.clone()).await;
+    assert!(
+        (130..200).contains(&after),
+        "{after} records: the 30 before the bad one must be kept, the bad one not"
+    );
+    let get = client
+        .get(GetRequest {
+            reference_id: "stream-130".into(),
+            include_templates: false,
+        })
+        .await;
+    assert_eq!(get.map(drop).map_err(|e| e.code()), Err(Code::NotFound));
+    for n in 100..130 {
+        let got = client
+            .get(GetRequest {
+                reference_id: format!("stream-{n}"),
+                include_templates: false,
+            })
+            .await;
+        assert!(got.is_ok(), "stream-{n} sent before the bad record is kept");
+    }
+    assert!(server.stop().success());
+}

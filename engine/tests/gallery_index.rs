@@ -377,6 +377,9 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
         damaged.identify(&probes[0], &IdentifyOptions::default()),
         Err(abis_engine::gallery::GalleryError::IndexIncomplete)
     ));
+    // The band tables cannot be derived from damaged codes: everything is rebuilt.
+    let rebuilt = damaged.store().rebuild_companions().unwrap();
+    assert_eq!((rebuilt.whole, rebuilt.derived), (1, 0));
     damaged.warm().unwrap();
     assert!(damaged.index_ready());
     assert_eq!(
@@ -390,7 +393,12 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
         .unwrap();
     let damaged = gallery(&dir, indexed_config());
     assert!(!damaged.index_ready());
-    damaged.warm().unwrap();
+    // Only the band tables are rewritten, from the sound codes file.
+    let codes_before = dir.read(codes).unwrap();
+    let rebuilt = damaged.store().rebuild_companions().unwrap();
+    assert_eq!((rebuilt.whole, rebuilt.derived), (0, 1));
+    assert!(damaged.index_ready());
+    assert_eq!(dir.read(codes).unwrap(), codes_before);
     assert_eq!(
         ids_and_scores_n(&damaged, &recent_probe, PEOPLE + 10),
         found,
@@ -401,6 +409,8 @@ fn batches_recent_records_damage_and_compaction_keep_the_answers() {
     dir.remove("seg-0000000001.fforms").unwrap();
     let g = gallery(&dir, indexed_config());
     assert!(!g.index_ready());
+    let rebuilt = g.store().rebuild_companions().unwrap();
+    assert_eq!((rebuilt.whole, rebuilt.derived), (1, 0));
     g.warm().unwrap();
     // Flush the recent ten into a second segment, then compact both into one: the merged
     // index is copied from the two, and every answer stays.

@@ -405,6 +405,55 @@ impl<'a> IndexWriter<'a> {
     }
 }
 
+/// Checks the body of a codes file whose header is checked: its length and its sections'
+/// checksums. Returns where the presence masks and the flags start.
+fn check_codes_body(
+    c: &[u8],
+    n: usize,
+    damaged: &dyn Fn(&str) -> IndexFileError,
+) -> Result<(usize, usize), IndexFileError> {
+    let cf = read_footer(c, CODES_END, damaged)?;
+    let codes_len = n * RECORD_CODE_BYTES;
+    let presence_at = round_up(HEADER_LEN + codes_len);
+    let flags_at = round_up(presence_at + 2 * n);
+    if round_up(flags_at + n) + FOOTER_LEN != c.len() {
+        return Err(damaged("codes file length"));
+    }
+    let sections = [(HEADER_LEN, codes_len), (presence_at, 2 * n), (flags_at, n)];
+    for (i, (at, len)) in sections.into_iter().enumerate() {
+        if crc32fast::hash(&c[at..at + len]) != u32_at(cf, i * 4) {
+            return Err(damaged("codes checksum mismatch"));
+        }
+    }
+    Ok((presence_at, flags_at))
+}
+
+/// Writes the band tables of segment `segment` (`n` records, `f` finger entries) from its codes
+/// file, checked first: how a band file of an older format, or damaged, is replaced without
+/// recomputing any record's entries.
+fn bands_from_codes(
+    codes: FileBytes,
+    segment: u64,
+    n: usize,
+    f: usize,
+    sink: &mut Sink<'_>,
+) -> Result<(), IndexFileError> {
+    let damaged = |d: &str| IndexFileError::Damaged {
+        segment,
+        detail: d.to_string(),
+    };
+    let codes = Resident::whole(Arc::new(codes)).map_err(|e| damaged(&e.to_string()))?;
+    let c: &[u8] = &codes;
+    check_header(c, CODES_MAGIC, segment, n, f, &damaged)?;
+    let (presence_at, flags_at) = check_codes_body(c, n, &damaged)?;
+    let all = super::bands::SegmentCodes {
+        codes: &c[HEADER_LEN..HEADER_LEN + n * RECORD_CODE_BYTES],
+        presence: &c[presence_at..presence_at + 2 * n],
+        flags: &c[flags_at..flags_at + n],
+    };
+    super::bands::write(segment, &all, sink)
+}
+
 /// Checks a file's header against the segment it should index; returns (records, entries).
 fn check_header(
     b: &[u8],
@@ -508,21 +557,9 @@ impl SegmentIndex {
         }
         let m_head = forms.read(0..HEADER_LEN + FOOTER_LEN).map_err(unreadable)?;
         check_header(&m_head, FORMS_MAGIC, segment, n, f, &damaged)?;
-        let cf = read_footer(c, CODES_END, &damaged)?;
+        let (presence_at, flags_at) = check_codes_body(c, n, &damaged)?;
         let m_tail = forms.read(m_len - FOOTER_LEN..m_len).map_err(unreadable)?;
         let ff = read_footer(&m_tail, FORMS_END, &damaged)?;
-        let codes_len = n * RECORD_CODE_BYTES;
-        let presence_at = round_up(HEADER_LEN + codes_len);
-        let flags_at = round_up(presence_at + 2 * n);
-        if round_up(flags_at + n) + FOOTER_LEN != c.len() {
-            return Err(damaged("codes file length"));
-        }
-        let sections = [(HEADER_LEN, codes_len), (presence_at, 2 * n), (flags_at, n)];
-        for (i, (at, len)) in sections.into_iter().enumerate() {
-            if crc32fast::hash(&c[at..at + len]) != u32_at(cf, i * 4) {
-                return Err(damaged("codes checksum mismatch"));
-            }
-        }
         let blob_len = usize::try_from(u64_at(ff, 0)).map_err(|_| damaged("blob length"))?;
         let index_at = HEADER_LEN
             .checked_add(blob_len)
@@ -1026,10 +1063,7 @@ impl Companion for FingerIndexFiles {
         segment: &SegmentView,
         files: Vec<FileBytes>,
     ) -> Result<CompanionData, CompanionError> {
-        let fingers = segment
-            .fingers()
-            .map_err(|e| CompanionError::new(IndexFileError::segment(segment, e)))?
-            .len();
+        let fingers = finger_entries(segment)?;
         let files: [FileBytes; 3] = files
             .try_into()
             .map_err(|f: Vec<FileBytes>| CompanionError::new(IndexFileError::Files(f.len())))?;
@@ -1037,6 +1071,34 @@ impl Companion for FingerIndexFiles {
             .map(|i| Arc::new(i) as CompanionData)
             .map_err(CompanionError::new)
     }
+
+    /// The band tables: derived from the codes alone.
+    fn derived(&self) -> Option<usize> {
+        Some(2)
+    }
+
+    fn derive(
+        &self,
+        segment: &SegmentView,
+        others: Vec<FileBytes>,
+        out: &mut dyn FileWriter,
+    ) -> Result<(), CompanionError> {
+        let fingers = finger_entries(segment)?;
+        let Some(codes) = others.into_iter().next() else {
+            return Err(CompanionError::new(IndexFileError::Files(0)));
+        };
+        let mut sink = |b: &[u8]| out.write_all(b);
+        bands_from_codes(codes, segment.id(), segment.len(), fingers, &mut sink)
+            .map_err(CompanionError::new)
+    }
+}
+
+/// How many finger entries `segment` has (what the index files' headers carry).
+fn finger_entries(segment: &SegmentView) -> Result<usize, CompanionError> {
+    segment
+        .fingers()
+        .map(|f| f.len())
+        .map_err(|e| CompanionError::new(IndexFileError::segment(segment, e)))
 }
 
 impl FingerIndexFiles {

@@ -18,7 +18,9 @@ use super::record::Record;
 use super::segment::{build_segment, segment_name, Built, Item, MergeSource, Segment};
 use super::snapshot::SegmentView;
 use super::wal::{self, wal_name};
-use super::{create_wal, lock, write_meta, CheckpointReport, Frozen, Inner, MemRec, SegSlot};
+use super::{
+    create_wal, lock, write_meta, CheckpointReport, Frozen, Inner, MemRec, Rebuilt, SegSlot,
+};
 
 /// A checkpoint error, and whether it leaves the store's files in a state only a reopen can
 /// resolve (then the store fails).
@@ -431,9 +433,9 @@ impl Inner {
 
     /// Builds the companion files of every segment lacking them, each under a temporary name,
     /// then renamed into place and installed for new snapshots.
-    pub(super) fn rebuild_companions(&self) -> Result<usize> {
+    pub(super) fn rebuild_companions(&self) -> Result<Rebuilt> {
         let Some(c) = self.cfg.companion.as_deref() else {
-            return Ok(0);
+            return Ok(Rebuilt::default());
         };
         let _meta = lock(&self.maint);
         let missing: Vec<SegmentView> = self
@@ -448,8 +450,19 @@ impl Inner {
             })
             .collect();
         let dir = &*self.dir;
+        let mut rebuilt = Rebuilt::default();
         for view in &missing {
             let started = Instant::now();
+            if let Some(data) = companion::repair_derived(dir, c, view)? {
+                self.make_companion_visible(view.id(), data);
+                rebuilt.derived += 1;
+                tracing::info!(
+                    segment = view.id(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "companion file derived from the others"
+                );
+                continue;
+            }
             tracing::info!(
                 segment = view.id(),
                 records = view.len(),
@@ -474,18 +487,23 @@ impl Inner {
                 what: "opening what was just rebuilt",
                 source,
             })?;
-            let mut v = self.write_visible();
-            if let Some(slot) = v.segments.iter_mut().find(|s| s.seg.id == view.id()) {
-                slot.companion = Some(data);
-            }
-            v.version += 1;
+            self.make_companion_visible(view.id(), data);
+            rebuilt.whole += 1;
             tracing::info!(
                 segment = view.id(),
                 ms = started.elapsed().as_millis() as u64,
                 "companion files rebuilt"
             );
         }
-        Ok(missing.len())
+        Ok(rebuilt)
+    }
+
+    fn make_companion_visible(&self, segment: u64, data: CompanionData) {
+        let mut v = self.write_visible();
+        if let Some(slot) = v.segments.iter_mut().find(|s| s.seg.id == segment) {
+            slot.companion = Some(data);
+        }
+        v.version += 1;
     }
 
     /// Makes the new segment and bitmaps what reads see: the new segment's deletions are the

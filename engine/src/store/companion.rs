@@ -7,7 +7,9 @@
 //!   them (a crash before the meta leaves orphans, removed at the next open);
 //! - opens and checks them with the segment; a missing or damaged one is reported, never used,
 //!   and [`super::Store::rebuild_companions`] rebuilds it from the segment (temp file, fsync,
-//!   rename, fsync directory);
+//!   rename, fsync directory) — or, when the companion can derive that one file from its other
+//!   files ([`Companion::derived`]) and they are sound, rewrites only that file (an index file
+//!   of an older format costs a pass over the others, not the segment's whole rebuild);
 //! - removes them with their segment.
 //!
 //! Files are named `seg-<id>.<extension>`.
@@ -55,6 +57,28 @@ pub trait Companion: Send + Sync + std::fmt::Debug {
         segment: &SegmentView,
         files: Vec<FileBytes>,
     ) -> std::result::Result<CompanionData, CompanionError>;
+
+    /// The index (in [`Companion::extensions`]) of the one file [`Companion::derive`] can
+    /// write from the others, if any.
+    fn derived(&self) -> Option<usize> {
+        None
+    }
+
+    /// Writes the [`Companion::derived`] file of `segment` into `out` from the other files
+    /// (mapped, in extension order, the derived one left out). `Err` when they are not sound:
+    /// the store then rebuilds every file from the segment.
+    fn derive(
+        &self,
+        segment: &SegmentView,
+        others: Vec<FileBytes>,
+        out: &mut dyn FileWriter,
+    ) -> std::result::Result<(), CompanionError> {
+        let _ = (segment, others, out);
+        Err(CompanionError::new(StoreError::corrupt(
+            companion_name(segment.id(), ""),
+            "this companion derives no file",
+        )))
+    }
 }
 
 pub(crate) fn companion_name(segment_id: u64, extension: &str) -> String {
@@ -107,6 +131,54 @@ pub(crate) fn build<'a>(
             .map_err(|e| StoreError::io("fsync", n.clone(), e))?;
     }
     Ok(names)
+}
+
+/// Rewrites only the [`Companion::derived`] file of `segment` from its other files (temp file,
+/// fsync, rename, fsync directory) and opens the whole set again. `Ok(None)` when that is not
+/// possible (no derived file, another file missing or unsound, or still unusable after): the
+/// caller then rebuilds everything from the segment.
+pub(crate) fn repair_derived(
+    dir: &dyn Directory,
+    companion: &dyn Companion,
+    segment: &SegmentView,
+) -> Result<Option<CompanionData>> {
+    let Some(d) = companion.derived() else {
+        return Ok(None);
+    };
+    let mut others = Vec::new();
+    for (i, e) in companion.extensions().iter().enumerate() {
+        if i != d {
+            match dir.map(&companion_name(segment.id(), e)) {
+                Ok(f) => others.push(f),
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+    let name = companion_name(segment.id(), companion.extensions()[d]);
+    let temp = format!("{name}{REBUILD_SUFFIX}");
+    let mut out = dir
+        .create(&temp)
+        .map_err(|e| StoreError::io("create", temp.clone(), e))?;
+    if let Err(why) = companion.derive(segment, others, &mut *out) {
+        drop(out);
+        let _ = dir.remove(&temp);
+        tracing::warn!(segment = segment.id(), reason = %why, "cannot derive the file alone");
+        return Ok(None);
+    }
+    out.sync()
+        .map_err(|e| StoreError::io("fsync", temp.clone(), e))?;
+    drop(out);
+    dir.rename(&temp, &name)
+        .map_err(|e| StoreError::io("rename", name.clone(), e))?;
+    dir.sync_dir()
+        .map_err(|e| StoreError::io("fsync directory", ".", e))?;
+    match open(dir, companion, segment) {
+        Ok(data) => Ok(Some(data)),
+        Err(why) => {
+            tracing::warn!(segment = segment.id(), reason = %why, "still unusable after deriving");
+            Ok(None)
+        }
+    }
 }
 
 /// Opens the companion files of `segment`; `Err` is the reason they cannot be used (missing,

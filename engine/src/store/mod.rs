@@ -221,6 +221,15 @@ pub struct RecoveryReport {
     pub elapsed: Duration,
 }
 
+/// What [`Store::rebuild_companions`] did, in segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Every companion file rebuilt from the segment's records.
+    pub whole: usize,
+    /// Only the derived file rewritten from the segment's other companion files.
+    pub derived: usize,
+}
+
 /// Counters for metrics.
 #[derive(Debug, Clone, Default)]
 pub struct StoreStats {
@@ -632,9 +641,10 @@ impl Store {
     }
 
     /// Rebuilds the companion files of every segment that lacks them (temp files, fsync,
-    /// rename, fsync of the directory), then makes them visible to new snapshots. Returns how
-    /// many segments were rebuilt. Holds off checkpoints meanwhile.
-    pub fn rebuild_companions(&self) -> Result<usize> {
+    /// rename, fsync of the directory), then makes them visible to new snapshots: only the
+    /// derived file when the others are sound, all of them from the segment otherwise. Holds
+    /// off checkpoints meanwhile.
+    pub fn rebuild_companions(&self) -> Result<Rebuilt> {
         self.inner.rebuild_companions()
     }
 

@@ -34,6 +34,7 @@ use abis_proto::v1::{
     PendingJobsRequest, PendingJobsResponse, ReferenceCountRequest, ReferenceCountResponse,
     VerifyDocumentRequest, VerifyDocumentResponse, VerifyRequest, VerifyResponse,
 };
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::audit::{AuditRecord, Auditor};
@@ -57,6 +58,8 @@ const DEFAULT_FPIR_CODE: u32 = 30;
 const DEFAULT_TARGET_FMR: f64 = 1e-4;
 /// Most requests of one IdentifyBatch.
 const MAX_BATCH: usize = 256;
+/// Records of one `InsertStream` inserted at once.
+const STREAM_PIPELINE: usize = 16;
 
 pub struct AbisService {
     engines: Arc<Engines>,
@@ -329,17 +332,39 @@ impl Abis for AbisService {
         let mut stream = request.into_inner();
         let mut summary = InsertStreamResponse::default();
         let mut ids = Vec::new();
-        let result: Result<(), Status> = async {
-            while let Some(req) = stream.message().await? {
-                ids.push(req.reference_id.clone());
-                match self.job(self.insert_one(req)).await? {
-                    InsertOutcome::AlreadyPresent => summary.already_present += 1,
-                    InsertOutcome::Inserted => summary.inserted += 1,
+        // Up to STREAM_PIPELINE records of the stream are inserted at once, so that one
+        // record's extraction overlaps another's commit (and the store syncs its log once for
+        // several); after an error no more records are read, those already started finish and
+        // are counted, and the first error is the answer.
+        let mut in_flight = FuturesUnordered::new();
+        let (mut open, mut failed) = (true, None);
+        loop {
+            tokio::select! {
+                message = stream.message(), if open && in_flight.len() < STREAM_PIPELINE => {
+                    match message {
+                        Ok(Some(req)) => {
+                            ids.push(req.reference_id.clone());
+                            in_flight.push(self.job(self.insert_one(req)));
+                        }
+                        Ok(None) => open = false,
+                        Err(e) => {
+                            open = false;
+                            failed.get_or_insert(e);
+                        }
+                    }
                 }
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
+                    Ok(InsertOutcome::AlreadyPresent) => summary.already_present += 1,
+                    Ok(InsertOutcome::Inserted) => summary.inserted += 1,
+                    Err(e) => {
+                        open = false;
+                        failed.get_or_insert(e);
+                    }
+                },
+                else => break,
             }
-            Ok(())
         }
-        .await;
+        let result: Result<(), Status> = failed.map_or(Ok(()), Err);
         let counts = format!(
             "inserted:{} already_present:{}",
             summary.inserted, summary.already_present
