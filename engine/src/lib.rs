@@ -13,6 +13,7 @@ pub mod image;
 pub mod index;
 pub mod matcher;
 pub mod model;
+pub mod priority;
 pub mod store;
 #[cfg(feature = "synth")]
 pub mod synth;

@@ -673,8 +673,9 @@ impl abis_engine::store::Companion for ThreadNameCompanion {
         outs: &mut [Box<dyn abis_engine::store::FileWriter>],
     ) -> Result<(), abis_engine::store::CompanionError> {
         let name = std::thread::current().name().unwrap_or("").to_owned();
+        let nice = abis_engine::priority::current_thread_nice().unwrap();
         outs[0]
-            .write_all(name.as_bytes())
+            .write_all(format!("{name} nice {nice}").as_bytes())
             .map_err(abis_engine::store::CompanionError::new)
     }
 
@@ -688,13 +689,14 @@ impl abis_engine::store::Companion for ThreadNameCompanion {
 }
 
 /// Flushes and merges build in the store's own checkpoint pool, not in the pool searches share
-/// (where a merge's work would queue ahead of theirs).
+/// (where a merge's work would queue ahead of theirs), at the background niceness.
 #[test]
 fn checkpoints_build_in_their_own_thread_pool() {
     let dir = MemDirectory::new();
     let mut c = cfg();
     c.companion = Some(Arc::new(ThreadNameCompanion));
     c.checkpoint_threads = 1;
+    c.background_nice = 9;
     let s = Store::open_in(Arc::new(dir.clone()), c).unwrap().0;
     for round in 0..2u64 {
         for i in 0..10u64 {
@@ -712,9 +714,12 @@ fn checkpoints_build_in_their_own_thread_pool() {
     assert_eq!(built.len(), 1, "{built:?}");
     for name in built {
         let thread = String::from_utf8(dir.read(&name).unwrap()).unwrap();
+        let (thread, nice) = thread.split_once(" nice ").unwrap();
         assert_eq!(
             thread, "abis-checkpoint-0",
             "{name} built on thread {thread:?}"
         );
+        // At least 9: a test process started nicer than that may not lower it.
+        assert!(nice.parse::<i32>().unwrap() >= 9, "{name} built at niceness {nice}");
     }
 }

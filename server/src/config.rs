@@ -260,6 +260,8 @@ pub struct StoreConfig {
     pub merge_write_mib_per_s: u64,
     /// Threads of the flushes' and merges' own pool; 0: half the cores, at least one.
     pub checkpoint_threads: usize,
+    /// Niceness of enrolment's index work and of flushes and merges (0-19): searches first.
+    pub background_nice: i32,
     /// Keep the images records are enrolled with, for the examiner (`crate::images`).
     pub keep_images: bool,
 }
@@ -613,6 +615,12 @@ impl Config {
             return Err(value_error(
                 "store.memtable_max_records",
                 "must be between 1 and 1000000",
+            ));
+        }
+        if !(0..=19).contains(&self.store.background_nice) {
+            return Err(value_error(
+                "store.background_nice",
+                "must be between 0 (the process's own priority) and 19",
             ));
         }
         if self.store.checkpoint_threads > 1024 {

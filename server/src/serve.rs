@@ -317,6 +317,7 @@ fn gallery_options(
     store.merge_policy = Some(config.store.merge_policy());
     store.merge_write_bytes_per_s = config.store.merge_write_bytes_per_s();
     store.checkpoint_threads = config.store.checkpoint_threads;
+    store.background_nice = config.store.background_nice;
     store.encryption = gallery_keys(config)?;
     store.encrypted_cache_bytes =
         usize::try_from(config.store.encrypted_cache_mib << 20).unwrap_or(usize::MAX);

@@ -24,6 +24,36 @@ pub struct Gallery {
     pub(super) search: SearchConfig,
     pub(super) index: Arc<FingerIndexFiles>,
     pub(super) prepared: PreparedCache,
+    /// Where inserts compute their records' index entries (made at the first insert).
+    pub(super) enrolment: EnrolmentPool,
+}
+
+/// The threads inserts compute index entries on, one per core, below searches in priority
+/// ([`crate::priority`]): the entries are most of an insert's CPU (~1.5 ms a ten-finger record).
+pub(super) struct EnrolmentPool {
+    nice: i32,
+    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+}
+
+impl EnrolmentPool {
+    fn new(nice: i32) -> Self {
+        EnrolmentPool {
+            nice,
+            pool: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs `work` on the pool (in the caller's thread when the pool could not be made).
+    pub(super) fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let pool = self.pool.get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::priority::background_pool("abis-enrol", threads, self.nice)
+        });
+        match pool {
+            Some(p) => p.install(work),
+            None => work(),
+        }
+    }
 }
 
 impl Gallery {
@@ -56,6 +86,7 @@ impl Gallery {
     ) -> Result<(Gallery, RecoveryReport), GalleryError> {
         let index = Arc::new(FingerIndexFiles::default());
         cfg.companion = Some(index.clone());
+        let enrolment = EnrolmentPool::new(cfg.background_nice);
         let (store, report) = open_store(cfg)?;
         let gallery = Gallery {
             store,
@@ -64,6 +95,7 @@ impl Gallery {
             search: SearchConfig::default(),
             index,
             prepared: PreparedCache::default(),
+            enrolment,
         };
         Ok((gallery, report))
     }

@@ -11,9 +11,9 @@ impl Gallery {
     /// first, so that an unreadable template is refused before it becomes durable and the
     /// first search finds them ready.
     pub fn insert(&self, record: Record) -> Result<InsertOutcome, GalleryError> {
-        self.index
-            .recent
-            .get_or_compute(&record)
+        let recent = &self.index.recent;
+        self.enrolment
+            .run(|| recent.get_or_compute(&record))
             .map_err(GalleryError::Template)?;
         let outcome = self.store.insert(record)?;
         // Entries of records a flush wrote stay cached for searches on older snapshots; they
@@ -30,20 +30,22 @@ impl Gallery {
         ops: Vec<(u64, ReplicatedOp)>,
     ) -> Result<Vec<ReplicatedOutcome>, GalleryError> {
         let mut rejected = Vec::new();
-        let ops = ops
-            .into_iter()
-            .enumerate()
-            .map(|(i, (position, op))| match op {
-                ReplicatedOp::Insert(r) => match self.index.recent.get_or_compute(&r) {
-                    Ok(_) => (position, ReplicatedOp::Insert(r)),
-                    Err(e) => {
-                        rejected.push((i, e.to_string()));
-                        (position, ReplicatedOp::Skip)
-                    }
-                },
-                other => (position, other),
-            })
-            .collect::<Vec<_>>();
+        let recent = &self.index.recent;
+        let ops = self.enrolment.run(|| {
+            ops.into_iter()
+                .enumerate()
+                .map(|(i, (position, op))| match op {
+                    ReplicatedOp::Insert(r) => match recent.get_or_compute(&r) {
+                        Ok(_) => (position, ReplicatedOp::Insert(r)),
+                        Err(e) => {
+                            rejected.push((i, e.to_string()));
+                            (position, ReplicatedOp::Skip)
+                        }
+                    },
+                    other => (position, other),
+                })
+                .collect::<Vec<_>>()
+        });
         let deleted: Vec<String> = ops
             .iter()
             .filter_map(|(_, op)| match op {

@@ -25,7 +25,9 @@
 //! that a posting is a two-byte ordinal within its chunk and a key's offset two bytes too. At a
 //! million people this halved the postings (4.4 GB of tables with four-byte postings and
 //! offsets); the keys are repeated per chunk, which costs less than two more bytes per posting.
-//! A search votes chunk by chunk, so its votes stay within 64 KiB at a time.
+//! A search votes chunk by chunk, so its votes stay within 64 KiB at a time. A band file of an
+//! older format (or damaged) is written again from the segment's codes file alone, without
+//! recomputing any record's entries (`Companion::derived` in [`super::segment_index`]).
 //!
 //! # `seg-<id>.fbands` (little-endian; sections 64-byte aligned)
 //!

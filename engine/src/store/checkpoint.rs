@@ -142,12 +142,11 @@ impl Inner {
                     0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
                     n => n,
                 };
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("abis-checkpoint-{i}"))
-                    .build()
-                    .map_err(|e| tracing::warn!(error = %e, "no checkpoint thread pool; sharing the search pool"))
-                    .ok()
+                crate::priority::background_pool(
+                    "abis-checkpoint",
+                    threads,
+                    self.cfg.background_nice,
+                )
             })
             .as_ref()
     }

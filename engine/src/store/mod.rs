@@ -162,6 +162,9 @@ pub struct StoreConfig {
     /// of its own, so that the parallel work of searches never queues behind a merge's in the
     /// shared pool, and a merge takes at most this many cores. 0: half the cores, at least one.
     pub checkpoint_threads: usize,
+    /// Niceness of the checkpoint pool's threads, and of the gallery's enrolment pool
+    /// ([`crate::priority`]): searches get the cores first. 0: the process's own.
+    pub background_nice: i32,
     /// Refuse inserts beyond this many live records ([`StoreError::Full`]).
     pub max_records: Option<u64>,
     /// Seal every file with these keys ([`encryption`]); applied by [`Store::open`].
@@ -184,6 +187,7 @@ impl StoreConfig {
             merge_write_bytes_per_s: None,
             background: true,
             checkpoint_threads: 0,
+            background_nice: 10,
             max_records: None,
             encryption: None,
             encrypted_cache_bytes: encryption::DEFAULT_BLOCK_CACHE_BYTES,
