@@ -15,10 +15,12 @@ pub fn lower_current_thread(nice: i32) -> io::Result<()> {
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        // SAFETY: gettid takes nothing and touches no memory of ours.
         let tid = unsafe { libc::gettid() };
         // The `which` argument's type differs between libc targets (u32 on glibc).
         #[allow(clippy::unnecessary_cast)]
+        // SAFETY: setpriority takes plain integers and touches no memory of ours; on Linux,
+        // PRIO_PROCESS with a thread id changes that thread alone.
         let done = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, nice) };
         if done != 0 {
             return Err(io::Error::last_os_error());

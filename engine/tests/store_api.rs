@@ -720,6 +720,9 @@ fn checkpoints_build_in_their_own_thread_pool() {
             "{name} built on thread {thread:?}"
         );
         // At least 9: a test process started nicer than that may not lower it.
-        assert!(nice.parse::<i32>().unwrap() >= 9, "{name} built at niceness {nice}");
+        assert!(
+            nice.parse::<i32>().unwrap() >= 9,
+            "{name} built at niceness {nice}"
+        );
     }
 }
