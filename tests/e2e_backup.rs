@@ -8,7 +8,8 @@ mod support;
 use abis_engine::synth::{person_seed, MasterFinger};
 use abis_engine::template::encode_native;
 use abis_proto::v1::{
-    sample, BackupRequest, GetRequest, InsertRequest, Modality, ReferenceCountRequest, Sample,
+    identify_request, sample, BackupRequest, GetRequest, IdentifyRequest, InsertRequest, Modality,
+    ReferenceCountRequest, Sample, SampleList,
 };
 use support::Server;
 use tonic::Code;
@@ -57,6 +58,33 @@ async fn a_live_backup_restores_to_a_server_that_holds_what_was_acknowledged_bef
     let mut client = support::connect(&server).await;
     let before = insert_range(server.addr.clone(), 0..40).await;
     assert_eq!(before.len(), 40);
+    // A hit opens an adjudication case (`<data>/cases`): the backup carries it.
+    let found = client
+        .identify(IdentifyRequest {
+            probe: Some(identify_request::Probe::Samples(SampleList {
+                samples: enrolment(3).samples,
+            })),
+            max_results: 5,
+            target_fpir: 30,
+            open_case: true,
+            ..Default::default()
+        })
+        .await
+        .expect("identify")
+        .into_inner();
+    assert!(!found.case_id.is_empty(), "{found:?}");
+    let case_files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("cases"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let cases = case_files(server.data_dir());
+    assert!(!cases.is_empty());
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("backup");
 
@@ -102,6 +130,11 @@ async fn a_live_backup_restores_to_a_server_that_holds_what_was_acknowledged_bef
         restored_data.path().as_os_str(),
     ]);
     assert_eq!(restored["status"], "restored");
+    assert_eq!(
+        case_files(restored_data.path()),
+        cases,
+        "the cases restored"
+    );
 
     let copy = Server::start_in(restored_data);
     let mut copy_client = support::connect(&copy).await;

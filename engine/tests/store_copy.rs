@@ -238,7 +238,7 @@ fn a_policy_may_merge_some_segments_and_keep_the_others() {
 
 #[test]
 fn a_backup_is_verified_file_by_file_and_restores_the_same_gallery() {
-    use abis_engine::store::backup::{BackupError, MANIFEST};
+    use abis_engine::store::backup::{BackupError, Tree, MANIFEST};
     let tmp = tempfile::tempdir().unwrap();
     let (src, dest) = (tmp.path().join("gallery"), tmp.path().join("backup"));
     let (g, _) = Gallery::open(&src, cfg(), Matcher::new(), None).unwrap();
@@ -249,22 +249,73 @@ fn a_backup_is_verified_file_by_file_and_restores_the_same_gallery() {
     for p in 30..36 {
         g.insert(finger_record(p)).unwrap();
     }
-    let manifest = g.backup_to(&dest).unwrap();
+    // A directory kept beside the store (the server's cases), with a write in progress.
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir(&cases).unwrap();
+    std::fs::write(cases.join("a.case"), b"case a").unwrap();
+    std::fs::write(cases.join("b.case"), b"case b").unwrap();
+    std::fs::write(cases.join("c.case.tmp"), b"torn").unwrap();
+    let trees = [
+        Tree {
+            name: "cases".into(),
+            dir: cases.clone(),
+        },
+        Tree {
+            name: "images".into(),
+            dir: tmp.path().join("no-images"),
+        },
+    ];
+    let manifest = g.backup_to(&dest, &trees).unwrap();
     g.insert(finger_record(99)).unwrap();
     assert_eq!(Gallery::verify_backup(&dest).unwrap(), manifest);
     assert!(manifest.files.iter().any(|f| f.name.ends_with(".fcodes")));
+    let tree_files: Vec<&str> = manifest.trees.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(tree_files, ["cases/a.case", "cases/b.case"]);
 
-    // Restored: the same records, index files opened, not rebuilt.
+    // Restored: the same records, index files opened, not rebuilt; the tree beside them.
     let restored_dir = tmp.path().join("restored");
-    Gallery::restore_backup(&dest, &restored_dir).unwrap();
+    let restored_root = tmp.path().join("restored-data");
+    assert!(matches!(
+        Gallery::restore_backup(&dest, &restored_dir, None),
+        Err(BackupError::NoPlaceForTrees { .. })
+    ));
+    Gallery::restore_backup(&dest, &restored_dir, Some(&restored_root)).unwrap();
+    assert_eq!(
+        std::fs::read(restored_root.join("cases/b.case")).unwrap(),
+        b"case b"
+    );
+    assert!(!restored_root.join("cases/c.case.tmp").exists());
+    assert!(!restored_root.join("images").exists());
     let (restored, report) = Gallery::open(&restored_dir, cfg(), Matcher::new(), None).unwrap();
     assert_eq!(report.companions_missing, 0);
     assert_eq!(restored.store().count(), 36);
     assert!(restored.store().get("P-0099").unwrap().is_none());
     assert!(matches!(
-        Gallery::restore_backup(&dest, &restored_dir),
+        Gallery::restore_backup(&dest, &restored_dir, Some(&restored_root)),
         Err(BackupError::Occupied { .. })
     ));
+    // A tree directory that is not empty is not overwritten either.
+    assert!(matches!(
+        Gallery::restore_backup(&dest, &tmp.path().join("r3"), Some(&restored_root)),
+        Err(BackupError::Occupied { .. })
+    ));
+    assert!(!tmp.path().join("r3").join("meta.abis").exists());
+
+    // A flipped byte in a tree file is found and named; so is a file added to a tree.
+    let case = dest.join("cases/a.case");
+    std::fs::write(&case, b"case A").unwrap();
+    match Gallery::verify_backup(&dest) {
+        Err(BackupError::Damaged { file, .. }) => assert_eq!(file, "cases/a.case"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&case, b"case a").unwrap();
+    std::fs::write(dest.join("cases/z.case"), b"?").unwrap();
+    match Gallery::verify_backup(&dest) {
+        Err(BackupError::Unlisted { file }) => assert_eq!(file, "cases/z.case"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_file(dest.join("cases/z.case")).unwrap();
+    Gallery::verify_backup(&dest).unwrap();
 
     // One flipped byte is found and named.
     let victim = manifest
@@ -281,7 +332,10 @@ fn a_backup_is_verified_file_by_file_and_restores_the_same_gallery() {
         Err(BackupError::Damaged { file, .. }) => assert_eq!(file, victim.name),
         other => panic!("{other:?}"),
     }
-    assert!(Gallery::restore_backup(&dest, &tmp.path().join("r2")).is_err());
+    assert!(
+        Gallery::restore_backup(&dest, &tmp.path().join("r2"), Some(&tmp.path().join("d2")))
+            .is_err()
+    );
     assert!(!tmp.path().join("r2").join("meta.abis").exists());
 
     // A file the manifest does not name, and a backup without its manifest.

@@ -388,6 +388,18 @@ async fn start_metrics(
     Ok(())
 }
 
+/// The directories beside the gallery that a backup carries and a restore puts back: the
+/// adjudication cases and the kept images (each only when it exists).
+pub fn backup_trees(data_dir: &std::path::Path) -> Vec<abis_engine::store::backup::Tree> {
+    ["cases", "images"]
+        .into_iter()
+        .map(|name| abis_engine::store::backup::Tree {
+            name: name.into(),
+            dir: data_dir.join(name),
+        })
+        .collect()
+}
+
 /// The adjudication cases (`<data>/cases`).
 fn open_cases(config: &Config, auditor: &Auditor) -> Result<Arc<Cases>, ServeError> {
     // Cases hold minutiae: sealed with the gallery's key like the gallery's own files.
@@ -508,10 +520,10 @@ async fn serve(config: Config, engines: Arc<Engines>, records: Records) -> Resul
     let backend: Arc<dyn Backend> = match &records {
         Records::Local(gallery) => {
             warm_then_serve(gallery, &health_reporter);
-            Arc::new(LocalBackend::new(
-                gallery.clone(),
-                config.server.node_name(),
-            ))
+            Arc::new(
+                LocalBackend::new(gallery.clone(), config.server.node_name())
+                    .with_backup_trees(backup_trees(&config.server.data_dir)),
+            )
         }
         Records::Routed(router) => {
             let c = &config.cluster;

@@ -10,7 +10,7 @@ use super::probe::SearchConfig;
 use super::score::{FaceScorer, Scoring};
 use crate::index::segment_index::FingerIndexFiles;
 use crate::matcher::Matcher;
-use crate::store::backup::{self, BackupError, Manifest};
+use crate::store::backup::{self, BackupError, Manifest, Tree};
 use crate::store::{
     Companion, Directory, RecoveryReport, Store, StoreConfig, StoreCopy, StoreError,
 };
@@ -119,11 +119,13 @@ impl Gallery {
         Ok(self.store.checkpoint_to(dest)?)
     }
 
-    /// A backup of the live gallery in the new directory `dest`: a checkpoint copy and its
-    /// manifest ([`crate::store::backup`]). Inserts and searches go on meanwhile.
-    pub fn backup_to(&self, dest: &Path) -> Result<Manifest, BackupError> {
+    /// A backup of the live gallery in the new directory `dest`: a checkpoint copy, the
+    /// `trees` kept beside it (copied after the checkpoint) and its manifest
+    /// ([`crate::store::backup`]). Inserts and searches go on meanwhile.
+    pub fn backup_to(&self, dest: &Path, trees: &[Tree]) -> Result<Manifest, BackupError> {
         let copy = self.store.checkpoint_to(dest)?;
-        backup::write_manifest(dest, &copy)
+        let trees = backup::copy_trees(dest, trees)?;
+        backup::write_manifest(dest, &copy, trees)
     }
 
     /// Rewrites the files of the stopped gallery at `path` — its store files and its index
@@ -147,11 +149,16 @@ impl Gallery {
     }
 
     /// Checks the backup in `from` and makes it the gallery directory `to` (which must hold no
-    /// store yet).
-    pub fn restore_backup(from: &Path, to: &Path) -> Result<Manifest, BackupError> {
+    /// store yet); its trees go into `trees_to` (required when it has any).
+    pub fn restore_backup(
+        from: &Path,
+        to: &Path,
+        trees_to: Option<&Path>,
+    ) -> Result<Manifest, BackupError> {
         backup::restore(
             from,
             to,
+            trees_to,
             Some(&FingerIndexFiles::default() as &dyn Companion),
         )
     }

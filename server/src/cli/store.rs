@@ -114,7 +114,7 @@ pub fn run(command: StoreCommand) -> anyhow::Result<()> {
         }
         StoreCommand::Restore { from, data } => {
             let gallery = data.join("gallery");
-            let m = Gallery::restore_backup(&from, &gallery).with_context(|| {
+            let m = Gallery::restore_backup(&from, &gallery, Some(&data)).with_context(|| {
                 format!("restoring {} into {}", from.display(), gallery.display())
             })?;
             print_manifest("restored", &m);
@@ -127,6 +127,7 @@ fn print_manifest(status: &str, m: &Manifest) {
     let out = serde_json::json!({
         "status": status,
         "files": m.files.len(),
+        "tree_files": m.trees.len(),
         "bytes": m.bytes(),
         "position": m.position,
     });
@@ -146,7 +147,7 @@ fn backup(data: &Path, to: &Path, key_file: Option<&Path>) -> anyhow::Result<()>
     let (gallery, _) = Gallery::open(&gallery_dir, cfg, Matcher::new(), None)
         .with_context(|| format!("opening {}", gallery_dir.display()))?;
     let m = gallery
-        .backup_to(to)
+        .backup_to(to, &abis_server::serve::backup_trees(data))
         .with_context(|| format!("writing the backup {}", to.display()))?;
     print_manifest("ok", &m);
     Ok(())

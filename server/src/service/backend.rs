@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use abis_cluster::{GalleryShard, Identified, LocalShard};
 use abis_engine::gallery::{IdentifyOptions, Probe, Verification};
-use abis_engine::store::backup::Manifest;
+use abis_engine::store::backup::{Manifest, Tree};
 use abis_engine::store::{InsertOutcome, Record};
 use tonic::Status;
 
@@ -55,6 +55,8 @@ pub trait Backend: Send + Sync + 'static {
 pub struct LocalBackend {
     shard: LocalShard,
     node: String,
+    /// The directories beside the gallery a backup carries (cases, kept images).
+    backup_trees: Vec<Tree>,
 }
 
 impl LocalBackend {
@@ -62,15 +64,23 @@ impl LocalBackend {
         LocalBackend {
             shard,
             node: node.into(),
+            backup_trees: Vec::new(),
         }
+    }
+
+    /// Backups carry these directories too (see `abis_engine::store::backup`).
+    pub fn with_backup_trees(mut self, trees: Vec<Tree>) -> LocalBackend {
+        self.backup_trees = trees;
+        self
     }
 }
 
 impl Backend for LocalBackend {
     fn backup(&self, destination: PathBuf) -> BoxFuture<'_, Result<Manifest, Status>> {
         let gallery = Arc::clone(self.shard.gallery());
+        let trees = self.backup_trees.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || gallery.backup_to(&destination))
+            tokio::task::spawn_blocking(move || gallery.backup_to(&destination, &trees))
                 .await
                 .map_err(|_| status::internal("backup task failed"))?
                 .map_err(status::from_backup)
