@@ -47,9 +47,41 @@ pub fn current_thread_nice() -> io::Result<i32> {
     Ok(0)
 }
 
+/// A pool of background threads (see the module docs), made at its first use.
+#[derive(Debug)]
+pub struct BackgroundPool {
+    name: &'static str,
+    threads: usize,
+    nice: i32,
+    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+}
+
+impl BackgroundPool {
+    /// `threads` threads named `name-<i>` at niceness `nice`, made when first used.
+    pub fn new(name: &'static str, threads: usize, nice: i32) -> BackgroundPool {
+        BackgroundPool {
+            name,
+            threads,
+            nice,
+            pool: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs `work` on the pool (in the caller's thread when the pool could not be made).
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let pool = self
+            .pool
+            .get_or_init(|| background_pool(self.name, self.threads, self.nice));
+        match pool {
+            Some(p) => p.install(work),
+            None => work(),
+        }
+    }
+}
+
 /// A rayon pool of `threads` threads named `name-<i>`, each at niceness `nice`; `None` (with
 /// a warning) when it cannot be made — the caller then works in the shared pool.
-pub fn background_pool(name: &'static str, threads: usize, nice: i32) -> Option<rayon::ThreadPool> {
+fn background_pool(name: &'static str, threads: usize, nice: i32) -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(move |i| format!("{name}-{i}"))
@@ -69,8 +101,8 @@ mod tests {
 
     #[test]
     fn a_background_pool_runs_its_work_at_the_niceness_asked() {
-        let pool = background_pool("abis-test-bg", 1, 7).expect("a pool");
-        let (name, nice) = pool.install(|| {
+        let pool = BackgroundPool::new("abis-test-bg", 1, 7);
+        let (name, nice) = pool.run(|| {
             (
                 std::thread::current().name().map(str::to_owned),
                 current_thread_nice().unwrap(),

@@ -10,6 +10,7 @@ use super::probe::SearchConfig;
 use super::score::{FaceScorer, Scoring};
 use crate::index::segment_index::FingerIndexFiles;
 use crate::matcher::Matcher;
+use crate::priority::BackgroundPool;
 use crate::store::backup::{self, BackupError, Manifest, Tree};
 use crate::store::{
     Companion, Directory, RecoveryReport, Store, StoreConfig, StoreCopy, StoreError,
@@ -24,36 +25,10 @@ pub struct Gallery {
     pub(super) search: SearchConfig,
     pub(super) index: Arc<FingerIndexFiles>,
     pub(super) prepared: PreparedCache,
-    /// Where inserts compute their records' index entries (made at the first insert).
-    pub(super) enrolment: EnrolmentPool,
-}
-
-/// The threads inserts compute index entries on, one per core, below searches in priority
-/// ([`crate::priority`]): the entries are most of an insert's CPU (~1.5 ms a ten-finger record).
-pub(super) struct EnrolmentPool {
-    nice: i32,
-    pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
-}
-
-impl EnrolmentPool {
-    fn new(nice: i32) -> Self {
-        EnrolmentPool {
-            nice,
-            pool: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// Runs `work` on the pool (in the caller's thread when the pool could not be made).
-    pub(super) fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        let pool = self.pool.get_or_init(|| {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            crate::priority::background_pool("abis-enrol", threads, self.nice)
-        });
-        match pool {
-            Some(p) => p.install(work),
-            None => work(),
-        }
-    }
+    /// Where inserts compute their records' index entries, one thread per core, below
+    /// searches in priority ([`crate::priority`]): the entries are most of an insert's CPU
+    /// (~1.5 ms a ten-finger record). Made at the first insert.
+    pub(super) enrolment: BackgroundPool,
 }
 
 impl Gallery {
@@ -86,7 +61,8 @@ impl Gallery {
     ) -> Result<(Gallery, RecoveryReport), GalleryError> {
         let index = Arc::new(FingerIndexFiles::default());
         cfg.companion = Some(index.clone());
-        let enrolment = EnrolmentPool::new(cfg.background_nice);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let enrolment = BackgroundPool::new("abis-enrol", threads, cfg.background_nice);
         let (store, report) = open_store(cfg)?;
         let gallery = Gallery {
             store,

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::copy::{incoming_path, install, is_copy_file, StoreCopy};
 use super::dir::write_new;
+use super::encryption::hex;
 use super::Companion;
 
 /// File name of a backup's manifest.
@@ -92,6 +93,7 @@ impl Manifest {
             .iter()
             .filter_map(|f| f.name.split_once('/').map(|(t, _)| t))
             .collect();
+        names.sort_unstable();
         names.dedup();
         names
     }
@@ -171,7 +173,7 @@ pub fn copy_trees(dest: &Path, trees: &[Tree]) -> Result<Vec<BackupFile>, Backup
                 out.push(BackupFile {
                     name: format!("{}/{name}", tree.name),
                     size: bytes.len() as u64,
-                    sha256: hex_sha256(&bytes),
+                    sha256: hex(&Sha256::digest(&bytes)),
                 });
                 copied.insert(name);
                 found = true;
@@ -183,13 +185,6 @@ pub fn copy_trees(dest: &Path, trees: &[Tree]) -> Result<Vec<BackupFile>, Backup
         sync_dir(&target)?;
     }
     Ok(out)
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> BackupError + 'p {
@@ -214,8 +209,7 @@ fn digest(path: &Path) -> Result<(String, u64), BackupError> {
         h.update(&buf[..n]);
         len += n as u64;
     }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, len))
+    Ok((hex(&h.finalize()), len))
 }
 
 /// Writes the manifest of a copy just made in `dir` (hashing every file) and of the trees
@@ -379,8 +373,8 @@ pub fn restore(
     Ok(manifest)
 }
 
-/// Puts the backup's trees into `trees_to/<tree>`, each a new or empty directory: written under
-/// a temporary name, checked, then renamed into place.
+/// Puts the backup's trees into `trees_to/<tree>`, each a new or empty directory: written into
+/// an incoming directory, checked like the store's files, then each renamed into place.
 fn restore_trees(
     from: &Path,
     manifest: &Manifest,
@@ -402,40 +396,32 @@ fn restore_trees(
             return Err(BackupError::Occupied { dir: target });
         }
     }
-    std::fs::create_dir_all(root).map_err(io("creating", root))?;
+    let incoming = root.join(".trees.incoming");
+    if incoming.exists() {
+        std::fs::remove_dir_all(&incoming).map_err(io("removing", &incoming))?;
+    }
+    for tree in &names {
+        let dir = incoming.join(tree);
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    }
+    for f in &manifest.trees {
+        let (src, dest) = (from.join(&f.name), incoming.join(&f.name));
+        let reader = std::fs::File::open(&src).map_err(io("reading", &src))?;
+        write_new(&dest, reader, f.size).map_err(io("writing", &dest))?;
+    }
+    // What was written is what was verified.
+    for f in &manifest.trees {
+        check_file(&incoming, f)?;
+    }
     for tree in names {
-        let incoming = root.join(format!(".{tree}.incoming"));
-        if incoming.exists() {
-            std::fs::remove_dir_all(&incoming).map_err(io("removing", &incoming))?;
-        }
-        std::fs::create_dir(&incoming).map_err(io("creating", &incoming))?;
-        for f in manifest
-            .trees
-            .iter()
-            .filter(|f| f.name.starts_with(&format!("{tree}/")))
-        {
-            let Some((_, file)) = tree_file_name(&f.name) else {
-                continue;
-            };
-            let src = from.join(&f.name);
-            let reader = std::fs::File::open(&src).map_err(io("reading", &src))?;
-            let dest = incoming.join(file);
-            write_new(&dest, reader, f.size).map_err(io("writing", &dest))?;
-            let (sha256, _) = digest(&dest)?;
-            if sha256 != f.sha256 {
-                return Err(BackupError::Damaged {
-                    file: f.name.clone(),
-                    detail: "its copy's SHA-256 differs from the manifest's".into(),
-                });
-            }
-        }
-        sync_dir(&incoming)?;
-        let target = root.join(tree);
+        let (from_dir, target) = (incoming.join(tree), root.join(tree));
+        sync_dir(&from_dir)?;
         if target.exists() {
             // Empty (checked above): the rename replaces it.
             std::fs::remove_dir(&target).map_err(io("removing", &target))?;
         }
-        std::fs::rename(&incoming, &target).map_err(io("renaming", &incoming))?;
+        std::fs::rename(&from_dir, &target).map_err(io("renaming", &from_dir))?;
     }
+    std::fs::remove_dir(&incoming).map_err(io("removing", &incoming))?;
     sync_dir(root)
 }

@@ -105,10 +105,9 @@ impl Inner {
         };
         let merged = frozen.merged.iter().filter(|&&m| m).count();
         let meta: &mut Meta = &mut meta;
-        let built = match self.pool() {
-            Some(pool) => pool.install(|| self.build_and_install(meta, &frozen)),
-            None => self.build_and_install(meta, &frozen),
-        };
+        let built = self
+            .checkpoint_pool
+            .run(|| self.build_and_install(meta, &frozen));
         match built {
             Ok(mut r) => {
                 r.elapsed = t0.elapsed();
@@ -132,23 +131,6 @@ impl Inner {
                 Err(err)
             }
         }
-    }
-
-    /// The pool checkpoints build in (`None`: it could not be made; the shared pool then).
-    fn pool(&self) -> Option<&rayon::ThreadPool> {
-        self.checkpoint_pool
-            .get_or_init(|| {
-                let threads = match self.cfg.checkpoint_threads {
-                    0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
-                    n => n,
-                };
-                crate::priority::background_pool(
-                    "abis-checkpoint",
-                    threads,
-                    self.cfg.background_nice,
-                )
-            })
-            .as_ref()
     }
 
     /// Phase 1: rotate the log, freeze the memtable, capture the segments' bitmaps — all while

@@ -412,7 +412,7 @@ struct Inner {
     checkpoints: AtomicU64,
     /// The checkpoints' own thread pool (see [`StoreConfig::checkpoint_threads`]), made at the
     /// first checkpoint.
-    checkpoint_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
+    checkpoint_pool: crate::priority::BackgroundPool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

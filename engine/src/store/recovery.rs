@@ -381,7 +381,14 @@ fn assemble(
         wal_syncs: AtomicU64::new(0),
         wal_bytes: AtomicU64::new(0),
         checkpoints: AtomicU64::new(0),
-        checkpoint_pool: std::sync::OnceLock::new(),
+        checkpoint_pool: crate::priority::BackgroundPool::new(
+            "abis-checkpoint",
+            match cfg.checkpoint_threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+                n => n,
+            },
+            cfg.background_nice,
+        ),
         cfg,
     }
 }
