@@ -1,5 +1,5 @@
 //! The 1:N index's kernels: comparing two finger codes, making a finger's coarse form and code,
-//! and comparing two forms (LSS-R).
+//! and comparing two forms (LSS-R, and the local similarity sort that ranks before it).
 //!
 //! `cargo bench -p abis-bench --bench index`. A ten-finger search of a whole gallery is measured
 //! by `abis-bench search` (docs/scale.md, "A million people on one node").
@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use abis_engine::index::code::{equal_bytes, FingerCode, SLOTS};
 use abis_engine::index::local::{LocalForm, LocalScratch};
+use abis_engine::index::local_sort::SortProbe;
 use abis_engine::synth::{person_seed, MasterFinger};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -39,6 +40,17 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("lssr_stranger", |b| {
         b.iter(|| fa.similarity(black_box(&fs), &mut scratch))
+    });
+    let sort = SortProbe::of(&fa);
+    let stored = |f: &LocalForm| {
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        out
+    };
+    let (sm, ss) = (stored(&fm), stored(&fs));
+    g.bench_function("sort_mate", |b| b.iter(|| sort.similarity(black_box(&sm))));
+    g.bench_function("sort_stranger", |b| {
+        b.iter(|| sort.similarity(black_box(&ss)))
     });
     g.finish();
 }

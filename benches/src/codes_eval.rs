@@ -2,18 +2,20 @@
 //! templates. For every set (a folder of native templates named `<finger>_<impression>.abft`,
 //! e.g. the FVC2002 cache of `cargo run --example fvc_eval`), every pair is scored by the finger
 //! codes (the first stage of searches with four fingers or more), by the coarse local
-//! structures (LSS-R: the stage after the codes, and the first stage of searches with fewer
-//! fingers), and by the full matcher. For each penetration rate `p` (the share of impostor pairs
+//! structures (LSS-R: the stage after the codes, or after the sort in searches with fewer
+//! fingers), by the local similarity sort (LSS without relaxation: what ranks every record first
+//! in searches with fewer fingers), and by the full matcher. For each penetration rate `p` (the share of impostor pairs
 //! a stage lets through) it reports the share of genuine pairs the full matcher accepts at
 //! FMR 1e-3 that the stage drops. Ties never help a stage: its threshold is the lowest that lets
 //! at most `p` of the impostors through. The raw scores go to `--scores DIR/<set>.csv`
-//! (`a,b,code,local,matcher`).
+//! (`a,b,code,sort,local,matcher`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use abis_engine::index::code::FingerCode;
 use abis_engine::index::local::{LocalForm, LocalScratch};
+use abis_engine::index::local_sort::SortProbe;
 use abis_engine::matcher::{score_for_fmr, Matcher, PreparedTemplate, Scratch};
 use abis_engine::template::decode_native;
 use anyhow::{bail, Context, Result};
@@ -30,13 +32,16 @@ pub struct Args {
     scores: Option<PathBuf>,
 }
 
-const PENETRATIONS: [f64; 4] = [0.01, 0.05, 0.1, 0.2];
+const PENETRATIONS: [f64; 5] = [0.01, 0.02, 0.05, 0.1, 0.2];
 
 struct Item {
     name: String,
     finger: String,
     prepared: PreparedTemplate,
     form: LocalForm,
+    /// The form as stored, and prepared as a probe, for the local similarity sort.
+    stored: Vec<u8>,
+    sort: SortProbe,
     code: FingerCode,
 }
 
@@ -60,7 +65,11 @@ fn load(dir: &PathBuf, m: &Matcher) -> Result<Vec<Item>> {
         let t = decode_native(&std::fs::read(&path)?)
             .with_context(|| format!("decoding {}", path.display()))?;
         let form = LocalForm::of(&t);
+        let mut stored = Vec::new();
+        form.encode(&mut stored);
         out.push(Item {
+            sort: SortProbe::of(&form),
+            stored,
             finger: finger.to_owned(),
             code: FingerCode::of(&form),
             form,
@@ -102,6 +111,7 @@ struct Pair {
     b: usize,
     genuine: bool,
     code: f64,
+    sort: f64,
     local: f64,
     matcher: f64,
 }
@@ -127,6 +137,7 @@ pub fn run(a: &Args) -> Result<()> {
                             b: j,
                             genuine: x.finger == y.finger,
                             code: f64::from(x.code.similarity(&y.code)),
+                            sort: f64::from(x.sort.similarity(&y.stored)),
                             local: f64::from(x.form.similarity(&y.form, &mut local)),
                             matcher: f64::from(
                                 m.compare(&x.prepared, &y.prepared, &mut scratch).score,
@@ -143,12 +154,12 @@ pub fn run(a: &Args) -> Result<()> {
         if let Some(out) = &a.scores {
             let path = out.join(format!("{set}.csv"));
             let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            writeln!(f, "a,b,code,local,matcher")?;
+            writeln!(f, "a,b,code,sort,local,matcher")?;
             for r in &rows {
                 writeln!(
                     f,
-                    "{},{},{:.4},{:.5},{:.4}",
-                    items[r.a].name, items[r.b].name, r.code, r.local, r.matcher
+                    "{},{},{:.4},{:.5},{:.5},{:.4}",
+                    items[r.a].name, items[r.b].name, r.code, r.sort, r.local, r.matcher
                 )?;
             }
             f.flush()?;
@@ -181,6 +192,7 @@ pub fn run(a: &Args) -> Result<()> {
                 "genuine_accepted": accepted,
                 "impostor_pairs": rows.iter().filter(|r| !r.genuine).count(),
                 "codes_lost_at": stage(|r| r.code),
+                "sort_lost_at": stage(|r| r.sort),
                 "local_lost_at": stage(|r| r.local),
             })
         );

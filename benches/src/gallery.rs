@@ -38,6 +38,9 @@ pub struct SearchArgs {
     /// Probes with fewer fingers skip the codes.
     #[arg(long, default_value_t = SearchConfig::default().index_min_fingers)]
     pub index_min_fingers: usize,
+    /// Records the local similarity sort passes to LSS-R in searches that skip the codes.
+    #[arg(long, default_value_t = SearchConfig::default().local_sort_keep)]
+    pub local_sort_keep: usize,
     /// Records per segment the band tables let the codes rank; 0: scan every record's codes.
     #[arg(long, default_value_t = 8192)]
     pub band_candidates: usize,
@@ -79,6 +82,7 @@ impl SearchArgs {
             ten_print_code_shortlist: self.ten_print_code_shortlist,
             ten_print_shortlist: self.ten_print_shortlist,
             index_min_fingers: self.index_min_fingers,
+            local_sort_keep: self.local_sort_keep,
             code_stage: match self.band_candidates {
                 0 => CodeStage::Scan,
                 band_candidates => CodeStage::Tables {

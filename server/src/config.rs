@@ -317,6 +317,8 @@ pub struct SearchConfig {
     pub ten_print_shortlist: usize,
     /// Probes with fewer fingers skip the codes.
     pub index_min_fingers: usize,
+    /// Records the local similarity sort passes to LSS-R in searches that skip the codes.
+    pub local_sort_keep: usize,
     /// Keep every record's prepared templates in memory while searched exhaustively.
     pub retain_prepared: bool,
 }
@@ -331,6 +333,7 @@ impl SearchConfig {
             ten_print_code_shortlist: self.ten_print_code_shortlist,
             ten_print_shortlist: self.ten_print_shortlist,
             index_min_fingers: self.index_min_fingers,
+            local_sort_keep: self.local_sort_keep,
             code_stage: match self.band_candidates {
                 0 => abis_engine::gallery::CodeStage::Scan,
                 band_candidates => abis_engine::gallery::CodeStage::Tables {
@@ -605,6 +608,11 @@ impl Config {
                 "search.ten_print_shortlist",
                 self.search.ten_print_shortlist,
                 100_000,
+            ),
+            (
+                "search.local_sort_keep",
+                self.search.local_sort_keep,
+                100_000_000,
             ),
         ] {
             if !(1..=most).contains(&v) {

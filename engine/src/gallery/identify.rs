@@ -13,7 +13,7 @@ use super::fusion;
 use super::open::Gallery;
 use super::probe::{IdentifyOptions, Probe};
 use super::score::PreparedRecord;
-use super::shortlist::{self, Indexed, Loc, ProbeIndex, Targets};
+use super::shortlist::{self, Indexed, Loc, LocalRanking, ProbeIndex, Targets};
 use crate::matcher::Scratch;
 use crate::store::Snapshot;
 use crate::template::FingerPosition;
@@ -198,9 +198,16 @@ impl Gallery {
         let (_, k) = self.search.lists(probe.positions.len());
         let mut locs = Vec::new();
         if !probe.index.forms.is_empty() {
-            let candidates =
-                by_codes.unwrap_or_else(|| shortlist::live_targets(indexed.snapshot, targets));
-            locs.extend(indexed.by_local(&probe.index, &candidates, k)?);
+            let candidates = match by_codes {
+                Some(found) => found,
+                None => indexed.by_local(
+                    &probe.index,
+                    &shortlist::live_targets(indexed.snapshot, targets),
+                    self.search.local_sort_keep.max(k),
+                    LocalRanking::Sort,
+                )?,
+            };
+            locs.extend(indexed.by_local(&probe.index, &candidates, k, LocalRanking::Relaxed)?);
         }
         locs.extend(indexed.by_face(&probe.index, targets, self.search.shortlist.max(1))?);
         locs.sort();

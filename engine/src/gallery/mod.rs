@@ -8,7 +8,9 @@
 //! index picks the records the full matcher scores (`shortlist.rs`): resident finger codes keep
 //! [`SearchConfig::code_shortlist`] records, their coarse local structures (LSS-R) keep
 //! [`SearchConfig::shortlist`], and the exact int8 face scan keeps as many by face; probes with
-//! fewer than [`SearchConfig::index_min_fingers`] fingers skip the codes. The threshold is always
+//! fewer than [`SearchConfig::index_min_fingers`] fingers skip the codes, and the local
+//! similarity sort of every record's forms keeps [`SearchConfig::local_sort_keep`] records for
+//! LSS-R instead. The threshold is always
 //! the one for the whole gallery. [`Gallery::identify_batch`] runs one pass over the codes for
 //! many probes, each answer exactly the one its probe gets alone.
 //!

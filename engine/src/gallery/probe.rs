@@ -95,9 +95,14 @@ pub struct SearchConfig {
     pub ten_print_code_shortlist: usize,
     /// [`SearchConfig::shortlist`] of ten-print probes (the face scan keeps `shortlist`).
     pub ten_print_shortlist: usize,
-    /// Probes with fewer fingers than this (and no face) skip the first stage: one or two
-    /// fingers' codes are too weak a filter, so every record's local structures are compared.
+    /// Probes with fewer fingers than this (and no face) skip the first stage: one to three
+    /// fingers' codes are too weak a filter, so every record's local structures are compared,
+    /// first by the local similarity sort, then the best `local_sort_keep` by LSS-R.
     pub index_min_fingers: usize,
+    /// Records the local similarity sort passes to LSS-R in searches that skip the codes
+    /// (fewer than `index_min_fingers` fingers): the sort ranks every record at an eighth of
+    /// LSS-R's cost, and LSS-R orders only these. `usize::MAX`: LSS-R on every record.
+    pub local_sort_keep: usize,
     /// How the first stage finds its records: the band tables (default) or a scan of every
     /// record's codes (the reference the tables are checked against).
     pub code_stage: CodeStage,
@@ -116,6 +121,7 @@ impl Default for SearchConfig {
             ten_print_code_shortlist: 32,
             ten_print_shortlist: 4,
             index_min_fingers: 4,
+            local_sort_keep: 16_384,
             code_stage: CodeStage::default(),
             retain_prepared: true,
         }

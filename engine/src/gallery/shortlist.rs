@@ -8,7 +8,9 @@
 //! 2. **Local structures** (fingers): each of those records' coarse cylinders are compared with
 //!    the probe's by LSS-R ([`LocalForm::similarity`]), per probe finger the best compatible
 //!    impression, summed; the best `shortlist` records go on. Probes with fewer fingers skip
-//!    stage 1 and compare every live record here.
+//!    stage 1: every live record is ranked first by the local similarity sort
+//!    ([`SortProbe::similarity`], LSS-R's pairing without its relaxation, an eighth of its cost),
+//!    and its best `local_sort_keep` go through LSS-R.
 //! 3. **Faces**: the exact int8 scan of every face row keeps the best `shortlist` records.
 //!
 //! The union of stages 2 and 3 is what the full matcher scores. Every stage orders ties by
@@ -28,6 +30,7 @@ use super::score::{best_cosine, compatible};
 use crate::index::bands::most_voted;
 use crate::index::face_scan::{top_k_batch_where, Int8Rows};
 use crate::index::local::{LocalForm, LocalScratch};
+use crate::index::local_sort::SortProbe;
 use crate::index::segment_index::{ProbeCodes, RecentIndex, RecordIndex, SegmentIndex};
 use crate::index::IndexError;
 use crate::store::{SegmentView, Snapshot};
@@ -59,6 +62,8 @@ impl Targets {
 pub(super) struct ProbeIndex {
     /// (position, form) of every probe finger.
     pub forms: Vec<(FingerPosition, LocalForm)>,
+    /// The same forms prepared for the local similarity sort (same order).
+    pub sorts: Vec<SortProbe>,
     /// The codes of the probe fingers at known positions.
     pub codes: ProbeCodes,
     pub faces: Vec<Vec<f32>>,
@@ -73,10 +78,20 @@ impl ProbeIndex {
             .collect();
         ProbeIndex {
             codes: ProbeCodes::of(&forms),
+            sorts: forms.iter().map(|(_, f)| SortProbe::of(f)).collect(),
             forms,
             faces: probe.faces.clone(),
         }
     }
+}
+
+/// How [`Indexed::by_local`] compares a probe finger with a stored form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LocalRanking {
+    /// The local similarity sort ([`SortProbe::similarity`]), read from the bytes in place.
+    Sort,
+    /// LSS-R ([`LocalForm::similarity`]) of the decoded form.
+    Relaxed,
 }
 
 /// A scored location; orders best first, ties by location (deterministic).
@@ -376,67 +391,104 @@ impl<'s> Indexed<'s> {
         out
     }
 
-    /// The forms of a record's fingers compatible with `position`.
-    fn forms_of(
+    /// The stored forms of a record's fingers compatible with `position`, as bytes, each given
+    /// to `visit` (checksummed, not decoded).
+    fn visit_form_bytes(
         &self,
         loc: Loc,
         compatible: impl Fn(FingerPosition) -> bool,
-    ) -> Result<Vec<LocalForm>, GalleryError> {
+        mut visit: impl FnMut(&[u8]) -> Result<(), GalleryError>,
+    ) -> Result<(), GalleryError> {
         match loc {
             Loc::Seg(s, o) => {
-                let view = self.view(s);
-                let fingers = view.fingers()?;
+                let fingers = self.view(s).fingers()?;
                 let idx = self.segments[s as usize];
-                fingers
-                    .record_entries(o as usize)
-                    .filter(|&e| compatible(fingers.position(e)))
-                    .map(|e| idx.form(e).map_err(|e| IndexError::File(e).into()))
-                    .collect()
+                for e in fingers.record_entries(o as usize) {
+                    if compatible(fingers.position(e)) {
+                        visit(&idx.form_bytes(e).map_err(IndexError::File)?)?;
+                    }
+                }
             }
             Loc::Recent(r) => {
                 let record = &self.snapshot.recent()[r as usize];
-                let ri = &self.recent[r as usize];
-                record
-                    .fingers
-                    .iter()
-                    .zip(&ri.forms)
-                    .filter(|(f, _)| compatible(f.position))
-                    .map(|(_, bytes)| {
-                        LocalForm::decode(bytes).map_err(|e| IndexError::Form(e).into())
-                    })
-                    .collect()
+                for (f, bytes) in record.fingers.iter().zip(&self.recent[r as usize].forms) {
+                    if compatible(f.position) {
+                        visit(bytes)?;
+                    }
+                }
             }
         }
+        Ok(())
     }
 
-    /// Stage 2: the best `k` of `candidates` by fused LSS-R similarity.
+    /// Stage 2 (and, with [`LocalRanking::Sort`], the stage before it for probes that skip
+    /// the codes): the best `k` of `candidates` by the stored local forms.
     pub fn by_local(
         &self,
         probe: &ProbeIndex,
         candidates: &[Loc],
         k: usize,
+        ranking: LocalRanking,
+    ) -> Result<Vec<Loc>, GalleryError> {
+        match ranking {
+            LocalRanking::Sort => self.best_by_fingers(
+                probe,
+                candidates,
+                k,
+                || (),
+                |_, i, g| Ok(probe.sorts[i].similarity(g)),
+            ),
+            LocalRanking::Relaxed => {
+                self.best_by_fingers(probe, candidates, k, LocalScratch::default, |s, i, g| {
+                    let form = LocalForm::decode(g).map_err(IndexError::Form)?;
+                    Ok(probe.forms[i].1.similarity(&form, s))
+                })
+            }
+        }
+    }
+
+    /// The best `k` of `candidates` by a finger comparison summed over the probe's fingers,
+    /// each probe finger taking its best compatible stored impression. `score(scratch, i,
+    /// stored)` compares probe finger `i` with a stored form's bytes.
+    fn best_by_fingers<S>(
+        &self,
+        probe: &ProbeIndex,
+        candidates: &[Loc],
+        k: usize,
+        scratch: impl Fn() -> S + Sync,
+        score: impl Fn(&mut S, usize, &[u8]) -> Result<f32, GalleryError> + Sync,
     ) -> Result<Vec<Loc>, GalleryError> {
         if probe.forms.is_empty() || candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let scored = candidates
-            .par_iter()
-            .map_init(LocalScratch::default, |scratch, &loc| {
-                let mut total = 0f32;
-                for (pos, form) in &probe.forms {
-                    let forms = self.forms_of(loc, |g| compatible(*pos, g))?;
-                    total += forms
-                        .iter()
-                        .map(|g| form.similarity(g, scratch))
-                        .fold(0f32, f32::max);
-                }
-                Ok(Scored(total, loc))
-            })
-            .collect::<Result<Vec<_>, GalleryError>>()?;
-        let mut best = Best::new(k);
-        for s in scored {
-            best.push(s);
+        if candidates.len() <= k {
+            return Ok(candidates.to_vec());
         }
+        // Short lists (LSS-R after the codes: tens to hundreds) still use every thread.
+        let chunk = (candidates.len() / (4 * rayon::current_num_threads())).clamp(1, CHUNK);
+        let best = candidates
+            .par_chunks(chunk)
+            .map(|chunk| {
+                let (mut best, mut s) = (Best::new(k), scratch());
+                for &loc in chunk {
+                    let mut total = 0f32;
+                    for (i, (pos, _)) in probe.forms.iter().enumerate() {
+                        let mut finger = 0f32;
+                        self.visit_form_bytes(
+                            loc,
+                            |g| compatible(*pos, g),
+                            |stored| {
+                                finger = finger.max(score(&mut s, i, stored)?);
+                                Ok(())
+                            },
+                        )?;
+                        total += finger;
+                    }
+                    best.push(Scored(total, loc));
+                }
+                Ok::<_, GalleryError>(best)
+            })
+            .try_reduce(|| Best::new(k), |a, b| Ok(a.merge(b)))?;
         Ok(best.into_locs())
     }
 

@@ -36,7 +36,7 @@ use crate::template::FingerTemplate;
 /// Cells per side.
 const NS: usize = 8;
 /// Direction layers.
-const ND: usize = 6;
+pub(super) const ND: usize = 6;
 const RADIUS: f32 = 70.0;
 const SIGMA_S: f32 = 28.0 / 3.0;
 const SIGMA_D: f32 = 2.0 * PI / 9.0;
@@ -46,9 +46,9 @@ const HULL_MARGIN: f32 = 50.0;
 const MIN_VALID_CELLS: f32 = 0.75;
 const MIN_NEIGHBOURS: usize = 2;
 /// Two cylinders are compared only when this share of the disc is valid in both...
-const MIN_MATCHABLE: f32 = 0.60;
+pub(super) const MIN_MATCHABLE: f32 = 0.60;
 /// ... and their minutiae differ by at most a quarter turn (1/256 turns).
-const MAX_DIR_DIFF8: u8 = 64;
+pub(super) const MAX_DIR_DIFF8: u8 = 64;
 /// LSS-R constants (the matcher's, from the MCC papers; relaxation and the local score are
 /// the matcher's own code, [`Relaxation`]).
 const MAX_NR: usize = 24;
@@ -75,7 +75,7 @@ pub struct LocalCylinder {
 }
 
 impl LocalCylinder {
-    fn dir8(&self) -> u8 {
+    pub(super) fn dir8(&self) -> u8 {
         ((self.dir / TAU * 256.0).round() as i64 & 0xFF) as u8
     }
 }
@@ -92,7 +92,7 @@ pub struct LocalForm {
 pub struct LocalFormError(&'static str);
 
 /// The cells inside the disc with their centres in the minutia's frame, and their grid index.
-fn disc() -> &'static [(usize, f32, f32)] {
+pub(super) fn disc() -> &'static [(usize, f32, f32)] {
     static DISC: OnceLock<Vec<(usize, f32, f32)>> = OnceLock::new();
     DISC.get_or_init(|| {
         let ds = 2.0 * RADIUS / NS as f32;
@@ -381,13 +381,13 @@ pub struct LocalScratch {
     lssr: Relaxation,
 }
 
-fn adiff8(a: u8, b: u8) -> u8 {
+pub(super) fn adiff8(a: u8, b: u8) -> u8 {
     let d = a.wrapping_sub(b);
     d.min(d.wrapping_neg())
 }
 
 /// `√k` for the bit counts of a cylinder (at most 384).
-fn sqrt_table() -> &'static [f32; 385] {
+pub(super) fn sqrt_table() -> &'static [f32; 385] {
     static T: OnceLock<[f32; 385]> = OnceLock::new();
     T.get_or_init(|| std::array::from_fn(|k| (k as f32).sqrt()))
 }

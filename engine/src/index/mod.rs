@@ -8,6 +8,7 @@ pub mod code;
 pub mod face_scan;
 pub mod int8;
 pub mod local;
+pub mod local_sort;
 pub mod segment_index;
 
 /// Why the 1:N index could not answer: a damaged index file, a stored face matrix the scan

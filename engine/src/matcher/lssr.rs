@@ -52,8 +52,7 @@ impl Relaxation {
     /// Averaging over the full count (not fewer when fewer pairs exist) penalises comparisons
     /// with very few matchable descriptors.
     pub fn local_score(&mut self, n_min: usize, n_r: usize) -> (f32, usize) {
-        let full_np =
-            (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round()) as usize;
+        let full_np = pairs_to_average(n_min);
         let n_p = full_np.min(n_r).max(1);
         self.order.clear();
         self.order.extend(0..n_r as u32);
@@ -67,6 +66,11 @@ impl Relaxation {
             .sum();
         (sum / full_np.max(1) as f32, n_p)
     }
+}
+
+/// `n_P`: how many pairs the local score of two templates of `n_min` cylinders averages.
+pub(crate) fn pairs_to_average(n_min: usize) -> usize {
+    (MIN_NP as f32 + (sigmoid_p(n_min as f32) * (MAX_NP - MIN_NP) as f32).round()) as usize
 }
 
 fn sigmoid_p(v: f32) -> f32 {

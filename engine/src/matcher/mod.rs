@@ -79,7 +79,7 @@ mod params;
 mod prepare;
 
 pub use compare::Scratch;
-pub(crate) use lssr::Relaxation;
+pub(crate) use lssr::{pairs_to_average, Relaxation};
 pub use mates::{MatedComparison, MatedPair, RigidAlignment};
 pub use prepare::PreparedTemplate;
 pub(crate) use prepare::{convex_hull, dphi, erf, in_hull};

@@ -1,0 +1,1 @@
+abis-bench codes-eval --scores benches/results/codes_eval /tmp/abis-fvc-templates/FVC2002_DB*_B > benches/results/codes_eval/summary.jsonl   # templates from: cargo run --release -p abis-engine --example fvc_eval
