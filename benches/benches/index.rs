@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use abis_engine::index::code::{equal_bytes, FingerCode, SLOTS};
 use abis_engine::index::local::{LocalForm, LocalScratch};
-use abis_engine::index::local_sort::SortProbe;
+use abis_engine::index::local_sort::{self, SortProbe};
 use abis_engine::synth::{person_seed, MasterFinger};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| fa.similarity(black_box(&fs), &mut scratch))
     });
     let sort = SortProbe::of(&fa);
+    println!("local sort kernel: {}", local_sort::kernel_name());
     let stored = |f: &LocalForm| {
         let mut out = Vec::new();
         f.encode(&mut out);
