@@ -18,7 +18,7 @@ use abis_engine::gallery::{
     fusion, Candidate, Gallery, Identified, IdentifyOptions, Probe, SearchConfig,
 };
 use abis_engine::synth::FaceModel;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::gallery::{dir_bytes, open, rss_anon_bytes, rss_bytes, SearchArgs};
@@ -56,6 +56,11 @@ pub struct Args {
     /// Model manifest holding the face calibration.
     #[arg(long, default_value = "models/manifest.toml")]
     manifest: PathBuf,
+    /// Write each search's raw outcome to this CSV: `search,mated,person,mate_exhaustive,
+    /// mate_returned,candidates,best_score,best_is_theirs` (the mate's full-matcher score by
+    /// 1:1; the best returned candidate's score, empty when none reached the threshold).
+    #[arg(long)]
+    scores: Option<PathBuf>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -124,7 +129,16 @@ pub fn run(a: &Args) -> Result<()> {
     } else {
         None
     };
-    let tally = tally(&g, &pop, &probes, &single)?;
+    let (tally, rows) = tally(&g, &pop, &probes, &single)?;
+    if let Some(path) = &a.scores {
+        let mut out =
+            String::from("search,mated,person,mate_exhaustive,mate_returned,candidates,best_score,best_is_theirs\n");
+        for r in rows {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
     let (stage1_ms, passed_on) = first_stage_ms(&g, &probes)?;
     ms.sort_by(f64::total_cmp);
     let records = g.store().count();
@@ -212,15 +226,19 @@ struct Tally {
 
 /// Counts outcomes. A mated search is right when it returns a record of the person (the
 /// enrolled one or a planted duplicate), and right at rank 1 when the first candidate is one.
+/// Also each search's raw outcome as a CSV row (see `--scores`).
 fn tally(
     g: &Gallery,
     pop: &Population,
     probes: &[(Option<u64>, Probe)],
     answers: &[Identified],
-) -> Result<Tally> {
+) -> Result<(Tally, Vec<String>)> {
     let mut t = Tally::default();
-    for ((mate, probe), answer) in probes.iter().zip(answers) {
+    let mut rows = Vec::with_capacity(probes.len());
+    for (i, ((mate, probe), answer)) in probes.iter().zip(answers).enumerate() {
         let (candidates, threshold) = (&answer.candidates, &answer.threshold);
+        let best = candidates.first();
+        let best_score = best.map_or(String::new(), |c| format!("{:.3}", c.score));
         match mate {
             Some(person) => {
                 t.mated += 1;
@@ -240,16 +258,23 @@ fn tally(
                         t.lost += 1;
                     }
                 }
+                rows.push(format!(
+                    "{i},1,{person},{exact:.3},{},{},{best_score},{}",
+                    u8::from(returned),
+                    candidates.len(),
+                    u8::from(best.is_some_and(theirs))
+                ));
             }
             None => {
                 t.non_mated += 1;
                 if !candidates.is_empty() {
                     t.false_positive += 1;
                 }
+                rows.push(format!("{i},0,,,,{},{best_score},0", candidates.len()));
             }
         }
     }
-    Ok(t)
+    Ok((t, rows))
 }
 
 /// The first stage alone (codes computed beforehand, not timed), per probe with enough fingers:

@@ -121,6 +121,48 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
     assert_eq!(four["probe_fingers"], 4, "{four}");
     assert_eq!(four["fnir"], 0.0, "{four}");
     assert_eq!(four["lost_by_index"], 0, "{four}");
+    // One finger: every record ranked by the local similarity sort, 64 of 312 kept for LSS-R;
+    // each search's raw outcome written out and consistent with the summary.
+    let scores = data.join("one_finger.csv");
+    let one = bench(&[
+        "search",
+        "--data",
+        d,
+        "--probes",
+        "8",
+        "--manifest",
+        m,
+        "--positions",
+        "2",
+        "--local-sort-keep",
+        "64",
+        "--scores",
+        scores.to_str().unwrap(),
+    ]);
+    assert_eq!(one["probe_fingers"], 1, "{one}");
+    assert_eq!(one["lost_by_index"], 0, "{one}");
+    let csv = std::fs::read_to_string(&scores).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 16, "{csv}");
+    let mated: Vec<_> = rows.iter().filter(|r| r[1] == "1").collect();
+    assert_eq!(mated.len(), 8, "{csv}");
+    assert!(mated.iter().all(|r| r[3].parse::<f64>().is_ok()), "{csv}");
+    let threshold = one["threshold"].as_f64().unwrap();
+    let accepted = mated
+        .iter()
+        .filter(|r| r[3].parse::<f64>().unwrap() >= threshold)
+        .count();
+    assert_eq!(one["exhaustive_would_return"], accepted as u64, "{csv}");
+    let false_hits = rows.iter().filter(|r| r[1] == "0" && r[5] != "0").count();
+    assert_eq!(
+        one["fpir"].as_f64().unwrap(),
+        false_hits as f64 / 8.0,
+        "{csv}"
+    );
     let face = bench(&[
         "search",
         "--data",
