@@ -8,6 +8,21 @@ use std::process::Command;
 use abis_engine::store::{Store, StoreConfig};
 use serde_json::Value;
 
+/// `abis-bench search` of 8 mated and 8 non-mated probes, with `extra` arguments.
+fn search8(data: &str, manifest: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "search",
+        "--data",
+        data,
+        "--probes",
+        "8",
+        "--manifest",
+        manifest,
+    ];
+    args.extend_from_slice(extra);
+    bench(&args)
+}
+
 fn bench(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_abis-bench"))
         .args(args)
@@ -76,9 +91,7 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
         "4",
     ];
     for mode in [indexed, &["--exhaustive"][..]] {
-        let mut args = vec!["search", "--data", d, "--probes", "8", "--manifest", m];
-        args.extend_from_slice(mode);
-        let r = bench(&args);
+        let r = search8(d, m, mode);
         for key in [
             "fnir",
             "rank1_miss",
@@ -107,38 +120,25 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
         }
     }
     // Four-finger probes (thumbs and index fingers) through the index.
-    let four = bench(&[
-        "search",
-        "--data",
-        d,
-        "--probes",
-        "8",
-        "--manifest",
-        m,
-        "--positions",
-        "1,2,6,7",
-    ]);
+    let four = search8(d, m, &["--positions", "1,2,6,7"]);
     assert_eq!(four["probe_fingers"], 4, "{four}");
     assert_eq!(four["fnir"], 0.0, "{four}");
     assert_eq!(four["lost_by_index"], 0, "{four}");
     // One finger: every record ranked by the local similarity sort, 64 of 312 kept for LSS-R;
     // each search's raw outcome written out and consistent with the summary.
     let scores = data.join("one_finger.csv");
-    let one = bench(&[
-        "search",
-        "--data",
+    let one = search8(
         d,
-        "--probes",
-        "8",
-        "--manifest",
         m,
-        "--positions",
-        "2",
-        "--local-sort-keep",
-        "64",
-        "--scores",
-        scores.to_str().unwrap(),
-    ]);
+        &[
+            "--positions",
+            "2",
+            "--local-sort-keep",
+            "64",
+            "--scores",
+            scores.to_str().unwrap(),
+        ],
+    );
     assert_eq!(one["probe_fingers"], 1, "{one}");
     assert_eq!(one["lost_by_index"], 0, "{one}");
     let csv = std::fs::read_to_string(&scores).unwrap();
@@ -163,17 +163,7 @@ fn gen_search_and_dedup_on_a_synthetic_gallery() {
         false_hits as f64 / 8.0,
         "{csv}"
     );
-    let face = bench(&[
-        "search",
-        "--data",
-        d,
-        "--probes",
-        "8",
-        "--modality",
-        "both",
-        "--manifest",
-        m,
-    ]);
+    let face = search8(d, m, &["--modality", "both"]);
     assert_eq!(face["fnir"], 0.0, "{face}");
     assert_eq!(face["modality"], "both", "{face}");
 
