@@ -62,8 +62,6 @@ impl Targets {
 pub(super) struct ProbeIndex {
     /// (position, form) of every probe finger.
     pub forms: Vec<(FingerPosition, LocalForm)>,
-    /// The same forms prepared for the local similarity sort (same order).
-    pub sorts: Vec<SortProbe>,
     /// The codes of the probe fingers at known positions.
     pub codes: ProbeCodes,
     pub faces: Vec<Vec<f32>>,
@@ -78,7 +76,6 @@ impl ProbeIndex {
             .collect();
         ProbeIndex {
             codes: ProbeCodes::of(&forms),
-            sorts: forms.iter().map(|(_, f)| SortProbe::of(f)).collect(),
             forms,
             faces: probe.faces.clone(),
         }
@@ -391,21 +388,22 @@ impl<'s> Indexed<'s> {
         out
     }
 
-    /// The stored forms of a record's fingers compatible with `position`, as bytes, each given
-    /// to `visit` (checksummed, not decoded).
+    /// Each stored form of a record, with its finger position, given to `visit` as bytes
+    /// (checksummed, not decoded); forms no probe finger is `compatible` with are not read.
     fn visit_form_bytes(
         &self,
         loc: Loc,
         compatible: impl Fn(FingerPosition) -> bool,
-        mut visit: impl FnMut(&[u8]) -> Result<(), GalleryError>,
+        mut visit: impl FnMut(FingerPosition, &[u8]) -> Result<(), GalleryError>,
     ) -> Result<(), GalleryError> {
         match loc {
             Loc::Seg(s, o) => {
                 let fingers = self.view(s).fingers()?;
                 let idx = self.segments[s as usize];
                 for e in fingers.record_entries(o as usize) {
-                    if compatible(fingers.position(e)) {
-                        visit(&idx.form_bytes(e).map_err(IndexError::File)?)?;
+                    let position = fingers.position(e);
+                    if compatible(position) {
+                        visit(position, &idx.form_bytes(e).map_err(IndexError::File)?)?;
                     }
                 }
             }
@@ -413,7 +411,7 @@ impl<'s> Indexed<'s> {
                 let record = &self.snapshot.recent()[r as usize];
                 for (f, bytes) in record.fingers.iter().zip(&self.recent[r as usize].forms) {
                     if compatible(f.position) {
-                        visit(bytes)?;
+                        visit(f.position, bytes)?;
                     }
                 }
             }
@@ -431,13 +429,17 @@ impl<'s> Indexed<'s> {
         ranking: LocalRanking,
     ) -> Result<Vec<Loc>, GalleryError> {
         match ranking {
-            LocalRanking::Sort => self.best_by_fingers(
-                probe,
-                candidates,
-                k,
-                || (),
-                |_, i, g| Ok(probe.sorts[i].similarity(g)),
-            ),
+            LocalRanking::Sort => {
+                let sorts: Vec<SortProbe> =
+                    probe.forms.iter().map(|(_, f)| SortProbe::of(f)).collect();
+                self.best_by_fingers(
+                    probe,
+                    candidates,
+                    k,
+                    || (),
+                    |_, i, g| Ok(sorts[i].similarity(g)),
+                )
+            }
             LocalRanking::Relaxed => {
                 self.best_by_fingers(probe, candidates, k, LocalScratch::default, |s, i, g| {
                     let form = LocalForm::decode(g).map_err(IndexError::Form)?;
@@ -449,7 +451,8 @@ impl<'s> Indexed<'s> {
 
     /// The best `k` of `candidates` by a finger comparison summed over the probe's fingers,
     /// each probe finger taking its best compatible stored impression. `score(scratch, i,
-    /// stored)` compares probe finger `i` with a stored form's bytes.
+    /// stored)` compares probe finger `i` with a stored form's bytes; each stored form is read
+    /// (and its checksum verified) once, whatever the number of probe fingers it may match.
     fn best_by_fingers<S>(
         &self,
         probe: &ProbeIndex,
@@ -470,21 +473,24 @@ impl<'s> Indexed<'s> {
             .par_chunks(chunk)
             .map(|chunk| {
                 let (mut best, mut s) = (Best::new(k), scratch());
+                let mut fingers = vec![0f32; probe.forms.len()];
+                let matches = |i: usize, g: FingerPosition| compatible(probe.forms[i].0, g);
                 for &loc in chunk {
-                    let mut total = 0f32;
-                    for (i, (pos, _)) in probe.forms.iter().enumerate() {
-                        let mut finger = 0f32;
-                        self.visit_form_bytes(
-                            loc,
-                            |g| compatible(*pos, g),
-                            |stored| {
-                                finger = finger.max(score(&mut s, i, stored)?);
-                                Ok(())
-                            },
-                        )?;
-                        total += finger;
-                    }
-                    best.push(Scored(total, loc));
+                    fingers.fill(0.0);
+                    self.visit_form_bytes(
+                        loc,
+                        |g| (0..probe.forms.len()).any(|i| matches(i, g)),
+                        |g, stored| {
+                            for (i, finger) in fingers.iter_mut().enumerate() {
+                                if matches(i, g) {
+                                    *finger = finger.max(score(&mut s, i, stored)?);
+                                }
+                            }
+                            Ok(())
+                        },
+                    )?;
+                    // Summed in probe order, as the fused score always was.
+                    best.push(Scored(fingers.iter().fold(0f32, |t, f| t + f), loc));
                 }
                 Ok::<_, GalleryError>(best)
             })

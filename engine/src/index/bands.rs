@@ -300,8 +300,8 @@ pub struct BandTables {
     /// Records per chunk.
     chunk: usize,
     segment: u64,
-    /// Per table, where its [`KeyDirectory`] starts in `directory` ([`NO_DIRECTORY`]: a table
-    /// too small to need one).
+    /// Per table, where its key directory ([`DIRECTORY_ENTRIES`]) starts in `directory`
+    /// ([`NO_DIRECTORY`]: a table too small to need one).
     directory_of: Vec<u32>,
     directory: Vec<u32>,
 }
@@ -382,16 +382,16 @@ impl BandTables {
             directory_of: Vec::new(),
             directory: Vec::new(),
         };
-        tables.check_order().map_err(damaged)?;
-        tables
-            .build_directory(directory_min_keys)
-            .map_err(damaged)?;
+        let (directory_of, directory) = tables.check_order(directory_min_keys).map_err(damaged)?;
+        tables.directory_of = directory_of;
+        tables.directory = directory;
         Ok(tables)
     }
 
     /// The directory and every table's keys and offsets ascend and stay in bounds (so that a
-    /// lookup never reads outside its table).
-    fn check_order(&self) -> Result<(), &'static str> {
+    /// lookup never reads outside its table); in the same pass over the keys, the key directory
+    /// of every table of `directory_min_keys` keys or more: (`directory_of`, `directory`).
+    fn check_order(&self, directory_min_keys: usize) -> Result<(Vec<u32>, Vec<u32>), &'static str> {
         let mut prev = (0, 0);
         for t in 0..=self.layout.tables {
             let (k, p) = self.table(t);
@@ -403,12 +403,22 @@ impl BandTables {
         if prev != (self.layout.keys, self.layout.postings) {
             return Err("table directory does not cover the file");
         }
+        let mut directory_of = Vec::with_capacity(self.layout.tables);
+        let mut directory = Vec::new();
         for t in 0..self.layout.tables {
             let ((k0, p0), (k1, p1)) = (self.table(t), self.table(t + 1));
             let len = p1 - p0;
             if len > self.chunk {
                 return Err("a table with more postings than its chunk has records");
             }
+            let directed = k1 - k0 >= directory_min_keys;
+            directory_of.push(if directed {
+                u32::try_from(directory.len()).map_err(|_| "key directory too large")?
+            } else {
+                NO_DIRECTORY
+            });
+            // Next directory entry (high byte) to fill.
+            let mut h = 0usize;
             for j in k0..k1 {
                 let later = j + 1 < k1;
                 if (later && self.key(j) >= self.key(j + 1))
@@ -418,40 +428,19 @@ impl BandTables {
                 {
                     return Err("keys or offsets out of order");
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Every large table's key directory (after [`BandTables::check_order`]: keys ascend).
-    fn build_directory(&mut self, min_keys: usize) -> Result<(), &'static str> {
-        let mut directory_of = Vec::with_capacity(self.layout.tables);
-        let mut directory = Vec::new();
-        for t in 0..self.layout.tables {
-            let ((k0, _), (k1, _)) = (self.table(t), self.table(t + 1));
-            let count = k1 - k0;
-            if count < min_keys {
-                directory_of.push(NO_DIRECTORY);
-                continue;
-            }
-            let start = u32::try_from(directory.len()).map_err(|_| "key directory too large")?;
-            directory_of.push(start);
-            let mut h = 0usize;
-            for (i, j) in (k0..k1).enumerate() {
-                let high = usize::from(self.key(j) >> 8);
-                while h <= high {
-                    directory.push(i as u32);
-                    h += 1;
+                if directed {
+                    let high = usize::from(self.key(j) >> 8);
+                    while h <= high {
+                        directory.push((j - k0) as u32);
+                        h += 1;
+                    }
                 }
             }
-            while h < DIRECTORY_ENTRIES {
-                directory.push(count as u32);
-                h += 1;
+            if directed {
+                directory.resize(directory.len() + DIRECTORY_ENTRIES - h, (k1 - k0) as u32);
             }
         }
-        self.directory_of = directory_of;
-        self.directory = directory;
-        Ok(())
+        Ok((directory_of, directory))
     }
 
     /// The keys of table `t` that may hold `key`: all of them, or those sharing its high byte.

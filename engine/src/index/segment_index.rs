@@ -705,14 +705,6 @@ impl SegmentIndex {
         Ok(raw.after(4))
     }
 
-    /// The decoded form of finger entry `e`.
-    pub fn form(&self, e: usize) -> Result<LocalForm, IndexFileError> {
-        LocalForm::decode(&self.form_bytes(e)?).map_err(|err| IndexFileError::Damaged {
-            segment: self.segment,
-            detail: err.to_string(),
-        })
-    }
-
     /// A record's index read back (to copy it into a merged segment's index); `entries` are
     /// its finger entries.
     pub fn record_index(
