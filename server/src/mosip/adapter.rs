@@ -52,7 +52,7 @@ struct Context {
     datashare: Datashare,
     limits: cbeff::Limits,
     order: Order,
-    /// Requests received and not yet acknowledged (PendingJobs without broker statistics).
+    /// Requests received and not yet answered (PendingJobs without broker statistics).
     in_flight: AtomicU64,
     stomp: StompConfig,
 }
@@ -194,15 +194,35 @@ async fn session(
         ctx.in_flight.fetch_add(1, Ordering::SeqCst);
         let (ctx, client) = (Arc::clone(ctx), client.clone());
         tokio::spawn(async move {
-            handle(&ctx, &client, message, parsed, seq).await;
+            let mut unanswered = Unanswered(Some(&ctx.in_flight));
+            handle(&ctx, &client, message, parsed, seq, &mut unanswered).await;
+            drop(unanswered);
             ctx.order.finish(seq);
-            ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
             drop(permit);
         });
     }
     tracing::info!("MOSIP adapter draining: finishing the requests in hand");
     let _ = permits.acquire_many(workers as u32).await;
     client.disconnect().await
+}
+
+/// A request counted in `in_flight` until its answer is sent, or until its task ends unanswered.
+/// Why not until acknowledged: the caller has the answer before the acknowledgement's receipt
+/// comes back, and a PendingJobs sent right after must not count the request it already has.
+struct Unanswered<'a>(Option<&'a AtomicU64>);
+
+impl Unanswered<'_> {
+    fn answered(&mut self) {
+        if let Some(count) = self.0.take() {
+            count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.answered();
+    }
 }
 
 fn is_write(op: Operation) -> bool {
@@ -217,10 +237,11 @@ async fn handle(
     message: Message,
     parsed: Result<Request, RequestError>,
     seq: u64,
+    unanswered: &mut Unanswered<'_>,
 ) {
     let request = match parsed {
         Ok(r) => r,
-        Err(e) => return reject(ctx, client, &message, &e).await,
+        Err(e) => return reject(ctx, client, &message, &e, unanswered).await,
     };
     let answer = match answer(ctx, &request, seq).await {
         Ok(json) => json,
@@ -234,6 +255,7 @@ async fn handle(
     let sent = client
         .send(&ctx.config.response_queue, answer.as_bytes(), message.kind)
         .await;
+    unanswered.answered();
     let acked = match sent {
         Ok(()) => client.ack(&message).await,
         Err(e) => Err(e),
@@ -245,7 +267,13 @@ async fn handle(
 
 /// A request that can never succeed: answered with its failure; a malformed one is NACKed (to
 /// the broker's dead-letter queue), a well-formed one with a missing part acknowledged.
-async fn reject(ctx: &Context, client: &Client, message: &Message, error: &RequestError) {
+async fn reject(
+    ctx: &Context,
+    client: &Client,
+    message: &Message,
+    error: &RequestError,
+    unanswered: &mut Unanswered<'_>,
+) {
     tracing::warn!(error = %error, "MOSIP request rejected");
     let mut json = error.answer().at(now()).to_json();
     // A well-formed request is redelivered like any other: it gets the answer recorded first.
@@ -268,6 +296,7 @@ async fn reject(ctx: &Context, client: &Client, message: &Message, error: &Reque
     let sent = client
         .send(&ctx.config.response_queue, json.as_bytes(), message.kind)
         .await;
+    unanswered.answered();
     let settled = match sent {
         Ok(()) if poison => client.nack(message).await,
         Ok(()) => client.ack(message).await,
