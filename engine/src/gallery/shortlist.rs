@@ -419,6 +419,21 @@ impl<'s> Indexed<'s> {
         Ok(())
     }
 
+    /// Hints the CPU to load the stored forms of `loc` that `compatible` accepts (what
+    /// [`Self::visit_form_bytes`] will read); nothing for recent records, which are in memory.
+    fn prefetch_forms(&self, loc: Loc, compatible: impl Fn(FingerPosition) -> bool) {
+        if let Loc::Seg(s, o) = loc {
+            if let Ok(fingers) = self.view(s).fingers() {
+                let idx = self.segments[s as usize];
+                for e in fingers.record_entries(o as usize) {
+                    if compatible(fingers.position(e)) {
+                        idx.prefetch_form(e);
+                    }
+                }
+            }
+        }
+    }
+
     /// Stage 2 (and, with [`LocalRanking::Sort`], the stage before it for probes that skip
     /// the codes): the best `k` of `candidates` by the stored local forms.
     pub fn by_local(
@@ -475,20 +490,20 @@ impl<'s> Indexed<'s> {
                 let (mut best, mut s) = (Best::new(k), scratch());
                 let mut fingers = vec![0f32; probe.forms.len()];
                 let matches = |i: usize, g: FingerPosition| compatible(probe.forms[i].0, g);
-                for &loc in chunk {
+                let wanted = |g| (0..probe.forms.len()).any(|i| matches(i, g));
+                for (j, &loc) in chunk.iter().enumerate() {
+                    if let Some(&next) = chunk.get(j + 1) {
+                        self.prefetch_forms(next, wanted);
+                    }
                     fingers.fill(0.0);
-                    self.visit_form_bytes(
-                        loc,
-                        |g| (0..probe.forms.len()).any(|i| matches(i, g)),
-                        |g, stored| {
-                            for (i, finger) in fingers.iter_mut().enumerate() {
-                                if matches(i, g) {
-                                    *finger = finger.max(score(&mut s, i, stored)?);
-                                }
+                    self.visit_form_bytes(loc, wanted, |g, stored| {
+                        for (i, finger) in fingers.iter_mut().enumerate() {
+                            if matches(i, g) {
+                                *finger = finger.max(score(&mut s, i, stored)?);
                             }
-                            Ok(())
-                        },
-                    )?;
+                        }
+                        Ok(())
+                    })?;
                     // Summed in probe order, as the fused score always was.
                     best.push(Scored(fingers.iter().fold(0f32, |t, f| t + f), loc));
                 }

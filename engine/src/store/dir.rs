@@ -206,6 +206,27 @@ impl FileBytes {
         Ok(FileSlice::Owned(out))
     }
 
+    /// Asks the CPU to start loading bytes `range` into its caches (a hint: nothing for sealed
+    /// blocks or a range past the end). Why: a search that reads one form per record at
+    /// scattered offsets otherwise waits on memory at every record; hinting the next record
+    /// while the current one is scored overlaps the two.
+    pub fn prefetch(&self, range: Range<usize>) {
+        let Some(bytes) = self.whole().and_then(|w| w.get(range)) else {
+            return;
+        };
+        #[cfg(target_arch = "x86_64")]
+        for line in bytes.chunks(64) {
+            // SAFETY: a prefetch has no architectural effect; the address is in a live slice.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr().cast(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = bytes;
+    }
+
     /// Bytes `range` as an aligned heap copy (sections a search reads everywhere, held
     /// decrypted for the life of the file).
     pub fn copy_range(&self, range: Range<usize>) -> io::Result<FileBytes> {
