@@ -1,0 +1,1 @@
+abis-bench search --data /work/g1m --probes 1 --positions 2

@@ -1,0 +1,1 @@
+abis-bench search --data /work/g1m --probes 20 --positions 2
