@@ -59,6 +59,18 @@ fn bench(c: &mut Criterion) {
         .map(|p| stored(&LocalForm::of(&template(p, 2))))
         .collect();
     g.throughput(Throughput::Elements(strangers.len() as u64));
+    let stranger_forms: Vec<LocalForm> = strangers
+        .iter()
+        .map(|s| LocalForm::decode(s).expect("a form it encoded"))
+        .collect();
+    g.bench_function("lssr_256_strangers", |b| {
+        b.iter(|| {
+            stranger_forms
+                .iter()
+                .map(|s| fa.similarity(black_box(s), &mut scratch))
+                .sum::<f32>()
+        })
+    });
     g.bench_function("sort_256_strangers", |b| {
         b.iter(|| {
             strangers

@@ -4,8 +4,8 @@
 //! # Why
 //! A probe with fewer fingers than the codes need (`index_min_fingers`) has no cheap filter:
 //! one finger's code loses 5-13 % of the FVC mates at 10 % penetration, so those searches
-//! compared every record's coarse local structures by LSS-R ([`super::local`]), ~14 µs a record
-//! and finger — 14 s for one finger at a million people. Most of that cost is what LSS-R does
+//! compared every record's coarse local structures by LSS-R ([`super::local`]), ~25 µs a record
+//! and finger on one core — 14 s for one finger at a million people on two. Most of that cost is what LSS-R does
 //! after pairing the cylinders: selecting, sorting and relaxing the best pairs by their
 //! geometry. The pairing alone already separates mates from strangers well (it is the Local
 //! Similarity Sort of Cappelli, Ferrara & Maltoni, *IEEE TPAMI* 2010, which LSS-R refines), so
@@ -26,11 +26,12 @@
 //!
 //! # Cost
 //! `cargo bench -p abis-bench --bench index` (synthetic fingers of ~36 cylinders, one core of
-//! this machine): 1.6 µs a stranger with the AVX-512 kernel (eight probe cylinders a step,
-//! `VPOPCNTQ`, each stored cylinder's best pair kept in a register) over 256 different
-//! strangers (`sort_256_strangers`), against 14 µs for LSS-R. One pair scored over and over
-//! (`sort_stranger`) looks cheaper than it is: the branch predictor learns its sequence, which a
-//! gallery never repeats; what the kernel avoids is a branch on data per lane. The kernels give
+//! this machine), over 256 different strangers: 1.6-1.8 µs a stranger with the AVX-512 kernel
+//! (eight probe cylinders a step, `VPOPCNTQ`, each stored cylinder's best pair kept in a
+//! register; `sort_256_strangers`), against 25 µs for LSS-R (`lssr_256_strangers`). One pair
+//! scored over and over (`sort_stranger`, `lssr_stranger`) looks cheaper than it is (1.5 and
+//! 15 µs): the branch predictor learns its sequence, which a gallery never repeats; what the
+//! kernel avoids is a branch on data per lane. The kernels give
 //! the same bits (tested: a maximum does not depend on the order of its operands), so a
 //! search's answer does not depend on the CPU.
 
