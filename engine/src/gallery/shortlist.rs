@@ -398,13 +398,9 @@ impl<'s> Indexed<'s> {
     ) -> Result<(), GalleryError> {
         match loc {
             Loc::Seg(s, o) => {
-                let fingers = self.view(s).fingers()?;
                 let idx = self.segments[s as usize];
-                for e in fingers.record_entries(o as usize) {
-                    let position = fingers.position(e);
-                    if compatible(position) {
-                        visit(position, &idx.form_bytes(e).map_err(IndexError::File)?)?;
-                    }
+                for (position, e) in self.form_entries(s, o, compatible)? {
+                    visit(position, &idx.form_bytes(e).map_err(IndexError::File)?)?;
                 }
             }
             Loc::Recent(r) => {
@@ -423,15 +419,26 @@ impl<'s> Indexed<'s> {
     /// [`Self::visit_form_bytes`] will read); nothing for recent records, which are in memory.
     fn prefetch_forms(&self, loc: Loc, compatible: impl Fn(FingerPosition) -> bool) {
         if let Loc::Seg(s, o) = loc {
-            if let Ok(fingers) = self.view(s).fingers() {
+            if let Ok(entries) = self.form_entries(s, o, compatible) {
                 let idx = self.segments[s as usize];
-                for e in fingers.record_entries(o as usize) {
-                    if compatible(fingers.position(e)) {
-                        idx.prefetch_form(e);
-                    }
-                }
+                entries.for_each(|(_, e)| idx.prefetch_form(e));
             }
         }
+    }
+
+    /// (position, finger entry) of each finger of segment `s`'s record `o` that `compatible`
+    /// accepts.
+    fn form_entries<F: Fn(FingerPosition) -> bool>(
+        &self,
+        s: u32,
+        o: u32,
+        compatible: F,
+    ) -> Result<impl Iterator<Item = (FingerPosition, usize)> + use<'s, F>, GalleryError> {
+        let fingers = self.view(s).fingers()?;
+        Ok(fingers
+            .record_entries(o as usize)
+            .map(move |e| (fingers.position(e), e))
+            .filter(move |&(position, _)| compatible(position)))
     }
 
     /// Stage 2 (and, with [`LocalRanking::Sort`], the stage before it for probes that skip

@@ -443,10 +443,10 @@ impl BandTables {
         Ok((directory_of, directory))
     }
 
-    /// The keys of table `t` that may hold `key`: all of them, or those sharing its high byte.
+    /// The keys of table `t` (keys `k0..k1`) that may hold `key`: all of them, or those sharing
+    /// its high byte.
     #[inline]
-    fn key_range(&self, t: usize, key: u16) -> (usize, usize) {
-        let ((k0, _), (k1, _)) = (self.table(t), self.table(t + 1));
+    fn key_range(&self, t: usize, (k0, k1): (usize, usize), key: u16) -> (usize, usize) {
         match self.directory_of[t] {
             NO_DIRECTORY => (k0, k1),
             start => {
@@ -484,8 +484,8 @@ impl BandTables {
 
     /// The postings of `key` in table `t` (empty when no record has it).
     fn postings(&self, t: usize, key: u16) -> &[u8] {
-        let ((_, p0), (k1, p1)) = (self.table(t), self.table(t + 1));
-        let (mut lo, mut hi) = self.key_range(t, key);
+        let ((k0, p0), (k1, p1)) = (self.table(t), self.table(t + 1));
+        let (mut lo, mut hi) = self.key_range(t, (k0, k1), key);
         let end_of_range = hi;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

@@ -329,61 +329,49 @@ fn pair_similarity(a: &Prepared, b: &Prepared, min: u32) -> f32 {
     }
 }
 
-/// Room for similarities not yet selected: a record offers one per stored cylinder (~36, at
-/// most 255), so a pool of 64 is cut at most a few times.
-const POOL: usize = 64;
+/// The most cylinders a stored form has (its count is one byte): the most offers a score takes.
+const MAX_CYLINDERS: usize = u8::MAX as usize;
 
-/// The best `n` similarities offered. Offers above the floor are appended to a pool, which is
-/// cut back to its best `n` when full; the floor (the `n`-th best after a cut) only rises, and
-/// never above the final `n`-th best, so every value of the final best `n` is kept. Their mean
-/// is summed in descending order: the same bits whatever the order and timing of the offers,
-/// so kernels that offer differently agree.
+/// The best `n` of the similarities offered, one per stored cylinder. They are all kept and
+/// selected once, at the end, and the best `n` summed in descending order: the same bits
+/// whatever the order of the offers, so kernels that offer differently agree.
 struct TopPairs {
-    pool: [f32; POOL],
+    offered: [f32; MAX_CYLINDERS],
     len: usize,
     n: usize,
-    floor: f32,
 }
 
 impl TopPairs {
     fn new(n: usize) -> TopPairs {
         TopPairs {
-            pool: [0.0; POOL],
+            offered: [0.0; MAX_CYLINDERS],
             len: 0,
             n: n.clamp(1, MAX_PAIRS),
-            floor: 0.0,
         }
     }
 
+    /// Offers a stored cylinder's best similarity; zeros are left out (missing values count as
+    /// zeros anyway), so every kept value is positive.
     #[inline]
     fn offer(&mut self, v: f32) {
-        if v > self.floor {
-            if self.len == POOL {
-                self.cut();
-            }
-            self.pool[self.len] = v;
+        if v > 0.0 && self.len < MAX_CYLINDERS {
+            self.offered[self.len] = v;
             self.len += 1;
-        }
-    }
-
-    /// Keeps the best `n` of the pool and raises the floor to the `n`-th.
-    fn cut(&mut self) {
-        if self.len >= self.n {
-            // Every pooled value is above a floor of at least 0, so positive: their bits order
-            // as the values do, and compare faster than `total_cmp`.
-            let (_, nth, _) = self.pool[..self.len]
-                .select_nth_unstable_by_key(self.n - 1, |v| std::cmp::Reverse(v.to_bits()));
-            self.floor = *nth;
-            self.len = self.n;
         }
     }
 
     /// The mean of the best `n` offers (missing ones count as zeros).
     fn mean(&mut self) -> f32 {
-        self.cut();
-        let kept = &mut self.pool[..self.len.min(self.n)];
-        kept.sort_unstable_by_key(|v| std::cmp::Reverse(v.to_bits()));
-        kept.iter().sum::<f32>() / self.n as f32
+        // Positive values: their bits order as the values do, and compare faster than
+        // `total_cmp`.
+        let key = |v: &f32| std::cmp::Reverse(v.to_bits());
+        let kept = &mut self.offered[..self.len];
+        if kept.len() > self.n {
+            kept.select_nth_unstable_by_key(self.n - 1, key);
+        }
+        let best = &mut kept[..self.len.min(self.n)];
+        best.sort_unstable_by_key(key);
+        best.iter().sum::<f32>() / self.n as f32
     }
 }
 
